@@ -1,0 +1,78 @@
+"""What a solve returns: the best restart, its convergence flag and the reason in words."""
+
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+
+class RESULTS(eqx.Enumeration):
+    """Why the solver stopped. Only ``successful`` counts as converged."""
+
+    successful = "converged: gradient norm <= gtol"
+    max_steps_reached = (
+        "not converged: max_steps reached before the gradient norm fell to gtol; "
+        "raise max_steps, loosen gtol, or add restarts"
+    )
+    nonfinite = (
+        "not converged: the loss became nan or inf; lower init_scale or check the hyperparameters"
+    )
+    stalled = (
+        "not converged: the optimizer stopped moving (line search failed) above gtol; "
+        "gtol may be below what this precision can resolve"
+    )
+
+
+def messages(result: eqx.Enumeration) -> list[str]:
+    """The message of every entry of a (possibly batched) RESULTS item, flattened."""
+    codes = np.atleast_1d(np.asarray(result._value))
+    return [RESULTS._index_to_message[int(c)] for c in codes.ravel()]
+
+
+class Solution(eqx.Module):
+    """The best of `restarts` runs (lowest loss among converged runs, else lowest loss).
+
+    ``params`` holds arrays named as in the papers (``W``, ``H``, ``b``, ...).
+    ``restart_losses`` and ``restart_converged`` keep every run, so a global-optimality
+    claim can look at the spread.
+    """
+
+    params: dict[str, Any]
+    loss: Float[Array, ""]
+    grad_norm: Float[Array, ""]
+    steps: Int[Array, ""]
+    result: RESULTS
+    restart_losses: Float[Array, " R"]
+    restart_converged: Bool[Array, " R"]
+    gtol: Float[Array, ""]
+    method: str = eqx.field(static=True)
+
+    @property
+    def converged(self) -> bool:
+        return bool(np.all(np.asarray(self.result == RESULTS.successful)))
+
+    @property
+    def status(self) -> str:
+        return "; ".join(dict.fromkeys(messages(self.result)))
+
+    @property
+    def loss_spread(self) -> float:
+        """max - min of the finite restart losses: 0 when every restart found the same value."""
+        finite = np.asarray(self.restart_losses)[np.isfinite(np.asarray(self.restart_losses))]
+        return float(finite.max() - finite.min()) if finite.size else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "loss": float(self.loss),
+            "grad_norm": float(self.grad_norm),
+            "converged": self.converged,
+            "status": self.status,
+            "steps": int(self.steps),
+            "method": self.method,
+            "gtol": float(self.gtol),
+            "restarts": int(jnp.size(self.restart_losses)),
+            "restart_losses": [float(x) for x in np.asarray(self.restart_losses)],
+            "loss_spread": self.loss_spread,
+        }

@@ -1,0 +1,136 @@
+"""Compare a solution with the theory, quantity by quantity, and give a verdict."""
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from . import metrics
+from ._solution import Solution
+from .models import AbstractProblem
+from .theory import Theory
+
+LOSS_RTOL = 1e-9  # float64 solves to gtol=1e-10 reach the closed-form loss to ~1e-13
+QUANTITY_TOL = 1e-5  # Grams converge like sqrt(loss error) along flat directions
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Outcome of `ufm.check`.
+
+    verdict: ``agrees``, ``disagrees`` or ``inconclusive``; reason says why.
+    loss_gap: (found - predicted) / |predicted|; negative means the solver beat the theory.
+    errors: per predicted quantity, ||found - predicted||_F / ||predicted||_F, or the
+        absolute ||found||_F where the prediction is zero. ``within_class`` is
+        ||H - Hbar Y||_F / ||H_predicted||_F (absolute if H_predicted = 0; 0 under exact NC1).
+    metrics / predicted_metrics: NC metrics (`ufm.metrics.summary`) of the solution and of
+        the closed-form minimizer.
+    """
+
+    verdict: str
+    reason: str
+    loss: float
+    theory_loss: float | None
+    loss_gap: float | None
+    errors: dict[str, float]
+    metrics: dict[str, float]
+    predicted_metrics: dict[str, float]
+    theory: Theory
+    converged: bool
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "loss_gap": self.loss_gap,
+            "errors": self.errors,
+            "predicted_metrics": self.predicted_metrics,
+        }
+
+
+def relative_error(found: np.ndarray, predicted: np.ndarray) -> float:
+    ref = float(np.linalg.norm(predicted))
+    diff = float(np.linalg.norm(found - predicted))
+    return diff / ref if ref > 0 else diff
+
+
+def found_quantities(problem: AbstractProblem, params: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The rotation-invariant quantities of a solution, named as in `Theory.quantities`."""
+    W = np.asarray(params["W"], dtype=float)
+    H = np.asarray(params["H"], dtype=float)
+    y = problem.labels
+    K = W.shape[0]
+    counts = np.bincount(y, minlength=K)
+    Hbar = (H @ np.eye(K)[y]) / counts[None, :]
+    out = {
+        "W_gram": W @ W.T,
+        "Hbar_gram": Hbar.T @ Hbar,
+        "logits": W @ Hbar,
+        "w_norm2": np.sum(W**2, axis=1),
+        "hbar_norm2": np.sum(Hbar**2, axis=0),
+        "within_class": H - Hbar[:, y],
+    }
+    if "b" in params:
+        out["b"] = np.asarray(params["b"], dtype=float)
+    return out
+
+
+def nc_metrics(problem: AbstractProblem, params: dict[str, Any]) -> dict[str, float]:
+    y = jnp.asarray(problem.labels)
+    W = jnp.asarray(params["W"])
+    b = jnp.asarray(params["b"]) if "b" in params else None
+    values = metrics.summary(jnp.asarray(params["H"]), y, len(set(problem.labels)), W, b)
+    return {k: float(v) for k, v in values.items()}
+
+
+def check(
+    problem: AbstractProblem,
+    sol: Solution,
+    *,
+    loss_rtol: float = LOSS_RTOL,
+    quantity_tol: float = QUANTITY_TOL,
+) -> Report:
+    """Compare `sol` with ``ufm.theory(problem)``.
+
+    ``agrees``: converged, |loss_gap| <= loss_rtol and every quantity error <= quantity_tol.
+    ``disagrees``: converged and applicable, but some number is off (named in the reason;
+    a loss below the prediction means the theory is beaten). ``inconclusive``: the solver
+    did not converge, or the theory does not apply (its reason is given).
+    """
+    theory = problem.theory()
+    loss = float(sol.loss)
+    found = found_quantities(problem, sol.params)
+    found_metrics = nc_metrics(problem, sol.params)
+    if not theory.applicable:
+        return Report("inconclusive", f"theory not applicable: {theory.reason}", loss, None,
+                      None, {}, found_metrics, {}, theory, sol.converged)
+
+    assert theory.loss is not None and theory.params is not None
+    gap = (loss - theory.loss) / abs(theory.loss)
+    # NC1: the spread around the class means, relative to the predicted ||H||_F
+    errors = {"within_class": relative_error(found["within_class"], 0 * theory.params["H"])}
+    if np.any(theory.params["H"]):
+        errors["within_class"] /= float(np.linalg.norm(theory.params["H"]))
+    for name, predicted in theory.quantities.items():
+        got = found[name]
+        if name == "b" and problem.loss_name == "ce":  # pyright: ignore[reportAttributeAccessIssue]
+            got, predicted = got - got.mean(), predicted - predicted.mean()  # b + t1: same loss
+        errors[name] = relative_error(got, predicted)
+    predicted_metrics = nc_metrics(problem, theory.params)
+
+    if not sol.converged:
+        verdict, reason = "inconclusive", sol.status
+    else:
+        bad = [f"loss gap {gap:.3g}"] if abs(gap) > loss_rtol else []
+        bad += [f"{k} error {v:.3g}" for k, v in errors.items() if v > quantity_tol]
+        if not bad:
+            verdict = "agrees"
+            reason = f"|loss gap| <= {loss_rtol:g} and every quantity within {quantity_tol:g}"
+        else:
+            verdict = "disagrees"
+            reason = "; ".join(bad)
+            if gap < -loss_rtol:
+                reason = "the solver found a LOWER loss than the theory predicts: " + reason
+    return Report(verdict, reason, loss, theory.loss, gap, errors, found_metrics,
+                  predicted_metrics, theory, sol.converged)

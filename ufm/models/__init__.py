@@ -1,0 +1,25 @@
+"""The registry behind `ufm.make` and the CLI: model name -> problem class."""
+
+from ._base import AbstractProblem as AbstractProblem, Hyper as Hyper
+from .plain import PlainProblem as PlainProblem
+
+REGISTRY: dict[str, type[AbstractProblem]] = {"plain": PlainProblem}
+
+
+def make(name: str, **hyper) -> AbstractProblem:
+    """Build a problem: ``ufm.make("plain", loss="ce", K=10, n=100, d=64, ...)``.
+
+    Keywords are the model's hyperparameters (``ufm.models.REGISTRY[name].hypers``);
+    an unknown model, an unknown keyword or a value out of range raises a one-line
+    ValueError naming the parameter and what is allowed.
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"model must be one of {', '.join(map(repr, REGISTRY))}; got {name!r}")
+    cls = REGISTRY[name]
+    allowed = [h.name for h in cls.hypers]
+    for key in hyper:
+        if key not in allowed:
+            raise ValueError(
+                f"unknown parameter {key!r} for model {name!r}; allowed: {', '.join(allowed)}"
+            )
+    return cls.make(**hyper)

@@ -1,0 +1,350 @@
+"""Plain unconstrained features model (one layer), cross-entropy or MSE, optional bias.
+
+    L(W, H, b) = (1/N) sum_i loss(W h_i + b, y_i)
+                 + lambda_W/2 ||W||_F^2 + lambda_H/2 ||H||_F^2 + lambda_b/2 ||b||^2
+
+loss(z, y) is -log softmax(z)_y ("ce") or 1/2 ||z - e_y||^2 ("mse"); lambda_b = 0 means an
+unregularized bias. Shapes: W (K, d), H (d, N), b (K,); N = sum_k n_k columns sorted by class.
+
+Closed forms: ../shared/theory/plain_ufm.md, derived in derivations/plain_ufm.py.
+  CE, balanced: Zhu et al. 2021 (arXiv 2105.02375) Thm 3.1 (simplex ETF), scale derived.
+  MSE: Tirer & Bruna 2022 (arXiv 2202.08087) Thm 3.1 (no bias: orthogonal frame) and
+  Thm 3.2 (unregularized bias: simplex ETF); imbalanced MSE: the M=1 case of Dang et al. 2023
+  (arXiv 2301.00437), a general orthogonal frame with minority classes switched off.
+  The zero solution: the certificate ||grad_Z L(0)||_op <= sqrt(lambda_W lambda_H) (§5, §7).
+"""
+
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .. import theory as th
+from . import _checks
+from ._base import AbstractProblem, Hyper
+
+SOURCE_CE = "Zhu et al. 2021, arXiv 2105.02375, Thm 3.1; scale: derivations/plain_ufm.py"
+SOURCE_MSE = "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.1; derivations/plain_ufm.py"
+SOURCE_MSE_BIAS = "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.2; derivations/plain_ufm.py"
+SOURCE_GOF = "Dang et al. 2023, arXiv 2301.00437 (M=1 case); derivations/plain_ufm.py"
+SOURCE_MSE_BIAS_IMB = "plain_ufm.md §4 (unregularized bias, imbalanced; team derivation)"
+SOURCE_ZERO = "zero-solution certificate, plain_ufm.md §5 and §7; derivations/plain_ufm.py"
+
+
+# ----------------------------------------------------------------------------------------
+# Closed forms (numpy, elementwise). Balanced: n per class, s = sqrt(n lambda_W lambda_H),
+# c = K s; the nonzero branch holds iff c < 1.
+
+
+def threshold(K, n, lambda_W, lambda_H):
+    """c = K sqrt(n lambda_W lambda_H): collapse to zero iff c >= 1 (balanced CE and MSE)."""
+    return K * np.sqrt(n * lambda_W * lambda_H)
+
+
+def ce_margin(K, n, lambda_W, lambda_H):
+    """Optimal margin a* = ln(1/s - (K-1)) of the ETF energy ln(1+(K-1)e^-a) + (K-1) s a."""
+    s = np.sqrt(n * lambda_W * lambda_H)
+    return np.log(1 / s - (K - 1))
+
+
+def ce_min_loss(K, n, lambda_W, lambda_H):
+    """-ln(1 - (K-1) s) + (K-1) s a* if c < 1, else ln K."""
+    s = np.sqrt(n * lambda_W * lambda_H)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inner = -np.log(1 - (K - 1) * s) + (K - 1) * s * ce_margin(K, n, lambda_W, lambda_H)
+    return np.where(K * s < 1, inner, np.log(K))
+
+
+def ce_w_norm2(K, n, lambda_W, lambda_H):
+    """||w_k||^2 = (K-1)/K sqrt(n lambda_H/lambda_W) a* (interior branch)."""
+    return (K - 1) / K * np.sqrt(n * lambda_H / lambda_W) * ce_margin(K, n, lambda_W, lambda_H)
+
+
+def ce_h_norm2(K, n, lambda_W, lambda_H):
+    """||h_{k,i}||^2 = lambda_W/(n lambda_H) ||w_k||^2 (interior branch)."""
+    return lambda_W / (n * lambda_H) * ce_w_norm2(K, n, lambda_W, lambda_H)
+
+
+def mse_min_loss(K, n, lambda_W, lambda_H, bias):
+    """No bias: c - c^2/2 (c < 1) else 1/2; unregularized bias: (K-1)/K times that."""
+    c = threshold(K, n, lambda_W, lambda_H)
+    f = np.where(c < 1, c - c**2 / 2, 0.5)
+    return (K - 1) / K * f if bias else f
+
+
+def mse_rho(K, n, lambda_W, lambda_H):
+    """Class-mean Gram scale: Hbar^T Hbar = rho I (no bias) or rho P_K (bias)."""
+    c = threshold(K, n, lambda_W, lambda_H)
+    return np.maximum(1 - c, 0) * np.sqrt(lambda_W / (n * lambda_H))
+
+
+def mse_w_norm2(K, n, lambda_W, lambda_H):
+    """||w_k||^2 = (1-c) sqrt(n lambda_H/lambda_W) without bias ((K-1)/K of it with bias)."""
+    c = threshold(K, n, lambda_W, lambda_H)
+    return np.maximum(1 - c, 0) * np.sqrt(n * lambda_H / lambda_W)
+
+
+def gof_alive(n_k, N, lambda_W, lambda_H):
+    """Imbalanced bias-free MSE: class k is alive iff n_k > N^2 lambda_W lambda_H."""
+    return n_k > N**2 * lambda_W * lambda_H
+
+
+def gof_own_logit(n_k, N, lambda_W, lambda_H):
+    """w_k . hbar_k = 1 - N sqrt(lambda_W lambda_H / n_k) if alive, else 0."""
+    return np.maximum(1 - N * np.sqrt(lambda_W * lambda_H / n_k), 0)
+
+
+def gof_class_loss(n_k, N, lambda_W, lambda_H):
+    """Class k's share of the minimum: sqrt(n_k lW lH) - N lW lH/2 if alive, else n_k/(2N)."""
+    alive = np.sqrt(n_k * lambda_W * lambda_H) - N * lambda_W * lambda_H / 2
+    return np.where(gof_alive(n_k, N, lambda_W, lambda_H), alive, n_k / (2 * N))
+
+
+def gof_w_norm2(n_k, N, lambda_W, lambda_H):
+    """||w_k||^2 = sqrt(n_k lambda_H/lambda_W) - N lambda_H if alive, else 0."""
+    return np.maximum(np.sqrt(n_k * lambda_H / lambda_W) - N * lambda_H, 0)
+
+
+def gof_hbar_norm2(n_k, N, lambda_W, lambda_H):
+    """||hbar_k||^2 = sqrt(lambda_W/(n_k lambda_H)) - N lambda_W/n_k if alive, else 0."""
+    return np.maximum(np.sqrt(lambda_W / (n_k * lambda_H)) - N * lambda_W / n_k, 0)
+
+
+# ----------------------------------------------------------------------------------------
+
+
+class PlainProblem(AbstractProblem):
+    """The plain UFM; build it with ``ufm.make("plain", ...)``."""
+
+    name: ClassVar[str] = "plain"
+    hypers: ClassVar[tuple[Hyper, ...]] = (
+        Hyper("loss", "choice", "ce", "data loss", ("ce", "mse")),
+        Hyper("K", "int", 10, "number of classes (>= 2)"),
+        Hyper("n", "counts", 100, "samples per class: one count, or K of them (imbalanced)"),
+        Hyper("d", "int", 64, "feature dimension (>= 1)"),
+        Hyper("bias", "flag", False, "add a classifier bias b"),
+        Hyper("lambda_W", "float", 5e-4, "weight decay on W (> 0)"),
+        Hyper("lambda_H", "float", 5e-4, "weight decay on H (> 0)"),
+        Hyper("lambda_b", "float", 0.0, "weight decay on b (>= 0; 0 = unregularized bias)"),
+    )
+
+    loss_name: str = eqx.field(static=True)
+    counts: tuple[int, ...] = eqx.field(static=True)
+    d: int = eqx.field(static=True)
+    bias: bool = eqx.field(static=True)
+    lambda_W: Float[Array, ""] = eqx.field(converter=jnp.asarray)
+    lambda_H: Float[Array, ""] = eqx.field(converter=jnp.asarray)
+    lambda_b: Float[Array, ""] = eqx.field(converter=jnp.asarray)
+
+    @classmethod
+    def make(cls, *, loss="ce", K=10, n=100, d=64, bias=False, lambda_W=5e-4, lambda_H=5e-4,
+             lambda_b=0.0) -> "PlainProblem":
+        K = _checks.integer("K", K, 2)
+        lambda_b = _checks.real("lambda_b", lambda_b, positive=False)
+        if not isinstance(bias, bool):
+            raise ValueError(f"bias must be True or False; got {bias!r}")
+        if lambda_b and not bias:
+            raise ValueError(f"lambda_b={lambda_b} needs bias=True (there is no bias to penalize)")
+        return cls(
+            loss_name=_checks.choice("loss", loss, ("ce", "mse")),
+            counts=_checks.counts(n, K),
+            d=_checks.integer("d", d, 1),
+            bias=bias,
+            lambda_W=_checks.real("lambda_W", lambda_W, positive=True),
+            lambda_H=_checks.real("lambda_H", lambda_H, positive=True),
+            lambda_b=lambda_b,
+        )
+
+    @property
+    def K(self) -> int:
+        return len(self.counts)
+
+    @property
+    def N(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def balanced(self) -> bool:
+        return len(set(self.counts)) == 1
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.repeat(np.arange(self.K), self.counts)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss_name,
+            "K": self.K,
+            "n": self.counts[0] if self.balanced else list(self.counts),
+            "d": self.d,
+            "bias": self.bias,
+            "lambda_W": float(self.lambda_W),
+            "lambda_H": float(self.lambda_H),
+            "lambda_b": float(self.lambda_b),
+        }
+
+    def logits(self, params: dict[str, Array]) -> Float[Array, "K N"]:
+        Z = params["W"] @ params["H"]
+        return Z + params["b"][:, None] if self.bias else Z
+
+    def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
+        Z = self.logits(params)
+        y = self.labels
+        if self.loss_name == "ce":
+            data = jnp.mean(jax.nn.logsumexp(Z, axis=0) - Z[y, np.arange(self.N)])
+        else:
+            Y = jax.nn.one_hot(y, self.K, dtype=Z.dtype).T
+            data = jnp.sum((Z - Y) ** 2) / (2 * self.N)
+        penalty = self.lambda_W / 2 * jnp.sum(params["W"] ** 2)
+        penalty = penalty + self.lambda_H / 2 * jnp.sum(params["H"] ** 2)
+        if self.bias:
+            penalty = penalty + self.lambda_b / 2 * jnp.sum(params["b"] ** 2)
+        return data + penalty
+
+    def init(self, key: PRNGKeyArray, scale: Float[Array, ""]) -> dict[str, Array]:
+        """W, H with i.i.d. N(0, scale^2/d) entries; b = 0."""
+        kW, kH = jax.random.split(key)
+        dtype = self.lambda_W.dtype
+        std = scale / np.sqrt(self.d)
+        params = {
+            "W": std * jax.random.normal(kW, (self.K, self.d), dtype),
+            "H": std * jax.random.normal(kH, (self.d, self.N), dtype),
+        }
+        if self.bias:
+            params["b"] = jnp.zeros(self.K, dtype)
+        return params
+
+    # ------------------------------------------------------------------------------------
+    def theory(self) -> th.Theory:
+        K, N, d = self.K, self.N, self.d
+        n = np.array(self.counts, dtype=float)
+        lW, lH, lb = float(self.lambda_W), float(self.lambda_H), float(self.lambda_b)
+        mu = np.sqrt(lW * lH)
+        ce = self.loss_name == "ce"
+
+        zero = self._zero_branch(n, mu)
+        if zero is not None:
+            return zero
+
+        if ce and not self.balanced:
+            return th.not_applicable(
+                "imbalanced cross-entropy inside its zero threshold: the finite-lambda minimizer "
+                "has no closed form (SELI, Thrampoulidis et al. 2022, is the lambda -> 0 limit "
+                "of directions only)",
+                "plain_ufm.md §5",
+            )
+        if not ce and self.bias and lb > 0:
+            return th.not_applicable(
+                "MSE with a regularized bias (lambda_b > 0): the geometry interpolates between "
+                "ETF and orthogonal frame and has no closed form; use lambda_b = 0 or no bias",
+                "plain_ufm.md §3.2",
+            )
+
+        b = None
+        if ce:
+            a = float(ce_margin(K, n[0], lW, lH))
+            logits = a * (np.eye(K) - 1 / K)
+            loss = float(ce_min_loss(K, n[0], lW, lH))
+            geometry, source, regime = "simplex_etf", SOURCE_CE, "collapsed"
+            reason = f"c = K sqrt(n lambda_W lambda_H) = {threshold(K, n[0], lW, lH):.6g} < 1"
+            if self.bias:
+                b = np.zeros(K)  # lambda_b = 0: any constant vector; compared centred
+        elif not self.bias:
+            logits = np.diag(gof_own_logit(n, N, lW, lH))
+            loss = float(np.sum(gof_class_loss(n, N, lW, lH)))
+            dead = int(np.sum(~gof_alive(n, N, lW, lH)))
+            geometry = "orthogonal_frame" if self.balanced else "general_orthogonal_frame"
+            source = SOURCE_MSE if self.balanced else SOURCE_GOF
+            regime = "minority_collapse" if dead else "collapsed"
+            reason = (
+                f"{K - dead} of {K} classes alive (n_k > N^2 lambda_W lambda_H = "
+                f"{N**2 * lW * lH:.6g})"
+            )
+        else:
+            logits, loss, active, nonzero = _mse_bias_spectral(n, mu)
+            b = n / N
+            if self.balanced:
+                geometry, source = "simplex_etf", SOURCE_MSE_BIAS
+            else:
+                geometry, source = "general_frame", SOURCE_MSE_BIAS_IMB
+            regime = "minority_collapse" if active < nonzero else "collapsed"
+            reason = (
+                f"{active} of {nonzero} directions of the centred labels survive the "
+                f"threshold N sqrt(lambda_W lambda_H) = {N * mu:.6g}"
+            )
+
+        rank = th.logits_rank(logits)
+        if rank > d:
+            need = "d >= K - 1" if geometry == "simplex_etf" else f"d >= {rank}"
+            return th.not_applicable(
+                f"d={d} is below the rank {rank} of the predicted solution ({geometry} needs "
+                f"{need}); the factorized problem is more constrained than the theory assumes",
+                source,
+            )
+        return self._prediction(regime, geometry, loss, reason, source, logits, b)
+
+    def _zero_branch(self, n: np.ndarray, mu: float) -> th.Theory | None:
+        """W = H = 0 with the best bias, if the certificate says it is global (any d)."""
+        K, N = self.K, self.N
+        lb = float(self.lambda_b)
+        ce = self.loss_name == "ce"
+        if not self.bias:
+            b = np.zeros(K)
+            p = np.full(K, 1 / K) if ce else b
+        elif ce and lb > 0 and not self.balanced:
+            return None  # the best bias at W = H = 0 has no closed form
+        elif ce:
+            b = np.log(n / N) if lb == 0 else np.zeros(K)
+            p = n / N
+        else:
+            b = n / (N * (1 + lb))
+            p = b
+        if th.zero_point_gradient_norm(p, np.array(self.counts)) > mu:
+            return None
+        if ce:
+            data = -np.sum(n / N * (np.log(p)))
+        else:
+            data = np.sum(n * np.sum((b[None, :] - np.eye(K)) ** 2, axis=1)) / (2 * N)
+        loss = float(data + (lb / 2 * np.sum(b**2) if self.bias else 0.0))
+        if ce and self.bias and lb == 0:
+            b = b - b.mean()  # defined up to a constant: report it centred
+        reason = "the zero solution passes the certificate ||grad_Z L(0)||_op <= sqrt(lW lH)"
+        return self._prediction(
+            "zero", "zero", loss, reason, SOURCE_ZERO, np.zeros((K, K)), b if self.bias else None
+        )
+
+    def _prediction(self, regime, geometry, loss, reason, source, logits, b) -> th.Theory:
+        n = np.array(self.counts)
+        lW, lH = float(self.lambda_W), float(self.lambda_H)
+        factors, quantities = th.realize(logits, n, self.d, lW, lH)
+        quantities["w_norm2"] = np.diag(quantities["W_gram"]).copy()
+        quantities["hbar_norm2"] = np.diag(quantities["Hbar_gram"]).copy()
+        params = {"W": factors["W"], "H": factors["Hbar"][:, self.labels]}
+        if b is not None:
+            quantities["b"] = b
+            params["b"] = b
+        return th.Theory(regime, geometry, loss, reason, source, quantities, params)
+
+
+def _mse_bias_spectral(n: np.ndarray, mu: float):
+    """MSE with an unregularized bias, any class counts (plain_ufm.md §4).
+
+    Eliminating b = n/N leaves the centred labels Y_c, with Y_c Y_c^T = D - n n^T/N = U S^2 U^T.
+    Each direction's logit singular value is soft-thresholded, z_i = max(0, s_i - N mu), so
+    Z = A Y_c with A = sum_i (z_i/s_i) u_i u_i^T, class-mean logits A (I - n 1^T/N), and
+    f* = sum_i [min(s_i, N mu)^2/(2N) + mu max(0, s_i - N mu)].
+    """
+    N = n.sum()
+    K = n.size
+    evals, U = np.linalg.eigh(np.diag(n) - np.outer(n, n) / N)
+    nonzero = evals > 1e-12 * evals.max()  # D - n n^T/N always has the null vector 1
+    s = np.where(nonzero, np.sqrt(np.clip(evals, 0, None)), 0)
+    z = np.maximum(s - N * mu, 0)
+    ratio = np.where(nonzero, z / np.where(nonzero, s, 1), 0)
+    A = (U * ratio) @ U.T
+    logits = A @ (np.eye(K) - np.outer(n, np.ones(K)) / N)
+    loss = float(np.sum(np.minimum(s, N * mu) ** 2 / (2 * N) + mu * z))
+    return logits, loss, int(np.sum(z > 0)), int(np.sum(nonzero))

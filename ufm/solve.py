@@ -1,0 +1,138 @@
+"""The one solver loop for every model: an optax update inside a `lax.while_loop`.
+
+It stops when the gradient norm of the full objective is <= gtol (converged), at max_steps,
+when the loss turns non-finite, or when the optimizer stops moving. Restarts are a vmapped
+axis of PRNG keys; the best converged restart is returned with every restart's loss.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+import optax.tree_utils as otu
+
+from ._solution import RESULTS, Solution
+from .models import AbstractProblem
+
+METHODS = ("lbfgs", "adam", "sgd")
+
+
+def _optimizer(method: str, learning_rate) -> optax.GradientTransformationExtraArgs:
+    if method == "lbfgs":
+        return optax.lbfgs()
+    if method == "adam":
+        return optax.with_extra_args_support(optax.adam(learning_rate))
+    return optax.with_extra_args_support(optax.sgd(learning_rate, momentum=0.9))
+
+
+def minimize(fun, params, optimizer, gtol, max_steps: int):
+    """Run `optimizer` on `fun` from `params` until ||grad|| <= gtol; returns the final state.
+
+    Returns (params, value, grad_norm, steps, result).
+    """
+    value, grad = jax.value_and_grad(fun)(params)
+    value_and_grad = optax.value_and_grad_from_state(fun)
+
+    def cond(carry):
+        _, _, value, grad, step, moved = carry
+        return (step < max_steps) & (otu.tree_norm(grad) > gtol) & jnp.isfinite(value) & moved
+
+    def body(carry):
+        params, state, value, grad, step, _ = carry
+        # optax mixes int32 step counts with floats; it is not clean under strict promotion.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, state = optimizer.update(
+                grad, state, params, value=value, grad=grad, value_fn=fun
+            )
+            params = optax.apply_updates(params, updates)
+            value, grad = value_and_grad(params, state=state)
+        return params, state, value, grad, step + 1, otu.tree_norm(updates) > 0
+
+    with jax.numpy_dtype_promotion("standard"):
+        state = optimizer.init(params)
+    carry = (params, state, value, grad, jnp.asarray(0), jnp.asarray(True))
+    params, _, value, grad, steps, moved = jax.lax.while_loop(cond, body, carry)
+    grad_norm = otu.tree_norm(grad)
+    result = RESULTS.where(
+        grad_norm <= gtol,
+        RESULTS.successful,
+        RESULTS.where(
+            ~jnp.isfinite(value),
+            RESULTS.nonfinite,
+            RESULTS.where(moved, RESULTS.max_steps_reached, RESULTS.stalled),
+        ),
+    )
+    return params, value, grad_norm, steps, result
+
+
+@eqx.filter_jit
+def _solve(problem, keys, init_scale, learning_rate, gtol, method: str, max_steps: int):
+    def one(key):
+        optimizer = _optimizer(method, learning_rate)
+        return minimize(problem.loss, problem.init(key, init_scale), optimizer, gtol, max_steps)
+
+    params, loss, grad_norm, steps, result = jax.vmap(one)(keys)
+    converged = result == RESULTS.successful
+    finite_loss = jnp.where(jnp.isfinite(loss), loss, jnp.inf)
+    best = jnp.where(
+        jnp.any(converged),
+        jnp.argmin(jnp.where(converged, finite_loss, jnp.inf)),
+        jnp.argmin(finite_loss),
+    )
+    pick = lambda x: x[best]
+    return Solution(
+        params=jax.tree.map(pick, params),
+        loss=loss[best],
+        grad_norm=grad_norm[best],
+        steps=steps[best],
+        result=jax.tree.map(pick, result),
+        restart_losses=loss,
+        restart_converged=converged,
+        gtol=gtol,
+        method=method,
+    )
+
+
+def solve(
+    problem: AbstractProblem,
+    *,
+    seed: int = 0,
+    restarts: int = 1,
+    method: str = "lbfgs",
+    gtol: float = 1e-10,
+    max_steps: int = 10_000,
+    init_scale: float = 1.0,
+    learning_rate: float = 1e-2,
+    throw: bool = False,
+) -> Solution:
+    """Find the global minimizer of `problem` numerically.
+
+    Every restart starts from ``problem.init`` with its own key (split from `seed`) and runs
+    `method` (``"lbfgs"``: optax L-BFGS with zoom line search, the default; ``"adam"``;
+    ``"sgd"`` with momentum 0.9; the last two use `learning_rate`) until the gradient norm of
+    the objective is <= `gtol` or `max_steps` is reached. Restarts run as one vmapped,
+    jitted computation; changing seed, init_scale, learning_rate or gtol does not recompile.
+
+    Returns the best restart (lowest loss among converged ones). ``sol.converged`` and
+    ``sol.status`` say whether and why it stopped; with ``throw=True`` a non-converged
+    result raises RuntimeError instead. Run with ``jax.config.update("jax_enable_x64", True)``
+    for float64: float32 cannot reach the default gtol.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    for name, value, low in (("restarts", restarts, 1), ("max_steps", max_steps, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    for name, value in (("gtol", gtol), ("init_scale", init_scale), ("learning_rate", learning_rate)):
+        if not (isinstance(value, int | float) and 0 < value < float("inf")):
+            raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    dtype = problem.lambda_W.dtype  # pyright: ignore[reportAttributeAccessIssue]
+    keys = jax.random.split(jax.random.PRNGKey(seed), restarts)
+    as_array = lambda x: jnp.asarray(x, dtype)
+    sol = _solve(
+        problem, keys, as_array(init_scale), as_array(learning_rate), as_array(gtol),
+        method, max_steps,
+    )
+    if throw and not sol.converged:
+        raise RuntimeError(sol.status)
+    return sol
