@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+RANK_RTOL = 1e-12  # singular values below this fraction of the largest are round-off
 REGIMES = ("collapsed", "minority_collapse", "zero", "not_applicable")
 
 
@@ -89,7 +90,8 @@ def realize(
     K = logits.shape[0]
     sqrt_n = np.sqrt(counts.astype(float))
     U, S, Vt = np.linalg.svd(logits * sqrt_n[None, :])
-    rank = int(np.sum(S > 1e-12 * max(S.max(initial=0.0), 1e-300)))
+    S = np.where(S > RANK_RTOL * max(S.max(initial=0.0), 1e-300), S, 0.0)  # sqrt(1e-16) != 0
+    rank = int(np.count_nonzero(S))
     if rank > d:
         raise ValueError(f"d={d} is below the rank {rank} of the predicted logits")
     r = min(K, d)
@@ -103,4 +105,4 @@ def realize(
 
 def logits_rank(logits: np.ndarray) -> int:
     S = np.linalg.svd(logits, compute_uv=False)
-    return int(np.sum(S > 1e-12 * max(S.max(initial=0.0), 1e-300)))
+    return int(np.sum(S > RANK_RTOL * max(S.max(initial=0.0), 1e-300)))

@@ -208,7 +208,7 @@ class PlainProblem(AbstractProblem):
         """W, H with i.i.d. N(0, scale^2/d) entries; b = 0."""
         kW, kH = jax.random.split(key)
         dtype = self.lambda_W.dtype
-        std = scale / np.sqrt(self.d)
+        std = scale / float(np.sqrt(self.d))  # a Python float keeps the dtype of `scale`
         params = {
             "W": std * jax.random.normal(kW, (self.K, self.d), dtype),
             "H": std * jax.random.normal(kH, (self.d, self.N), dtype),

@@ -1,0 +1,212 @@
+"""`ufm solve MODEL ...` and `ufm verify`: a thin layer over make / solve / theory / check.
+
+Bad input exits with code 2 and a one-line message naming the parameter; nothing is computed
+before the input is validated, and `ufm verify --json FILE` rewrites FILE after every claim.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESTARTS_HELP = "independent random starts, vmapped; the best converged one is reported"
+
+
+def _setup_jax() -> None:
+    """float64 everywhere, and JAX's persistent compilation cache (repeat calls don't recompile)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    cache = os.environ.get("UFM_CACHE_DIR", str(Path.home() / ".cache" / "ufm" / "jax"))
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _counts(text: str):
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or comma-separated integers like 50,20,5; got {text!r}"
+        ) from None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
+    for h in hypers:
+        flag = "--" + h.name.replace("_", "-")
+        if h.kind == "flag":
+            parser.add_argument(flag, dest=h.name, action=argparse.BooleanOptionalAction,
+                                default=h.default, help=h.help)
+            continue
+        kind = {"int": int, "float": float, "counts": _counts, "choice": str}[h.kind]
+        parser.add_argument(flag, dest=h.name, type=kind, default=h.default,
+                            choices=h.choices or None, help=f"{h.help} (default {h.default})")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .models import REGISTRY
+    from .solve import METHODS
+
+    parser = argparse.ArgumentParser(
+        prog="ufm", description="Global minimizers of unconstrained features models, checked "
+        "against neural-collapse theory.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    solve = commands.add_parser("solve", help="solve one problem and compare it with theory")
+    models = solve.add_subparsers(dest="model", required=True, metavar="MODEL")
+    for name, cls in REGISTRY.items():
+        sub = models.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0])
+        _add_model_flags(sub, cls.hypers)
+        sub.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+        sub.add_argument("--restarts", type=int, default=1, help=RESTARTS_HELP)
+        sub.add_argument("--method", choices=METHODS, default="lbfgs", help="optimizer")
+        sub.add_argument("--gtol", type=float, default=1e-10, help="stop at this gradient norm")
+        sub.add_argument("--max-steps", type=int, default=10_000, help="step limit")
+        sub.add_argument("--init-scale", type=float, default=1.0, help="scale of the random init")
+        sub.add_argument("--learning-rate", type=float, default=1e-2, help="for adam and sgd")
+        sub.add_argument("--json", action="store_true", help="print a JSON object")
+        sub.add_argument("--out", type=Path, help="also write the JSON report to this file")
+        sub.add_argument("--params", type=Path, help="write the minimizer (W, H, b, y) to a .npz")
+
+    verify = commands.add_parser("verify", help="run the catalog of named paper claims")
+    verify.add_argument("claims", nargs="*", metavar="CLAIM", help="claim names (default: all)")
+    verify.add_argument("--quick", action="store_true", help="the quick subset (< 30 s)")
+    verify.add_argument("--list", action="store_true", help="list the catalog and exit")
+    verify.add_argument("--json", type=Path, metavar="FILE", help="write the report to FILE")
+    return parser
+
+
+def _solve_report(args) -> dict[str, Any]:
+    import jax
+
+    from .check import check
+    from .models import REGISTRY, make
+    from .solve import solve
+
+    hyper = {h.name: getattr(args, h.name) for h in REGISTRY[args.model].hypers}
+    problem = make(args.model, **hyper)
+    options = dict(seed=args.seed, restarts=args.restarts, method=args.method, gtol=args.gtol,
+                   max_steps=args.max_steps, init_scale=args.init_scale,
+                   learning_rate=args.learning_rate)
+    start = time.perf_counter()
+    sol = solve(problem, **options)
+    jax.block_until_ready(sol.loss)
+    seconds = time.perf_counter() - start
+    report = check(problem, sol)
+    out = {"model": args.model, "parameters": problem.hyperparameters()}
+    out |= sol.summary() | {"seconds": seconds}
+    out |= {"theory": report.theory.summary(), "check": report.summary(), "metrics": report.metrics}
+    if args.params:
+        import numpy as np
+
+        arrays = {k: np.asarray(v) for k, v in sol.params.items()}
+        np.savez(args.params, **arrays, y=problem.labels)
+    return out
+
+
+def _print_solve(r: dict[str, Any]) -> None:
+    p = r["parameters"]
+    params = " ".join(f"{k}={v}" for k, v in p.items())
+    th, ck, m = r["theory"], r["check"], r["metrics"]
+    lines = [
+        f"model     {r['model']}: {params}",
+        f"solver    {r['method']}, {r['restarts']} restart(s), {r['steps']} steps, "
+        f"{r['seconds']:.2f} s; |grad| = {r['grad_norm']:.2e}",
+        f"status    {r['status']}",
+        f"loss      {r['loss']:.15g}",
+    ]
+    if th["loss"] is not None:
+        lines.append(f"theory    {th['loss']:.15g}  ({th['regime']}, {th['geometry']}; "
+                     f"relative gap {ck['loss_gap']:.2e})")
+        lines.append(f"          {th['reason']}  [{th['source']}]")
+        errs = ", ".join(f"{k} {v:.1e}" for k, v in ck["errors"].items())
+        lines.append(f"errors    {errs}")
+    else:
+        lines.append(f"theory    not applicable: {th['reason']}")
+    lines.append(f"metrics   nc1 {m['nc1']:.2e}, nc2 {m['nc2']:.2e}, nc3 {m['nc3']:.2e}, "
+                 f"nc4 {m['nc4']:.3f}")
+    lines.append(f"verdict   {ck['verdict'].upper()}: {ck['reason']}")
+    print("\n".join(lines))
+
+
+def _verify(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import verify
+
+    claims = verify.select(args.claims, quick=args.quick)
+    console = Console()
+    if args.list:
+        for c in verify.CATALOG:
+            tag = " (quick)" if c.quick else ""
+            console.print(f"{c.name}{tag}: {c.statement} [{c.source}]", highlight=False)
+        return 0
+
+    table = Table(title="ufm verify", show_lines=False)
+    for col in ("claim", "parameters", "predicted", "found", "verdict", "time"):
+        table.add_column(col, overflow="fold")
+    results: list[dict] = []
+
+    def record(r: dict) -> None:
+        results.append(r)
+        pred = r["predicted"]
+        predicted = "n/a" if pred["loss"] is None else (
+            f"{pred['loss']:.10g} {pred['regime']}/{pred['geometry']}")
+        found = f"{r['found']['loss']:.10g}"
+        if r["loss_gap"] is not None:
+            found += f" (gap {r['loss_gap']:.1e})"
+        mark = "[green]" if r["passed"] else "[red]"
+        verdict = f"{mark}{r['verdict']}[/]" + ("" if r["passed"] else f" (expected {r['expected']})")
+        params = " ".join(f"{k}={v}" for k, v in r["parameters"].items())
+        table.add_row(r["claim"], params, predicted, found, verdict, f"{r['seconds']:.1f}s")
+        console.print(f"[{len(results)}/{len(claims)}] {r['claim']}: {r['verdict']}",
+                      highlight=False)
+        if args.json:
+            _write_json(args.json, {"claims": results, "complete": len(results) == len(claims)})
+
+    start = time.perf_counter()
+    verify.run_all(claims, record)
+    console.print(table)
+    failed = [r["claim"] for r in results if not r["passed"]]
+    total = time.perf_counter() - start
+    console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
+                  f"in {total:.1f} s", highlight=False)
+    for r in results:
+        if not r["passed"]:
+            console.print(f"  {r['claim']}: {r['reason']}", highlight=False)
+    return 1 if failed else 0
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_jax()
+    try:
+        if args.command == "verify":
+            return _verify(args)
+        result = _solve_report(args)
+    except ValueError as error:
+        print(f"ufm: error: {error}", file=sys.stderr)
+        return 2
+    if args.out:
+        _write_json(args.out, result)
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+    else:
+        _print_solve(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
