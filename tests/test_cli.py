@@ -1,0 +1,121 @@
+"""`ufm solve` and `ufm verify` as a user runs them: JSON keys, numbers, files, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ufm import cli
+from ufm.models import plain as cf
+
+SOLVE = ["solve", "plain", "--loss", "mse", "--K", "4", "--n", "5", "--d", "8",
+         "--lambda-W", "0.05", "--lambda-H", "0.01"]
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("UFM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "jax-cache"))
+
+
+def run(argv, capsys):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_solve_json_has_the_documented_keys_and_numbers(capsys, tmp_path):
+    code, out, _ = run([*SOLVE, "--json", "--out", str(tmp_path / "r.json"),
+                        "--params", str(tmp_path / "p.npz")], capsys)
+    assert code == 0
+    r = json.loads(out)
+    for key in ("loss", "grad_norm", "converged", "steps", "seconds", "theory", "check", "metrics"):
+        assert key in r
+    assert {"loss", "regime", "geometry"} <= set(r["theory"])
+    assert {"loss_gap", "verdict"} <= set(r["check"])
+    assert {"nc1", "nc2", "nc3"} <= set(r["metrics"])
+    # canonical worked example: c = 0.2, f* = c - c^2/2 = 0.18, orthogonal frame
+    assert r["theory"]["loss"] == pytest.approx(0.18, abs=1e-15)
+    assert r["loss"] == pytest.approx(0.18, rel=1e-9)
+    assert r["converged"] and r["grad_norm"] <= 1e-10
+    assert (r["theory"]["regime"], r["theory"]["geometry"]) == ("collapsed", "orthogonal_frame")
+    assert r["check"]["verdict"] == "agrees"
+    # at an exact orthogonal frame Papyan's NC3 is 2 - 2 sqrt((K-1)/K) (metrics.md §4), not 0
+    assert r["metrics"]["nc3"] == pytest.approx(2 - 2 * np.sqrt(3 / 4), abs=1e-8)
+    assert json.loads((tmp_path / "r.json").read_text())["loss"] == r["loss"]
+    saved = np.load(tmp_path / "p.npz")
+    assert saved["W"].shape == (4, 8) and saved["H"].shape == (8, 20)
+    np.testing.assert_array_equal(saved["y"], np.repeat(np.arange(4), 5))
+
+
+def test_solve_imbalanced_counts_and_bias(capsys):
+    code, out, _ = run(["solve", "plain", "--loss", "mse", "--K", "4", "--n", "100,100,10,10",
+                        "--d", "8", "--lambda-W", "0.016", "--lambda-H", "0.016", "--json"], capsys)
+    r = json.loads(out)
+    assert code == 0 and r["parameters"]["n"] == [100, 100, 10, 10]
+    assert r["theory"]["regime"] == "minority_collapse"
+    n = np.array([100, 100, 10, 10.0])
+    assert r["theory"]["loss"] == pytest.approx(cf.gof_class_loss(n, 220, 0.016, 0.016).sum())
+    assert r["check"]["verdict"] == "agrees"
+
+
+def test_solve_human_report(capsys):
+    code, out, _ = run(SOLVE, capsys)
+    assert code == 0
+    assert "orthogonal_frame" in out and "AGREES" in out and "0.18" in out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--K", "1"], "K must be an integer >= 2"),
+    (["--n", "0"], "n must be an integer >= 1"),
+    (["--n", "5,5"], "n must have K=4 entries"),
+    (["--d", "0"], "d must be an integer >= 1"),
+    (["--lambda-W", "-1"], "lambda_W must be a finite number > 0"),
+    (["--lambda-H", "nan"], "lambda_H must be a finite number > 0"),
+    (["--lambda-b", "0.1"], "needs bias=True"),
+    (["--restarts", "0"], "restarts must be an integer >= 1"),
+    (["--gtol", "0"], "gtol must be a finite number > 0"),
+])
+def test_bad_values_exit_2_with_one_line(capsys, flags, message):
+    code, out, err = run([*SOLVE, *flags], capsys)
+    assert code == 2 and out == ""
+    assert err.strip().count("\n") == 0 and message in err and err.startswith("ufm: error:")
+
+
+@pytest.mark.parametrize("argv", [
+    ["solve", "resnet"], ["solve", "plain", "--loss", "hinge"], ["solve", "plain", "--n", "a,b"],
+    ["verify", "no-such-claim"],
+])
+def test_unknown_names_exit_2(capsys, argv):
+    try:
+        code = cli.main(argv)  # our own validation returns 2 ...
+    except SystemExit as stop:  # ... argparse's exits with 2
+        code = stop.code
+    assert code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_console_script_has_no_traceback_on_bad_input():
+    proc = subprocess.run([sys.executable, "-m", "ufm.cli", "solve", "plain", "--K", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "K must be an integer >= 2" in proc.stderr
+
+
+def test_verify_one_claim_writes_json(capsys, tmp_path):
+    report = tmp_path / "verify.json"
+    code, out, _ = run(["verify", "mse-orthogonal-frame", "ce-narrow-not-applicable",
+                        "--json", str(report)], capsys)
+    assert code == 0 and "2 passed, 0 failed" in out
+    data = json.loads(report.read_text())
+    verdicts = {c["claim"]: c["verdict"] for c in data["claims"]}
+    assert data["complete"] and verdicts == {"mse-orthogonal-frame": "agrees",
+                                             "ce-narrow-not-applicable": "inconclusive"}
+    of = next(c for c in data["claims"] if c["claim"] == "mse-orthogonal-frame")
+    assert of["predicted"]["loss"] == pytest.approx(0.18, abs=1e-15)
+
+
+def test_verify_list(capsys):
+    code, out, _ = run(["verify", "--list"], capsys)
+    assert code == 0 and "ce-etf" in out and "(quick)" in out
