@@ -141,7 +141,7 @@ def _verify(args) -> int:
     from . import verify
 
     claims = verify.select(args.claims, quick=args.quick)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     if args.list:
         for c in verify.CATALOG:
             tag = " (quick)" if c.quick else ""
@@ -163,8 +163,8 @@ def _verify(args) -> int:
             found += f" (gap {r['loss_gap']:.1e})"
         mark = "[green]" if r["passed"] else "[red]"
         verdict = f"{mark}{r['verdict']}[/]" + ("" if r["passed"] else f" (expected {r['expected']})")
-        params = " ".join(f"{k}={v}" for k, v in r["parameters"].items())
-        table.add_row(r["claim"], params, predicted, found, verdict, f"{r['seconds']:.1f}s")
+        params = _short(r["parameters"])
+        table.add_row(r["claim"], params, predicted, found, verdict, f"{r['seconds']:.2f}s")
         console.print(f"[{len(results)}/{len(claims)}] {r['claim']}: {r['verdict']}",
                       highlight=False)
         if args.json:
@@ -181,6 +181,21 @@ def _verify(args) -> int:
         if not r["passed"]:
             console.print(f"  {r['claim']}: {r['reason']}", highlight=False)
     return 1 if failed else 0
+
+
+def _short(parameters: dict[str, Any]) -> str:
+    """'ce K=4 n=5 d=8 bias lW=0.01 lH=0.01' from a problem's hyperparameters."""
+    words = []
+    for key, value in parameters.items():
+        if isinstance(value, bool):
+            words += [key] if value else []
+        elif isinstance(value, str):
+            words.append(value)
+        elif key.startswith("lambda_"):
+            words += [f"l{key[7:]}={value:g}"] if value or key != "lambda_b" else []
+        else:
+            words.append(f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}")
+    return " ".join(words)
 
 
 def _write_json(path: Path, data: Any) -> None:
