@@ -28,10 +28,28 @@ import numpy as np  # noqa: E402
 
 import ufm  # noqa: E402
 
-HYPER = dict(loss="ce", K=10, n=100, d=64, bias=True, lambda_W=5e-4, lambda_H=5e-4,
-             lambda_b=5e-4)
-CLI = ["ufm", "solve", "plain", "--loss", "ce", "--K", "10", "--n", "100", "--d", "64", "--bias",
-       "--lambda-W", "5e-4", "--lambda-H", "5e-4", "--lambda-b", "5e-4", "--json"]
+HYPER = dict(loss="ce", K=10, n=100, d=64, bias=True, lambda_W=5e-4, lambda_H=5e-4, lambda_b=5e-4)
+CLI = [
+    "ufm",
+    "solve",
+    "plain",
+    "--loss",
+    "ce",
+    "--K",
+    "10",
+    "--n",
+    "100",
+    "--d",
+    "64",
+    "--bias",
+    "--lambda-W",
+    "5e-4",
+    "--lambda-H",
+    "5e-4",
+    "--lambda-b",
+    "5e-4",
+    "--json",
+]
 
 
 def sgd_baseline(problem, steps: int):
@@ -94,31 +112,39 @@ def main() -> None:
         sgd_runs.append(t)
     p64 = jax.tree.map(lambda x: x.astype(jnp.float64), params)
     sgd_loss = float(problem.loss(p64))
-    sgd_grad = float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(
-        jax.grad(problem.loss)(p64)))))
+    sgd_grad = float(
+        jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(problem.loss)(p64))))
+    )
 
     ufm_run, sgd_run = statistics.median(ufm_runs), statistics.median(sgd_runs)
     with tempfile.TemporaryDirectory() as cache:
         cold, warm = cli_seconds(cache), cli_seconds(cache)
 
     print(f"plain UFM, {HYPER}")
-    print(f"device: {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores; "
-          f"theory loss {theory_loss:.15g}")
+    print(
+        f"device: {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores; "
+        f"theory loss {theory_loss:.15g}"
+    )
     rows = [
         ("", "ufm L-BFGS f64", f"SGD+momentum f32 ({args.sgd_steps} steps)"),
         ("compile [s]", f"{ufm_compile - ufm_run:.2f}", f"{sgd_compile - sgd_run:.2f}"),
         ("run, median [s]", f"{ufm_run:.4f}", f"{sgd_run:.4f}"),
         ("steps", f"{int(sol.steps)}", f"{args.sgd_steps}"),
         ("final |grad|", f"{float(sol.grad_norm):.1e}", f"{sgd_grad:.1e}"),
-        ("loss - theory (rel.)", f"{(float(sol.loss) - theory_loss) / theory_loss:.1e}",
-         f"{(sgd_loss - theory_loss) / theory_loss:.1e}"),
+        (
+            "loss - theory (rel.)",
+            f"{(float(sol.loss) - theory_loss) / theory_loss:.1e}",
+            f"{(sgd_loss - theory_loss) / theory_loss:.1e}",
+        ),
         ("converged (|grad| <= 1e-10)", f"{sol.converged}", f"{sgd_grad <= 1e-10}"),
     ]
     for name, a, b in rows:
         print(f"{name:<30}{a:>20}{b:>36}")
     print(f"speed-up (run time, after compilation): {sgd_run / ufm_run:.0f}x")
-    print(f"CLI `ufm solve` end to end: {cold:.2f} s with an empty compilation cache, "
-          f"{warm:.2f} s with a warm one")
+    print(
+        f"CLI `ufm solve` end to end: {cold:.2f} s with an empty compilation cache, "
+        f"{warm:.2f} s with a warm one"
+    )
     sys.stdout.flush()
 
 

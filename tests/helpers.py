@@ -16,8 +16,10 @@ SOLVER_CASES = [
     pytest.param(plain("ce", lambda_W=0.12, lambda_H=0.12), id="ce-zero"),
     pytest.param(plain("ce", bias=True, lambda_W=0.01, lambda_H=0.01), id="ce-free-bias"),
     pytest.param(plain("ce", bias=True, lambda_W=0.12, lambda_H=0.12), id="ce-free-bias-zero"),
-    pytest.param(plain("ce", bias=True, lambda_W=0.02, lambda_H=0.005, lambda_b=0.01),
-                 id="ce-regularized-bias"),
+    pytest.param(
+        plain("ce", bias=True, lambda_W=0.02, lambda_H=0.005, lambda_b=0.01),
+        id="ce-regularized-bias",
+    ),
     pytest.param(plain("ce", d=3, lambda_W=0.01, lambda_H=0.01), id="ce-d-equals-K-1"),
     pytest.param(plain("mse", lambda_W=0.05, lambda_H=0.01), id="mse-of"),
     pytest.param(plain("mse", lambda_W=0.1, lambda_H=0.1), id="mse-below-threshold"),
@@ -28,11 +30,16 @@ SOLVER_CASES = [
     pytest.param(plain("mse", n=IMB, lambda_W=0.013, lambda_H=0.013), id="mse-gof-below-minority"),
     pytest.param(plain("mse", n=IMB, lambda_W=0.016, lambda_H=0.016), id="mse-minority-collapse"),
     pytest.param(plain("mse", n=IMB, lambda_W=0.05, lambda_H=0.05), id="mse-imbalanced-zero"),
-    pytest.param(plain("mse", n=IMB, bias=True, lambda_W=0.005, lambda_H=0.005),
-                 id="mse-bias-imbalanced"),
-    pytest.param(plain("mse", n=IMB, bias=True, lambda_W=0.02, lambda_H=0.02),
-                 id="mse-bias-imbalanced-minority"),
+    pytest.param(
+        plain("mse", n=IMB, bias=True, lambda_W=0.005, lambda_H=0.005), id="mse-bias-imbalanced"
+    ),
+    pytest.param(
+        plain("mse", n=IMB, bias=True, lambda_W=0.02, lambda_H=0.02),
+        id="mse-bias-imbalanced-minority",
+    ),
     pytest.param(plain("ce", n=IMB, lambda_W=0.05, lambda_H=0.05), id="ce-imbalanced-zero"),
-    pytest.param(plain("ce", n=IMB, bias=True, lambda_W=0.05, lambda_H=0.05),
-                 id="ce-imbalanced-free-bias-zero"),
+    pytest.param(
+        plain("ce", n=IMB, bias=True, lambda_W=0.05, lambda_H=0.05),
+        id="ce-imbalanced-free-bias-zero",
+    ),
 ]

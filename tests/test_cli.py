@@ -10,8 +10,22 @@ import pytest
 from ufm import cli
 from ufm.models import plain as cf
 
-SOLVE = ["solve", "plain", "--loss", "mse", "--K", "4", "--n", "5", "--d", "8",
-         "--lambda-W", "0.05", "--lambda-H", "0.01"]
+SOLVE = [
+    "solve",
+    "plain",
+    "--loss",
+    "mse",
+    "--K",
+    "4",
+    "--n",
+    "5",
+    "--d",
+    "8",
+    "--lambda-W",
+    "0.05",
+    "--lambda-H",
+    "0.01",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +40,10 @@ def run(argv, capsys):
 
 
 def test_solve_json_has_the_documented_keys_and_numbers(capsys, tmp_path):
-    code, out, _ = run([*SOLVE, "--json", "--out", str(tmp_path / "r.json"),
-                        "--params", str(tmp_path / "p.npz")], capsys)
+    code, out, _ = run(
+        [*SOLVE, "--json", "--out", str(tmp_path / "r.json"), "--params", str(tmp_path / "p.npz")],
+        capsys,
+    )
     assert code == 0
     r = json.loads(out)
     for key in ("loss", "grad_norm", "converged", "steps", "seconds", "theory", "check", "metrics"):
@@ -50,8 +66,26 @@ def test_solve_json_has_the_documented_keys_and_numbers(capsys, tmp_path):
 
 
 def test_solve_imbalanced_counts_and_bias(capsys):
-    code, out, _ = run(["solve", "plain", "--loss", "mse", "--K", "4", "--n", "100,100,10,10",
-                        "--d", "8", "--lambda-W", "0.016", "--lambda-H", "0.016", "--json"], capsys)
+    code, out, _ = run(
+        [
+            "solve",
+            "plain",
+            "--loss",
+            "mse",
+            "--K",
+            "4",
+            "--n",
+            "100,100,10,10",
+            "--d",
+            "8",
+            "--lambda-W",
+            "0.016",
+            "--lambda-H",
+            "0.016",
+            "--json",
+        ],
+        capsys,
+    )
     r = json.loads(out)
     assert code == 0 and r["parameters"]["n"] == [100, 100, 10, 10]
     assert r["theory"]["regime"] == "minority_collapse"
@@ -66,27 +100,35 @@ def test_solve_human_report(capsys):
     assert "orthogonal_frame" in out and "AGREES" in out and "0.18" in out
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--K", "1"], "K must be an integer >= 2"),
-    (["--n", "0"], "n must be an integer >= 1"),
-    (["--n", "5,5"], "n must have K=4 entries"),
-    (["--d", "0"], "d must be an integer >= 1"),
-    (["--lambda-W", "-1"], "lambda_W must be a finite number > 0"),
-    (["--lambda-H", "nan"], "lambda_H must be a finite number > 0"),
-    (["--lambda-b", "0.1"], "needs bias=True"),
-    (["--restarts", "0"], "restarts must be an integer >= 1"),
-    (["--gtol", "0"], "gtol must be a finite number > 0"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--K", "1"], "K must be an integer >= 2"),
+        (["--n", "0"], "n must be an integer >= 1"),
+        (["--n", "5,5"], "n must have K=4 entries"),
+        (["--d", "0"], "d must be an integer >= 1"),
+        (["--lambda-W", "-1"], "lambda_W must be a finite number > 0"),
+        (["--lambda-H", "nan"], "lambda_H must be a finite number > 0"),
+        (["--lambda-b", "0.1"], "needs bias=True"),
+        (["--restarts", "0"], "restarts must be an integer >= 1"),
+        (["--gtol", "0"], "gtol must be a finite number > 0"),
+    ],
+)
 def test_bad_values_exit_2_with_one_line(capsys, flags, message):
     code, out, err = run([*SOLVE, *flags], capsys)
     assert code == 2 and out == ""
     assert err.strip().count("\n") == 0 and message in err and err.startswith("ufm: error:")
 
 
-@pytest.mark.parametrize("argv", [
-    ["solve", "resnet"], ["solve", "plain", "--loss", "hinge"], ["solve", "plain", "--n", "a,b"],
-    ["verify", "no-such-claim"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["solve", "resnet"],
+        ["solve", "plain", "--loss", "hinge"],
+        ["solve", "plain", "--n", "a,b"],
+        ["verify", "no-such-claim"],
+    ],
+)
 def test_unknown_names_exit_2(capsys, argv):
     try:
         code = cli.main(argv)  # our own validation returns 2 ...
@@ -97,21 +139,28 @@ def test_unknown_names_exit_2(capsys, argv):
 
 
 def test_console_script_has_no_traceback_on_bad_input():
-    proc = subprocess.run([sys.executable, "-m", "ufm.cli", "solve", "plain", "--K", "1"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ufm.cli", "solve", "plain", "--K", "1"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "K must be an integer >= 2" in proc.stderr
 
 
 def test_verify_one_claim_writes_json(capsys, tmp_path):
     report = tmp_path / "verify.json"
-    code, out, _ = run(["verify", "mse-orthogonal-frame", "ce-narrow-not-applicable",
-                        "--json", str(report)], capsys)
+    code, out, _ = run(
+        ["verify", "mse-orthogonal-frame", "ce-narrow-not-applicable", "--json", str(report)],
+        capsys,
+    )
     assert code == 0 and "2 passed, 0 failed" in out
     data = json.loads(report.read_text())
     verdicts = {c["claim"]: c["verdict"] for c in data["claims"]}
-    assert data["complete"] and verdicts == {"mse-orthogonal-frame": "agrees",
-                                             "ce-narrow-not-applicable": "inconclusive"}
+    assert data["complete"] and verdicts == {
+        "mse-orthogonal-frame": "agrees",
+        "ce-narrow-not-applicable": "inconclusive",
+    }
     of = next(c for c in data["claims"] if c["claim"] == "mse-orthogonal-frame")
     assert of["predicted"]["loss"] == pytest.approx(0.18, abs=1e-15)
 

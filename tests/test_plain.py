@@ -13,8 +13,12 @@ import ufm
 from derivations import plain_ufm as dv
 from ufm.models import plain as cf
 
-GRID = [(K, n, lw, lh) for K in (2, 4, 10) for n in (1, 5, 100)
-        for lw, lh in ((1e-4, 3e-4), (5e-3, 1e-3), (0.02, 0.05), (0.1, 0.2), (0.3, 0.5))]
+GRID = [
+    (K, n, lw, lh)
+    for K in (2, 4, 10)
+    for n in (1, 5, 100)
+    for lw, lh in ((1e-4, 3e-4), (5e-3, 1e-3), (0.02, 0.05), (0.1, 0.2), (0.3, 0.5))
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +30,17 @@ def lambdified(expr, *symbols):
     return sp.lambdify(symbols, expr, "numpy")
 
 
-@pytest.mark.parametrize("name, formula", [
-    ("ce_margin", cf.ce_margin), ("ce_w_norm2", cf.ce_w_norm2), ("ce_h_norm2", cf.ce_h_norm2),
-    ("mse_rho", cf.mse_rho), ("mse_w_norm2", cf.mse_w_norm2), ("ce_threshold", cf.threshold),
-])
+@pytest.mark.parametrize(
+    "name, formula",
+    [
+        ("ce_margin", cf.ce_margin),
+        ("ce_w_norm2", cf.ce_w_norm2),
+        ("ce_h_norm2", cf.ce_h_norm2),
+        ("mse_rho", cf.mse_rho),
+        ("mse_w_norm2", cf.mse_w_norm2),
+        ("ce_threshold", cf.threshold),
+    ],
+)
 def test_balanced_formulas_match_derivation(derived, name, formula):
     f = lambdified(derived[name], dv.K, dv.n, dv.lam_W, dv.lam_H)
     for K, n, lw, lh in GRID:
@@ -40,18 +51,27 @@ def test_balanced_formulas_match_derivation(derived, name, formula):
 
 def test_min_losses_match_derivation_on_both_branches(derived):
     args = (dv.K, dv.n, dv.lam_W, dv.lam_H)
-    ce_in, mse_in, mse_b_in = (lambdified(derived[k], *args) for k in
-                               ("ce_loss_collapsed", "mse_loss_collapsed", "mse_bias_loss_collapsed"))
-    ce_0, mse_0, mse_b_0 = (lambdified(derived[k], *args) for k in
-                            ("ce_loss_zero", "mse_loss_zero", "mse_bias_loss_zero"))
+    ce_in, mse_in, mse_b_in = (
+        lambdified(derived[k], *args)
+        for k in ("ce_loss_collapsed", "mse_loss_collapsed", "mse_bias_loss_collapsed")
+    )
+    ce_0, mse_0, mse_b_0 = (
+        lambdified(derived[k], *args)
+        for k in ("ce_loss_zero", "mse_loss_zero", "mse_bias_loss_zero")
+    )
     branches = {True: 0, False: 0}
     for K, n, lw, lh in GRID:
         inside = bool(cf.threshold(K, n, lw, lh) < 1)
         branches[inside] += 1
-        expect = [f(K, n, lw, lh) for f in ((ce_in, mse_in, mse_b_in) if inside else
-                                             (ce_0, mse_0, mse_b_0))]
-        got = [cf.ce_min_loss(K, n, lw, lh), cf.mse_min_loss(K, n, lw, lh, False),
-               cf.mse_min_loss(K, n, lw, lh, True)]
+        expect = [
+            f(K, n, lw, lh)
+            for f in ((ce_in, mse_in, mse_b_in) if inside else (ce_0, mse_0, mse_b_0))
+        ]
+        got = [
+            cf.ce_min_loss(K, n, lw, lh),
+            cf.mse_min_loss(K, n, lw, lh, False),
+            cf.mse_min_loss(K, n, lw, lh, True),
+        ]
         np.testing.assert_allclose(got, expect, rtol=1e-13)
     assert branches[True] > 3 and branches[False] > 3  # the grid straddles c = 1
 
@@ -68,11 +88,15 @@ def test_gof_formulas_match_derivation(derived):
         np.testing.assert_array_equal(cf.gof_alive(n, N, lam, lam), alive)
         expect = np.where(alive, alive_loss(n, N, lam, lam), dead_loss(n, N, lam, lam))
         np.testing.assert_allclose(cf.gof_class_loss(n, N, lam, lam), expect, rtol=1e-13)
-        for name, formula in (("gof_w_norm2", cf.gof_w_norm2), ("gof_hbar_norm2", cf.gof_hbar_norm2),
-                              ("gof_own_logit", cf.gof_own_logit)):
+        for name, formula in (
+            ("gof_w_norm2", cf.gof_w_norm2),
+            ("gof_hbar_norm2", cf.gof_hbar_norm2),
+            ("gof_own_logit", cf.gof_own_logit),
+        ):
             f = lambdified(derived[name], *args)
-            np.testing.assert_allclose(formula(n, N, lam, lam)[alive], f(n, N, lam, lam)[alive],
-                                       rtol=1e-13)
+            np.testing.assert_allclose(
+                formula(n, N, lam, lam)[alive], f(n, N, lam, lam)[alive], rtol=1e-13
+            )
 
 
 def test_worked_examples_of_the_notes():
@@ -129,17 +153,30 @@ def test_solver_reaches_closed_form(hyper):
     assert np.linalg.norm(G, 2) <= mu * (1 + 1e-6)
 
 
-@pytest.mark.parametrize("hyper, regime, geometry", [
-    (plain("ce", lambda_W=0.01, lambda_H=0.01), "collapsed", "simplex_etf"),
-    (plain("ce", lambda_W=0.12, lambda_H=0.12), "zero", "zero"),
-    (plain("mse", lambda_W=0.05, lambda_H=0.01), "collapsed", "orthogonal_frame"),
-    (plain("mse", bias=True, lambda_W=0.05, lambda_H=0.01), "collapsed", "simplex_etf"),
-    (plain("mse", n=IMB, lambda_W=0.005, lambda_H=0.005), "collapsed", "general_orthogonal_frame"),
-    (plain("mse", n=IMB, lambda_W=0.016, lambda_H=0.016), "minority_collapse",
-     "general_orthogonal_frame"),
-    (plain("mse", n=IMB, bias=True, lambda_W=0.02, lambda_H=0.02), "minority_collapse",
-     "general_frame"),
-])
+@pytest.mark.parametrize(
+    "hyper, regime, geometry",
+    [
+        (plain("ce", lambda_W=0.01, lambda_H=0.01), "collapsed", "simplex_etf"),
+        (plain("ce", lambda_W=0.12, lambda_H=0.12), "zero", "zero"),
+        (plain("mse", lambda_W=0.05, lambda_H=0.01), "collapsed", "orthogonal_frame"),
+        (plain("mse", bias=True, lambda_W=0.05, lambda_H=0.01), "collapsed", "simplex_etf"),
+        (
+            plain("mse", n=IMB, lambda_W=0.005, lambda_H=0.005),
+            "collapsed",
+            "general_orthogonal_frame",
+        ),
+        (
+            plain("mse", n=IMB, lambda_W=0.016, lambda_H=0.016),
+            "minority_collapse",
+            "general_orthogonal_frame",
+        ),
+        (
+            plain("mse", n=IMB, bias=True, lambda_W=0.02, lambda_H=0.02),
+            "minority_collapse",
+            "general_frame",
+        ),
+    ],
+)
 def test_regime_and_geometry(hyper, regime, geometry):
     th = ufm.theory(ufm.make("plain", **hyper))
     assert (th.regime, th.geometry) == (regime, geometry)
@@ -154,16 +191,18 @@ def test_regime_and_geometry(hyper, regime, geometry):
         n = np.array(IMB, float)
         lam = hyper["lambda_W"]
         np.testing.assert_allclose(np.diag(W), cf.gof_w_norm2(n, n.sum(), lam, lam), atol=1e-12)
-        np.testing.assert_allclose(np.diag(Hbar), cf.gof_hbar_norm2(n, n.sum(), lam, lam),
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            np.diag(Hbar), cf.gof_hbar_norm2(n, n.sum(), lam, lam), atol=1e-12
+        )
         assert (regime == "minority_collapse") == bool(np.any(np.diag(W)[2:] == 0))
 
 
 def test_not_applicable_is_inconclusive():
-    for hyper, why in [(plain("ce", d=2, lambda_W=0.01, lambda_H=0.01), "d=2"),
-                       (plain("ce", n=IMB, lambda_W=0.04, lambda_H=0.04), "imbalanced"),
-                       (plain("mse", bias=True, lambda_W=0.05, lambda_H=0.01, lambda_b=0.1),
-                        "regularized bias")]:
+    for hyper, why in [
+        (plain("ce", d=2, lambda_W=0.01, lambda_H=0.01), "d=2"),
+        (plain("ce", n=IMB, lambda_W=0.04, lambda_H=0.04), "imbalanced"),
+        (plain("mse", bias=True, lambda_W=0.05, lambda_H=0.01, lambda_b=0.1), "regularized bias"),
+    ]:
         problem = ufm.make("plain", **hyper)
         th = ufm.theory(problem)
         assert th.regime == "not_applicable" and th.loss is None and why in th.reason
@@ -223,10 +262,12 @@ def test_second_opinion_optimistix_bfgs():
     optx = pytest.importorskip("optimistix")
     problem = ufm.make("plain", **plain("ce", bias=True, lambda_W=0.01, lambda_H=0.01))
     y0 = problem.init(jax.random.PRNGKey(1), jnp.asarray(1.0))
-    out = optx.minimise(lambda y, _: problem.loss(y), optx.BFGS(rtol=1e-12, atol=1e-12), y0,
-                        max_steps=2000)
-    assert float(problem.loss(out.value)) == pytest.approx(float(ufm.solve(problem).loss),
-                                                           rel=1e-10)
+    out = optx.minimise(
+        lambda y, _: problem.loss(y), optx.BFGS(rtol=1e-12, atol=1e-12), y0, max_steps=2000
+    )
+    assert float(problem.loss(out.value)) == pytest.approx(
+        float(ufm.solve(problem).loss), rel=1e-10
+    )
 
 
 def test_float32_in_float32_out():
@@ -237,21 +278,24 @@ def test_float32_in_float32_out():
     assert float(sol.loss) == pytest.approx(0.18, rel=1e-5)
 
 
-@pytest.mark.parametrize("hyper, match", [
-    ({"K": 1}, "K must be an integer >= 2"),
-    ({"K": 2.5}, "K must be an integer >= 2"),
-    ({"n": 0}, "n must be an integer >= 1"),
-    ({"K": 3, "n": (5, 5)}, "n must have K=3 entries"),
-    ({"K": 2, "n": (5, 0)}, r"n\[1\] must be an integer >= 1"),
-    ({"d": 0}, "d must be an integer >= 1"),
-    ({"lambda_W": -1.0}, "lambda_W must be a finite number > 0"),
-    ({"lambda_H": float("nan")}, "lambda_H must be a finite number > 0"),
-    ({"lambda_H": float("inf")}, "lambda_H must be a finite number > 0"),
-    ({"bias": True, "lambda_b": -0.1}, "lambda_b must be a finite number >= 0"),
-    ({"lambda_b": 0.1}, "needs bias=True"),
-    ({"loss": "hinge"}, "loss must be one of 'ce', 'mse'"),
-    ({"lam": 0.1}, "unknown parameter 'lam'"),
-])
+@pytest.mark.parametrize(
+    "hyper, match",
+    [
+        ({"K": 1}, "K must be an integer >= 2"),
+        ({"K": 2.5}, "K must be an integer >= 2"),
+        ({"n": 0}, "n must be an integer >= 1"),
+        ({"K": 3, "n": (5, 5)}, "n must have K=3 entries"),
+        ({"K": 2, "n": (5, 0)}, r"n\[1\] must be an integer >= 1"),
+        ({"d": 0}, "d must be an integer >= 1"),
+        ({"lambda_W": -1.0}, "lambda_W must be a finite number > 0"),
+        ({"lambda_H": float("nan")}, "lambda_H must be a finite number > 0"),
+        ({"lambda_H": float("inf")}, "lambda_H must be a finite number > 0"),
+        ({"bias": True, "lambda_b": -0.1}, "lambda_b must be a finite number >= 0"),
+        ({"lambda_b": 0.1}, "needs bias=True"),
+        ({"loss": "hinge"}, "loss must be one of 'ce', 'mse'"),
+        ({"lam": 0.1}, "unknown parameter 'lam'"),
+    ],
+)
 def test_bad_input_names_the_parameter(hyper, match):
     with pytest.raises(ValueError, match=match):
         ufm.make("plain", **hyper)
@@ -261,8 +305,12 @@ def test_bad_model_and_solver_options():
     with pytest.raises(ValueError, match="model must be one of 'plain'"):
         ufm.make("resnet")
     problem = ufm.make("plain", K=3, n=2, d=4)
-    for kw, match in [({"restarts": 0}, "restarts"), ({"gtol": -1.0}, "gtol"),
-                      ({"method": "newton"}, "method"), ({"max_steps": 0}, "max_steps")]:
+    for kw, match in [
+        ({"restarts": 0}, "restarts"),
+        ({"gtol": -1.0}, "gtol"),
+        ({"method": "newton"}, "method"),
+        ({"max_steps": 0}, "max_steps"),
+    ]:
         with pytest.raises(ValueError, match=match):
             ufm.solve(problem, **kw)
 

@@ -5,8 +5,9 @@ import pytest
 import ufm
 from ufm import verify
 
-CLAIMS = [pytest.param(c, id=c.name, marks=() if c.quick else pytest.mark.slow)
-          for c in verify.CATALOG]
+CLAIMS = [
+    pytest.param(c, id=c.name, marks=() if c.quick else pytest.mark.slow) for c in verify.CATALOG
+]
 
 
 @pytest.mark.parametrize("claim", CLAIMS)

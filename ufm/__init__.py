@@ -1,9 +1,13 @@
 """ufm: global minimizers of unconstrained features models, checked against theory."""
 
-from . import geometry as geometry, metrics as metrics
-from ._solution import RESULTS as RESULTS, Solution as Solution
-from .check import Report as Report, check as check
-from .models import REGISTRY as REGISTRY, make as make
+from . import geometry as geometry
+from . import metrics as metrics
+from ._solution import RESULTS as RESULTS
+from ._solution import Solution as Solution
+from .check import Report as Report
+from .check import check as check
+from .models import REGISTRY as REGISTRY
+from .models import make as make
 from .solve import solve as solve
 from .theory import Theory as Theory
 

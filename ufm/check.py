@@ -103,8 +103,18 @@ def check(
     found = found_quantities(problem, sol.params)
     found_metrics = nc_metrics(problem, sol.params)
     if not theory.applicable:
-        return Report("inconclusive", f"theory not applicable: {theory.reason}", loss, None,
-                      None, {}, found_metrics, {}, theory, sol.converged)
+        return Report(
+            "inconclusive",
+            f"theory not applicable: {theory.reason}",
+            loss,
+            None,
+            None,
+            {},
+            found_metrics,
+            {},
+            theory,
+            sol.converged,
+        )
 
     assert theory.loss is not None and theory.params is not None
     gap = (loss - theory.loss) / abs(theory.loss)
@@ -132,5 +142,15 @@ def check(
             reason = "; ".join(bad)
             if gap < -loss_rtol:
                 reason = "the solver found a LOWER loss than the theory predicts: " + reason
-    return Report(verdict, reason, loss, theory.loss, gap, errors, found_metrics,
-                  predicted_metrics, theory, sol.converged)
+    return Report(
+        verdict,
+        reason,
+        loss,
+        theory.loss,
+        gap,
+        errors,
+        found_metrics,
+        predicted_metrics,
+        theory,
+        sol.converged,
+    )

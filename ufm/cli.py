@@ -40,12 +40,23 @@ def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
     for h in hypers:
         flag = "--" + h.name.replace("_", "-")
         if h.kind == "flag":
-            parser.add_argument(flag, dest=h.name, action=argparse.BooleanOptionalAction,
-                                default=h.default, help=h.help)
+            parser.add_argument(
+                flag,
+                dest=h.name,
+                action=argparse.BooleanOptionalAction,
+                default=h.default,
+                help=h.help,
+            )
             continue
         kind = {"int": int, "float": float, "counts": _counts, "choice": str}[h.kind]
-        parser.add_argument(flag, dest=h.name, type=kind, default=h.default,
-                            choices=h.choices or None, help=f"{h.help} (default {h.default})")
+        parser.add_argument(
+            flag,
+            dest=h.name,
+            type=kind,
+            default=h.default,
+            choices=h.choices or None,
+            help=f"{h.help} (default {h.default})",
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,8 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     from .solve import METHODS
 
     parser = argparse.ArgumentParser(
-        prog="ufm", description="Global minimizers of unconstrained features models, checked "
-        "against neural-collapse theory.")
+        prog="ufm",
+        description="Global minimizers of unconstrained features models, checked "
+        "against neural-collapse theory.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     solve = commands.add_parser("solve", help="solve one problem and compare it with theory")
@@ -90,9 +103,15 @@ def _solve_report(args) -> dict[str, Any]:
 
     hyper = {h.name: getattr(args, h.name) for h in REGISTRY[args.model].hypers}
     problem = make(args.model, **hyper)
-    options = dict(seed=args.seed, restarts=args.restarts, method=args.method, gtol=args.gtol,
-                   max_steps=args.max_steps, init_scale=args.init_scale,
-                   learning_rate=args.learning_rate)
+    options = dict(
+        seed=args.seed,
+        restarts=args.restarts,
+        method=args.method,
+        gtol=args.gtol,
+        max_steps=args.max_steps,
+        init_scale=args.init_scale,
+        learning_rate=args.learning_rate,
+    )
     start = time.perf_counter()
     sol = solve(problem, **options)
     jax.block_until_ready(sol.loss)
@@ -121,15 +140,18 @@ def _print_solve(r: dict[str, Any]) -> None:
         f"loss      {r['loss']:.15g}",
     ]
     if th["loss"] is not None:
-        lines.append(f"theory    {th['loss']:.15g}  ({th['regime']}, {th['geometry']}; "
-                     f"relative gap {ck['loss_gap']:.2e})")
+        lines.append(
+            f"theory    {th['loss']:.15g}  ({th['regime']}, {th['geometry']}; "
+            f"relative gap {ck['loss_gap']:.2e})"
+        )
         lines.append(f"          {th['reason']}  [{th['source']}]")
         errs = ", ".join(f"{k} {v:.1e}" for k, v in ck["errors"].items())
         lines.append(f"errors    {errs}")
     else:
         lines.append(f"theory    not applicable: {th['reason']}")
-    lines.append(f"metrics   nc1 {m['nc1']:.2e}, nc2 {m['nc2']:.2e}, nc3 {m['nc3']:.2e}, "
-                 f"nc4 {m['nc4']:.3f}")
+    lines.append(
+        f"metrics   nc1 {m['nc1']:.2e}, nc2 {m['nc2']:.2e}, nc3 {m['nc3']:.2e}, nc4 {m['nc4']:.3f}"
+    )
     lines.append(f"verdict   {ck['verdict'].upper()}: {ck['reason']}")
     print("\n".join(lines))
 
@@ -156,17 +178,23 @@ def _verify(args) -> int:
     def record(r: dict) -> None:
         results.append(r)
         pred = r["predicted"]
-        predicted = "n/a" if pred["loss"] is None else (
-            f"{pred['loss']:.10g} {pred['regime']}/{pred['geometry']}")
+        predicted = (
+            "n/a"
+            if pred["loss"] is None
+            else (f"{pred['loss']:.10g} {pred['regime']}/{pred['geometry']}")
+        )
         found = f"{r['found']['loss']:.10g}"
         if r["loss_gap"] is not None:
             found += f" (gap {r['loss_gap']:.1e})"
         mark = "[green]" if r["passed"] else "[red]"
-        verdict = f"{mark}{r['verdict']}[/]" + ("" if r["passed"] else f" (expected {r['expected']})")
+        verdict = f"{mark}{r['verdict']}[/]" + (
+            "" if r["passed"] else f" (expected {r['expected']})"
+        )
         params = _short(r["parameters"])
         table.add_row(r["claim"], params, predicted, found, verdict, f"{r['seconds']:.2f}s")
-        console.print(f"[{len(results)}/{len(claims)}] {r['claim']}: {r['verdict']}",
-                      highlight=False)
+        console.print(
+            f"[{len(results)}/{len(claims)}] {r['claim']}: {r['verdict']}", highlight=False
+        )
         if args.json:
             _write_json(args.json, {"claims": results, "complete": len(results) == len(claims)})
 
@@ -175,8 +203,10 @@ def _verify(args) -> int:
     console.print(table)
     failed = [r["claim"] for r in results if not r["passed"]]
     total = time.perf_counter() - start
-    console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
-                  f"in {total:.1f} s", highlight=False)
+    console.print(
+        f"{len(results) - len(failed)} passed, {len(failed)} failed in {total:.1f} s",
+        highlight=False,
+    )
     for r in results:
         if not r["passed"]:
             console.print(f"  {r['claim']}: {r['reason']}", highlight=False)

@@ -139,17 +139,3 @@ def gram_distance(G: ArrayLike, target: ArrayLike) -> Array:
     if G.shape != target.shape:
         raise ValueError(f"G and target must have the same shape, got {G.shape} and {target.shape}")
     return _norm(_unit(G) - _unit(target))
-
-
-@jax.jit
-def gram_relative_error(G: ArrayLike, G_ref: ArrayLike, atol: float = 1e-12) -> Array:
-    """Error WITH scale: ||G - G_ref||_F / max(||G_ref||_F, atol).
-
-    Compares a found Gram with a predicted one (closed-form minimizer); `atol` keeps the
-    ratio finite when the prediction is the zero (trivial) solution, where the result is
-    the absolute error divided by atol.
-    """
-    G, G_ref = jnp.asarray(G), jnp.asarray(G_ref)
-    if G.shape != G_ref.shape:
-        raise ValueError(f"G and G_ref must have the same shape, got {G.shape} and {G_ref.shape}")
-    return jnp.linalg.norm(G - G_ref) / jnp.maximum(jnp.linalg.norm(G_ref), atol)

@@ -1,6 +1,7 @@
 """The registry behind `ufm.make` and the CLI: model name -> problem class."""
 
-from ._base import AbstractProblem as AbstractProblem, Hyper as Hyper
+from ._base import AbstractProblem as AbstractProblem
+from ._base import Hyper as Hyper
 from .plain import PlainProblem as PlainProblem
 
 REGISTRY: dict[str, type[AbstractProblem]] = {"plain": PlainProblem}

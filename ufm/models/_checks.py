@@ -32,7 +32,9 @@ def counts(value, K: int) -> tuple[int, ...]:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return (integer("n", value, 1),) * K
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ValueError(f"n must be a positive integer or a sequence of K={K} of them; got {value!r}")
+        raise ValueError(
+            f"n must be a positive integer or a sequence of K={K} of them; got {value!r}"
+        )
     if len(value) != K:
         raise ValueError(f"n must have K={K} entries (one count per class); got {len(value)}")
     return tuple(integer(f"n[{k}]", v, 1) for k, v in enumerate(value))

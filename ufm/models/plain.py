@@ -140,8 +140,9 @@ class PlainProblem(AbstractProblem):
     lambda_b: Float[Array, ""] = eqx.field(converter=jnp.asarray)
 
     @classmethod
-    def make(cls, *, loss="ce", K=10, n=100, d=64, bias=False, lambda_W=5e-4, lambda_H=5e-4,
-             lambda_b=0.0) -> "PlainProblem":
+    def make(
+        cls, *, loss="ce", K=10, n=100, d=64, bias=False, lambda_W=5e-4, lambda_H=5e-4, lambda_b=0.0
+    ) -> "PlainProblem":
         K = _checks.integer("K", K, 2)
         lambda_b = _checks.real("lambda_b", lambda_b, positive=False)
         if not isinstance(bias, bool):
