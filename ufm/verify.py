@@ -9,6 +9,9 @@ every claim gets its expected verdict. Later models add their claims to `CATALOG
 Sources: Zhu et al. 2021 (arXiv 2105.02375) Thm 3.1; Tirer & Bruna 2022 (arXiv 2202.08087)
 Thms 3.1-3.2; Dang et al. 2023 (arXiv 2301.00437), M = 1; zero-solution certificate of
 ../shared/theory/plain_ufm.md §5, §7 (team derivation, re-derived in derivations/).
+Provenance: the papers' main statements were checked against their abstracts; theorem
+numbers are as recalled in the theory notes ([R]). Every closed form is re-derived in
+derivations/plain_ufm.py and confirmed here by the numerics, which is what a verdict rests on.
 """
 
 import dataclasses
@@ -25,7 +28,7 @@ TB31 = "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.1"
 TB32 = "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.2"
 DANG = "Dang et al. 2023, arXiv 2301.00437, M=1 (imbalanced MSE)"
 ZERO = "zero-solution certificate, plain_ufm.md §5 [D, V]"
-TEAM = "plain_ufm.md §4, unregularized bias, imbalanced [D, V]"
+TEAM = "plain_ufm.md §4 [D, V]; its spectrum is that of Liu 2024, arXiv 2411.17278 (abstract)"
 
 
 @dataclasses.dataclass(frozen=True)
