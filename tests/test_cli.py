@@ -168,3 +168,20 @@ def test_verify_one_claim_writes_json(capsys, tmp_path):
 def test_verify_list(capsys):
     code, out, _ = run(["verify", "--list"], capsys)
     assert code == 0 and "ce-etf" in out and "(quick)" in out
+
+
+def test_verify_exits_nonzero_when_a_verdict_is_unexpected(capsys, monkeypatch):
+    from ufm import verify
+
+    wrong = verify.Claim(
+        "wrong-expectation",
+        "test",
+        "an agreeing point expected to disagree",
+        "plain",
+        {"loss": "mse", "K": 4, "n": 5, "d": 8, "lambda_W": 0.05, "lambda_H": 0.01},
+        expect="disagrees",
+        restarts=1,
+    )
+    monkeypatch.setattr(verify, "CATALOG", (*verify.CATALOG, wrong))
+    code, out, _ = run(["verify", "wrong-expectation"], capsys)
+    assert code == 1 and "0 passed, 1 failed" in out and "expected disagrees" in out
