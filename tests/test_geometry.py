@@ -113,8 +113,8 @@ def test_gram_distance_is_scale_invariant():
     base = geometry.gram_distance(G, T)
     assert base > 0
     for c in (1e-3, 0.7, 250.0):
-        assert geometry.gram_distance(c * G, T) == pytest.approx(base, rel=1e-12)
-        assert geometry.gram_distance(G, c * T) == pytest.approx(base, rel=1e-12)
+        assert geometry.gram_distance(c * G, T) == pytest.approx(float(base), rel=1e-12)
+        assert geometry.gram_distance(G, c * T) == pytest.approx(float(base), rel=1e-12)
 
 
 def test_gram_distance_of_zero_gram_is_one():

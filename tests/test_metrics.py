@@ -277,7 +277,7 @@ def test_scaling_features():
     scaled, base = _all_metrics(c * H, y, K, W, b), _all_metrics(H, y, K, W, b)
     _assert_same(scaled, base, SCALE_FREE)
     # cdnv with p = 2: variances scale by c^2, squared distances squared by c^4
-    assert scaled["cdnv_p2"] == pytest.approx(base["cdnv_p2"] / c**2, rel=1e-12)
+    assert scaled["cdnv_p2"] == pytest.approx(float(base["cdnv_p2"]) / c**2, rel=1e-12)
 
 
 # --------------------------------------------------------------------------- summary, jit, dtype
