@@ -25,7 +25,8 @@ class Theory:
     source: paper, theorem and derivation file.
     quantities: named predictions that do not depend on the rotation symmetry
         (Gram matrices ``W_gram`` = W W^T and ``Hbar_gram`` = Hbar^T Hbar, class-mean
-        logits ``logits`` = W Hbar, bias ``b``, squared norms).
+        logits ``logits`` = W Hbar, bias ``b`` (``b_centred`` = b - mean(b) where only b up
+        to a constant is determined), squared norms ``w_norm2``, ``hbar_norm2``).
     params: one global minimizer realized in the problem's dimensions, or None.
     """
 

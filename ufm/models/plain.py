@@ -324,8 +324,11 @@ class PlainProblem(AbstractProblem):
         quantities["hbar_norm2"] = np.diag(quantities["Hbar_gram"]).copy()
         params = {"W": factors["W"], "H": factors["Hbar"][:, self.labels]}
         if b is not None:
-            quantities["b"] = b
             params["b"] = b
+            if self.loss_name == "ce":  # CE is invariant under b -> b + t 1
+                quantities["b_centred"] = b - b.mean()
+            else:
+                quantities["b"] = b
         return th.Theory(regime, geometry, loss, reason, source, quantities, params)
 
 
