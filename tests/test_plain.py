@@ -202,6 +202,8 @@ def test_not_applicable_is_inconclusive():
         (plain("ce", d=2, lambda_W=0.01, lambda_H=0.01), "d=2"),
         (plain("ce", n=IMB, lambda_W=0.04, lambda_H=0.04), "imbalanced"),
         (plain("mse", bias=True, lambda_W=0.05, lambda_H=0.01, lambda_b=0.1), "regularized bias"),
+        # far past any plausible zero threshold, but with lambda_b > 0 it cannot be certified
+        (plain("ce", n=IMB, bias=True, lambda_W=0.5, lambda_H=0.5, lambda_b=0.1), "not even"),
     ]:
         problem = ufm.make("plain", **hyper)
         th = ufm.theory(problem)

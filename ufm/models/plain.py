@@ -229,6 +229,12 @@ class PlainProblem(AbstractProblem):
         if zero is not None:
             return zero
 
+        if ce and not self.balanced and self.bias and lb > 0:
+            return th.not_applicable(
+                "imbalanced cross-entropy with a regularized bias (lambda_b > 0): no closed form, "
+                "not even for the zero threshold (the best bias at W = H = 0 has none)",
+                "plain_ufm.md §5",
+            )
         if ce and not self.balanced:
             return th.not_applicable(
                 "imbalanced cross-entropy inside its zero threshold: the finite-lambda minimizer "
