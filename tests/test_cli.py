@@ -112,6 +112,8 @@ def test_solve_human_report(capsys):
         (["--lambda-b", "0.1"], "needs bias=True"),
         (["--restarts", "0"], "restarts must be an integer >= 1"),
         (["--gtol", "0"], "gtol must be a finite number > 0"),
+        (["--memory-size", "0"], "memory_size must be an integer >= 1"),
+        (["--out", "/no/such/dir/r.json"], "--out: directory '/no/such/dir' does not exist"),
     ],
 )
 def test_bad_values_exit_2_with_one_line(capsys, flags, message):

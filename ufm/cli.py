@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--max-steps", type=int, default=10_000, help="step limit")
         sub.add_argument("--init-scale", type=float, default=1.0, help="scale of the random init")
         sub.add_argument("--learning-rate", type=float, default=1e-2, help="for adam and sgd")
+        sub.add_argument("--memory-size", type=int, default=3, help="L-BFGS stored pairs")
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         sub.add_argument("--out", type=Path, help="also write the JSON report to this file")
         sub.add_argument("--params", type=Path, help="write the minimizer (W, H, b, y) to a .npz")
@@ -111,6 +112,7 @@ def _solve_report(args) -> dict[str, Any]:
         max_steps=args.max_steps,
         init_scale=args.init_scale,
         learning_rate=args.learning_rate,
+        memory_size=args.memory_size,
     )
     start = time.perf_counter()
     sol = solve(problem, **options)
@@ -234,10 +236,19 @@ def _write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+def _check_output_paths(args) -> None:
+    """Fail before any work, not after it, when a result could not be written."""
+    for flag in ("out", "params", "json"):
+        path = getattr(args, flag, None)
+        if isinstance(path, Path) and not path.parent.is_dir():
+            raise ValueError(f"--{flag}: directory {str(path.parent)!r} does not exist")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_jax()
     try:
+        _check_output_paths(args)
         if args.command == "verify":
             return _verify(args)
         result = _solve_report(args)
