@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 RANK_RTOL = 1e-12  # singular values below this fraction of the largest are round-off
-REGIMES = ("collapsed", "minority_collapse", "zero", "not_applicable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +55,6 @@ def not_applicable(reason: str, source: str) -> Theory:
     return Theory("not_applicable", None, None, reason, source)
 
 
-def psd_sqrt(A: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a positive semidefinite matrix."""
-    evals, U = np.linalg.eigh((A + A.T) / 2)
-    return (U * np.sqrt(np.clip(evals, 0.0, None))) @ U.T
-
-
 def zero_point_gradient_norm(p: np.ndarray, counts: np.ndarray) -> float:
     """Spectral norm of the logit gradient G = (p 1^T - Y)/N at logits p 1^T (plain_ufm.md §7).
 
@@ -91,7 +84,7 @@ def realize(
     K = logits.shape[0]
     sqrt_n = np.sqrt(counts.astype(float))
     U, S, Vt = np.linalg.svd(logits * sqrt_n[None, :])
-    S = np.where(S > RANK_RTOL * max(S.max(initial=0.0), 1e-300), S, 0.0)  # sqrt(1e-16) != 0
+    S = _drop_roundoff(S)  # sqrt(1e-16) would put 1e-8 into the factors
     rank = int(np.count_nonzero(S))
     if rank > d:
         raise ValueError(f"d={d} is below the rank {rank} of the predicted logits")
@@ -104,6 +97,10 @@ def realize(
     return {"W": W, "Hbar": Hbar}, grams
 
 
+def _drop_roundoff(S: np.ndarray) -> np.ndarray:
+    """Singular values with those below RANK_RTOL times the largest set to exactly 0."""
+    return np.where(S > RANK_RTOL * max(S.max(initial=0.0), 1e-300), S, 0.0)
+
+
 def logits_rank(logits: np.ndarray) -> int:
-    S = np.linalg.svd(logits, compute_uv=False)
-    return int(np.sum(S > RANK_RTOL * max(S.max(initial=0.0), 1e-300)))
+    return int(np.count_nonzero(_drop_roundoff(np.linalg.svd(logits, compute_uv=False))))
