@@ -315,8 +315,6 @@ class PlainProblem(AbstractProblem):
         else:
             data = np.sum(n * np.sum((b[None, :] - np.eye(K)) ** 2, axis=1)) / (2 * N)
         loss = float(data + (lb / 2 * np.sum(b**2) if self.bias else 0.0))
-        if ce and self.bias and lb == 0:
-            b = b - b.mean()  # defined up to a constant: report it centred
         reason = "the zero solution passes the certificate ||grad_Z L(0)||_op <= sqrt(lW lH)"
         return self._prediction(
             "zero", "zero", loss, reason, SOURCE_ZERO, np.zeros((K, K)), b if self.bias else None
