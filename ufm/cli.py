@@ -36,6 +36,16 @@ def _counts(text: str):
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def _floats(text: str):
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or comma-separated numbers like 1e-3,5e-4; got {text!r}"
+        ) from None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
     for h in hypers:
         flag = "--" + h.name.replace("_", "-")
@@ -48,7 +58,9 @@ def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
                 help=h.help,
             )
             continue
-        kind = {"int": int, "float": float, "counts": _counts, "choice": str}[h.kind]
+        kind = {"int": int, "float": float, "floats": _floats, "counts": _counts, "choice": str}[
+            h.kind
+        ]
         parser.add_argument(
             flag,
             dest=h.name,
@@ -81,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--gtol", type=float, default=1e-10, help="stop at this gradient norm")
         sub.add_argument("--max-steps", type=int, default=10_000, help="step limit")
         sub.add_argument("--init-scale", type=float, default=1.0, help="scale of the random init")
+        sub.add_argument(
+            "--init-spread",
+            type=float,
+            default=2.0,
+            help="restarts' init scales run from init-scale/spread to init-scale*spread",
+        )
         sub.add_argument("--learning-rate", type=float, default=1e-2, help="for adam and sgd")
         sub.add_argument("--memory-size", type=int, default=3, help="L-BFGS stored pairs")
         sub.add_argument("--json", action="store_true", help="print a JSON object")
@@ -111,6 +129,7 @@ def _solve_report(args) -> dict[str, Any]:
         gtol=args.gtol,
         max_steps=args.max_steps,
         init_scale=args.init_scale,
+        init_spread=args.init_spread,
         learning_rate=args.learning_rate,
         memory_size=args.memory_size,
     )

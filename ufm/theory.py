@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+import scipy.optimize
 
 RANK_RTOL = 1e-12  # singular values below this fraction of the largest are round-off
 
@@ -27,6 +28,10 @@ class Theory:
         logits ``logits`` = W Hbar, bias ``b`` (``b_centred`` = b - mean(b) where only b up
         to a constant is determined), squared norms ``w_norm2``, ``hbar_norm2``).
     params: one global minimizer realized in the problem's dimensions, or None.
+    layers: for deep models, one dict per layer m = 1..M of predictions that the layer's
+        factors and features must match: ``W_sv`` (singular values of W_m), ``W_norm2``,
+        ``Hbar_gram`` (class means of the layer-m features H_m = W_{m-1} ... W_1 H_1) and
+        ``head_gram`` (Gram of W_M ... W_m).
     """
 
     regime: str
@@ -36,6 +41,7 @@ class Theory:
     source: str
     quantities: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     params: dict[str, np.ndarray] | None = None
+    layers: tuple[dict[str, np.ndarray], ...] = ()
 
     @property
     def applicable(self) -> bool:
@@ -69,32 +75,114 @@ def zero_point_gradient_norm(p: np.ndarray, counts: np.ndarray) -> float:
 
 
 def realize(
-    logits: np.ndarray, counts: np.ndarray, d: int, lambda_W: float, lambda_H: float
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Balanced factors of class-mean logits Zbar = W Hbar, and their Gram matrices.
+    logits: np.ndarray, counts: np.ndarray, d: int, lambdas: tuple[float, ...]
+) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """The cheapest factors of class-mean logits Zbar = X_M ... X_1 Hbar, and their Grams.
 
-    With collapsed features Z = Zbar Y and Q = Zbar D^{1/2} = U S V^T, the cheapest
-    factorization (plain_ufm.md §1, factorization bound) is
-        W    = (lambda_H/lambda_W)^{1/4} U S^{1/2},
-        Hbar = (lambda_W/lambda_H)^{1/4} S^{1/2} V^T D^{-1/2},
-    so W W^T = sqrt(lambda_H/lambda_W) (Q Q^T)^{1/2} and
-    Hbar^T Hbar = sqrt(lambda_W/lambda_H) D^{-1/2} (Q^T Q)^{1/2} D^{-1/2}.
-    Needs d >= rank(Zbar); returns W (K, d) and Hbar (d, K) padded with zeros.
+    `lambdas` = (lambda_H, lambda_W1, ..., lambda_WM): the penalty of each factor, features
+    first; M = 1 is the plain UFM. With collapsed features Z = Zbar Y, the factorization
+    bound (deep_linear.md §1; plain_ufm.md §1 for M = 1) is attained by balanced factors
+    with chained singular vectors: if Q = Zbar D^{1/2} = U S V^T, factor j has singular
+    values S^{1/(M+1)} (mu/lambda_j)^{1/2}, mu = (prod lambda_j)^{1/(M+1)}, so
+        Hbar = E S^{1/(M+1)} c_0 V^T D^{-1/2},  X_j = E S^{1/(M+1)} c_j E^T,
+        X_M = U S^{1/(M+1)} c_M E^T,  c_j = (mu/lambda_j)^{1/2},
+    with E the first rank(Q) columns of the d x d identity. Needs d >= rank(Zbar).
+    Returns [Hbar (d, K), X_1, ..., X_M] (X_M is K x d) and the Grams of the product
+    W = X_M ... X_1: ``W_gram``, ``Hbar_gram``, ``logits``.
     """
     K = logits.shape[0]
     sqrt_n = np.sqrt(counts.astype(float))
     U, S, Vt = np.linalg.svd(logits * sqrt_n[None, :])
-    S = _drop_roundoff(S)  # sqrt(1e-16) would put 1e-8 into the factors
+    S = _drop_roundoff(S)  # a root of 1e-16 would put 1e-8 into the factors
     rank = int(np.count_nonzero(S))
     if rank > d:
         raise ValueError(f"d={d} is below the rank {rank} of the predicted logits")
+    lam = np.asarray(lambdas, dtype=float)
+    depth = lam.size - 1
+    mu = float(np.exp(np.mean(np.log(lam))))
     r = min(K, d)
-    W = np.zeros((K, d))
+    root = S[:r] ** (1 / (depth + 1))
+    scale = np.sqrt(mu / lam)
     Hbar = np.zeros((d, K))
-    W[:, :r] = (lambda_H / lambda_W) ** 0.25 * U[:, :r] * np.sqrt(S[:r])[None, :]
-    Hbar[:r, :] = (lambda_W / lambda_H) ** 0.25 * (np.sqrt(S[:r])[:, None] * Vt[:r]) / sqrt_n
+    Hbar[:r] = (scale[0] * root[:, None] * Vt[:r]) / sqrt_n
+    factors = [Hbar]
+    for j in range(1, depth):
+        X = np.zeros((d, d))
+        X[range(r), range(r)] = scale[j] * root
+        factors.append(X)
+    last = np.zeros((K, d))
+    last[:, :r] = scale[-1] * U[:, :r] * root[None, :]
+    factors.append(last)
+    W = product(factors[1:])
     grams = {"W_gram": W @ W.T, "Hbar_gram": Hbar.T @ Hbar, "logits": W @ Hbar}
-    return {"W": W, "Hbar": Hbar}, grams
+    return factors, grams
+
+
+def product(matrices: list[np.ndarray]) -> np.ndarray:
+    """X_M ... X_1 for matrices = [X_1, ..., X_M]."""
+    out = matrices[-1]
+    for X in reversed(matrices[:-1]):
+        out = out @ X
+    return out
+
+
+def direction_minimizer(s: np.ndarray, N: int, mu: float, depth: int):
+    """Global minimizer of the scalar problem of one singular direction (deep_linear.md §1-2).
+
+        psi(z) = (s - z)^2/(2N) + (M+1)/2 mu z^{2/(M+1)},  z >= 0,  M = depth.
+
+    With a = z/s and gamma = N mu s^{-2M/(M+1)}, psi = s^2/(2N) g(a) where
+    g(a) = (1 - a)^2 + (M+1) gamma a^{2/(M+1)}, stationary where (1 - a) a^p = gamma,
+    p = (M-1)/(M+1) (derivations/deep_linear.py). M = 1: a = max(0, 1 - gamma) (soft
+    threshold). M >= 2: (1 - a) a^p peaks at a_m = (M-1)/(2M); the largest root on
+    [a_m, 1] is the only candidate besides a = 0, and it is kept iff g(a) < g(0) = 1, i.e.
+    iff a > (M-1)/M (the first-order transition at gamma* = h((M-1)/M)). At the tie the zero
+    branch is returned. Returns (a, psi_min) elementwise; s = 0 gives (0, 0).
+    """
+    s = np.atleast_1d(np.asarray(s, dtype=float))
+    a = np.zeros_like(s)
+    for i, si in enumerate(s):
+        if si > 0:
+            a[i] = _own_fraction(N * mu * si ** (-2 * depth / (depth + 1)), depth)
+    value = (s - a * s) ** 2 / (2 * N) + (depth + 1) / 2 * mu * (a * s) ** (2 / (depth + 1))
+    return a, value
+
+
+def _own_fraction(gamma: float, depth: int) -> float:
+    if depth == 1:
+        return max(0.0, 1.0 - gamma)
+    p = (depth - 1) / (depth + 1)
+    h = lambda a: (1 - a) * a**p - gamma
+    a_m = (depth - 1) / (2 * depth)
+    if h(a_m) < 0:
+        return 0.0
+    a = scipy.optimize.brentq(h, a_m, 1.0, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
+    g = (1 - a) ** 2 + (depth + 1) * gamma * a ** (2 / (depth + 1))
+    return a if g < 1 else 0.0
+
+
+def spectral_mse(counts: np.ndarray, mu: float, depth: int, bias: bool):
+    """MSE class-mean logits, minimum and active directions (deep_linear.md §1, §4).
+
+    Without bias the target is Y: one direction per class, s_k = sqrt(n_k), aligned with
+    e_k, so Zbar = diag(a_k). With an unregularized bias b = n/N the target is the centred
+    labels Y_c, Y_c Y_c^T = D - n n^T/N = U S^2 U^T, and Z = A Y_c with
+    A = sum_i a_i u_i u_i^T, so Zbar = A (I - n 1^T/N). Each direction's own fraction a_i
+    and value come from `direction_minimizer`.
+    Returns (logits, loss, active, nonzero, b or None).
+    """
+    n = counts.astype(float)
+    N = n.sum()
+    K = n.size
+    if not bias:
+        a, value = direction_minimizer(np.sqrt(n), int(N), mu, depth)
+        return np.diag(a), float(value.sum()), int(np.sum(a > 0)), K, None
+    evals, U = np.linalg.eigh(np.diag(n) - np.outer(n, n) / N)
+    nonzero = evals > 1e-12 * evals.max()  # D - n n^T/N always has the null vector 1
+    s = np.where(nonzero, np.sqrt(np.clip(evals, 0, None)), 0.0)
+    a, value = direction_minimizer(s, int(N), mu, depth)
+    logits = (U * a) @ U.T @ (np.eye(K) - np.outer(n, np.ones(K)) / N)
+    return logits, float(value.sum()), int(np.sum(a > 0)), int(np.sum(nonzero)), n / N
 
 
 def _drop_roundoff(S: np.ndarray) -> np.ndarray:
@@ -104,3 +192,19 @@ def _drop_roundoff(S: np.ndarray) -> np.ndarray:
 
 def logits_rank(logits: np.ndarray) -> int:
     return int(np.count_nonzero(_drop_roundoff(np.linalg.svd(logits, compute_uv=False))))
+
+
+def layer_quantities(layer: dict[str, Any], labels: np.ndarray, K: int) -> dict[str, np.ndarray]:
+    """The rotation-invariant quantities of one layer, named as in `Theory.layers`."""
+    W = np.asarray(layer["W"], dtype=float)
+    H = np.asarray(layer["H"], dtype=float)
+    head = np.asarray(layer["head"], dtype=float)
+    counts = np.bincount(labels, minlength=K)
+    Hbar = (H @ np.eye(K)[labels]) / counts[None, :]
+    sv = np.linalg.svd(W, compute_uv=False)[: min(K, *W.shape)]
+    return {
+        "W_sv": sv,
+        "W_norm2": np.array(np.sum(W**2)),
+        "Hbar_gram": Hbar.T @ Hbar,
+        "head_gram": head @ head.T,
+    }

@@ -2,9 +2,13 @@
 
 from ._base import AbstractProblem as AbstractProblem
 from ._base import Hyper as Hyper
+from .deep_linear import DeepLinearProblem as DeepLinearProblem
 from .plain import PlainProblem as PlainProblem
 
-REGISTRY: dict[str, type[AbstractProblem]] = {"plain": PlainProblem}
+REGISTRY: dict[str, type[AbstractProblem]] = {
+    "plain": PlainProblem,
+    "deep-linear": DeepLinearProblem,
+}
 
 
 def make(name: str, **hyper) -> AbstractProblem:

@@ -16,7 +16,7 @@ class Hyper:
     """One keyword of `ufm.make` (and one flag of `ufm solve`)."""
 
     name: str
-    kind: str  # "int", "float", "counts", "choice", "flag"
+    kind: str  # "int", "float", "floats" (one or one per layer), "counts", "choice", "flag"
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -45,6 +45,14 @@ class AbstractProblem(eqx.Module):
     @abc.abstractmethod
     def hyperparameters(self) -> dict[str, Any]:
         """The keywords that rebuild this problem with `ufm.make` (JSON-able)."""
+
+    def classifier(self, params: dict[str, Array]) -> Array:
+        """The end-to-end classifier (K, d) applied to ``params["H"]``."""
+        return params["W"]
+
+    def layers(self, params: dict[str, Array]) -> list[dict[str, Array]]:
+        """Deep models: per layer its weight ``W``, input features ``H`` and ``head``."""
+        return []
 
     @property
     @abc.abstractmethod

@@ -38,3 +38,15 @@ def counts(value, K: int) -> tuple[int, ...]:
     if len(value) != K:
         raise ValueError(f"n must have K={K} entries (one count per class); got {len(value)}")
     return tuple(integer(f"n[{k}]", v, 1) for k, v in enumerate(value))
+
+
+def reals(name: str, value, count: int) -> tuple[float, ...]:
+    """One positive number for all `count` layers, or a sequence of exactly `count`."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return (real(name, value, positive=True),) * count
+    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != count:
+        raise ValueError(
+            f"{name} must be a finite number > 0 or a sequence of depth={count} of them; "
+            f"got {value!r}"
+        )
+    return tuple(real(f"{name}[{m}]", v, positive=True) for m, v in enumerate(value))

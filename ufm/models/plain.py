@@ -270,8 +270,7 @@ class PlainProblem(AbstractProblem):
                 f"{N**2 * lW * lH:.6g})"
             )
         else:
-            logits, loss, active, nonzero = _mse_bias_spectral(n, mu)
-            b = n / N
+            logits, loss, active, nonzero, b = th.spectral_mse(n, mu, 1, bias=True)
             if self.balanced:
                 geometry, source = "simplex_etf", SOURCE_MSE_BIAS
             else:
@@ -323,10 +322,10 @@ class PlainProblem(AbstractProblem):
     def _prediction(self, regime, geometry, loss, reason, source, logits, b) -> th.Theory:
         n = np.array(self.counts)
         lW, lH = float(self.lambda_W), float(self.lambda_H)
-        factors, quantities = th.realize(logits, n, self.d, lW, lH)
+        (Hbar, W), quantities = th.realize(logits, n, self.d, (lH, lW))
         quantities["w_norm2"] = np.diag(quantities["W_gram"]).copy()
         quantities["hbar_norm2"] = np.diag(quantities["Hbar_gram"]).copy()
-        params = {"W": factors["W"], "H": factors["Hbar"][:, self.labels]}
+        params = {"W": W, "H": Hbar[:, self.labels]}
         if b is not None:
             params["b"] = b
             if self.loss_name == "ce":  # CE is invariant under b -> b + t 1
@@ -334,24 +333,3 @@ class PlainProblem(AbstractProblem):
             else:
                 quantities["b"] = b
         return th.Theory(regime, geometry, loss, reason, source, quantities, params)
-
-
-def _mse_bias_spectral(n: np.ndarray, mu: float):
-    """MSE with an unregularized bias, any class counts (plain_ufm.md §4).
-
-    Eliminating b = n/N leaves the centred labels Y_c, with Y_c Y_c^T = D - n n^T/N = U S^2 U^T.
-    Each direction's logit singular value is soft-thresholded, z_i = max(0, s_i - N mu), so
-    Z = A Y_c with A = sum_i (z_i/s_i) u_i u_i^T, class-mean logits A (I - n 1^T/N), and
-    f* = sum_i [min(s_i, N mu)^2/(2N) + mu max(0, s_i - N mu)].
-    """
-    N = n.sum()
-    K = n.size
-    evals, U = np.linalg.eigh(np.diag(n) - np.outer(n, n) / N)
-    nonzero = evals > 1e-12 * evals.max()  # D - n n^T/N always has the null vector 1
-    s = np.where(nonzero, np.sqrt(np.clip(evals, 0, None)), 0)
-    z = np.maximum(s - N * mu, 0)
-    ratio = np.where(nonzero, z / np.where(nonzero, s, 1), 0)
-    A = (U * ratio) @ U.T
-    logits = A @ (np.eye(K) - np.outer(n, np.ones(K)) / N)
-    loss = float(np.sum(np.minimum(s, N * mu) ** 2 / (2 * N) + mu * z))
-    return logits, loss, int(np.sum(z > 0)), int(np.sum(nonzero))

@@ -1,0 +1,377 @@
+"""Deep linear unconstrained features model: M linear layers on free features, CE or MSE.
+
+    L = (1/N) sum_i loss(W_M ... W_1 h_i + b, y_i)
+        + sum_m lambda_Wm/2 ||W_m||_F^2 + lambda_H/2 ||H||_F^2
+
+loss(z, y) is -log softmax(z)_y ("ce") or 1/2 ||z - e_y||^2 ("mse"); the optional bias b
+sits on the last layer and is unregularized. Shapes: H = H_1 (d, N), W_1 ... W_{M-1} (d, d),
+W_M (K, d), b (K,); params are named ``H``, ``W1`` ... ``WM``, ``b``. N = sum_k n_k columns
+sorted by class. M = 1 is the plain UFM (``ufm.make("plain", ...)``) and gives its answers.
+
+Closed forms: ../shared/theory/deep_linear.md, derived in derivations/deep_linear.py.
+  MSE (Dang et al. 2023, arXiv 2301.00437): every singular direction of the target solves
+  its own scalar problem (`ufm.theory.direction_minimizer`); orthogonal frame at every layer
+  (balanced, no bias), simplex ETF (last-layer bias), general orthogonal frame with
+  minority classes switched off (imbalanced).
+  CE, balanced: Dang et al. claim the simplex ETF at every layer is global; Garrod & Keating
+  (arXiv 2410.23169) prove that low-rank solutions beat it for K >= 4, M >= 3 or K >= 6,
+  M = 2. The theory here is the best of the known candidates (zero, the best ETF and, for
+  even K, the rank-K/2 orthoplex), named as such; for M >= 2 no theorem certifies it.
+"""
+
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .. import theory as th
+from . import _checks
+from ._base import AbstractProblem, Hyper
+from .plain import PlainProblem
+
+SOURCE_MSE = "Dang et al. 2023, arXiv 2301.00437 (deep linear MSE); derivations/deep_linear.py"
+SOURCE_MSE_BIAS_IMB = "deep_linear.md §4 (unregularized bias, imbalanced; team derivation)"
+SOURCE_CE = (
+    "Dang et al. 2023, arXiv 2301.00437 (deep CE: ETF claimed global); "
+    "Garrod & Keating 2024, arXiv 2410.23169 (low rank beats it); derivations/deep_linear.py"
+)
+SOURCE_CE_M1 = "Zhu et al. 2021, arXiv 2105.02375, Thm 3.1; derivations/deep_linear.py"
+
+
+# ----------------------------------------------------------------------------------------
+# Closed forms (numpy). mu = (lambda_H prod_m lambda_Wm)^{1/(M+1)}.
+
+
+def mu(lambda_H: float, lambda_W) -> float:
+    """(lambda_H prod_m lambda_Wm)^{1/(M+1)}: the only combination the minimum depends on."""
+    lam = np.concatenate([[lambda_H], np.atleast_1d(lambda_W)]).astype(float)
+    return float(np.exp(np.mean(np.log(lam))))
+
+
+def beta_star(depth: int) -> float:
+    """Dang's threshold on beta_k = b/n_k: class k is off iff beta_k >= beta*_M."""
+    M = depth
+    return 1.0 if M == 1 else (M - 1) ** ((M - 1) / M) / M
+
+
+def minority_threshold(N: int, lambda_H: float, lambda_W) -> float:
+    """Class k of bias-free MSE is switched off iff n_k <= this count (deep_linear.md §4).
+
+    M = 1: N^2 lambda_W lambda_H. M >= 2: M^2 N (N lambda_H prod lambda_Wm)^{1/M} /
+    (M-1)^{(M-1)/M}; at equality both branches are global (first-order transition).
+    """
+    lam = np.atleast_1d(np.asarray(lambda_W, dtype=float))
+    M = lam.size
+    if M == 1:
+        return float(N**2 * lam[0] * lambda_H)
+    return float(M**2 * N * (N * lambda_H * lam.prod()) ** (1 / M) / (M - 1) ** ((M - 1) / M))
+
+
+def etf_energy(a, K: int, n: int, mu: float, depth: int):
+    """Balanced CE loss of the best simplex-ETF-structured point with margin a (§7)."""
+    a = np.asarray(a, dtype=float)
+    q = 2 / (depth + 1)
+    return np.log1p((K - 1) * np.exp(-a)) + (depth + 1) / 2 * (K - 1) * mu * (a * np.sqrt(n)) ** q
+
+
+def orthoplex_energy(a, K: int, n: int, mu: float, depth: int):
+    """Balanced CE loss of the rank-K/2 cross-polytope point (classes k, k + K/2 antipodal)."""
+    a = np.asarray(a, dtype=float)
+    q = 2 / (depth + 1)
+    ce = np.log1p((K - 2) * np.exp(-a) + np.exp(-2 * a))
+    return ce + (depth + 1) / 2 * (K / 2) * mu * (2 * a * np.sqrt(n)) ** q
+
+
+def _minimize_halfline(energy) -> tuple[float, float]:
+    """Global minimum of a smooth energy on a >= 0: dense grid, then a bounded refinement.
+
+    The energies here have at most one interior local minimum besides a = 0, far from the
+    grid's ends; a = 0 is always compared.
+    """
+    grid = np.concatenate([[0.0], np.geomspace(1e-6, 300.0, 3000)])
+    values = energy(grid)
+    i = int(np.argmin(values))
+    if i == 0:
+        return 0.0, float(values[0])
+    lo, hi = grid[max(i - 1, 1)], grid[min(i + 1, grid.size - 1)]
+    best = scipy.optimize.minimize_scalar(
+        energy, bounds=(lo, hi), method="bounded", options={"xatol": 1e-13 * hi}
+    )
+    a = float(best.x)
+    return (a, float(energy(a))) if energy(a) < values[0] else (0.0, float(values[0]))
+
+
+def etf_best(K: int, n: int, mu: float, depth: int) -> tuple[float, float]:
+    """(margin, loss) of the best ETF-structured point, a = 0 (the zero solution) included."""
+    return _minimize_halfline(lambda a: etf_energy(a, K, n, mu, depth))
+
+
+def orthoplex_best(K: int, n: int, mu: float, depth: int) -> tuple[float, float]:
+    """(a, loss) of the best orthoplex point (even K); a = 0 included."""
+    return _minimize_halfline(lambda a: orthoplex_energy(a, K, n, mu, depth))
+
+
+def etf_logits(K: int, a: float) -> np.ndarray:
+    return a * (np.eye(K) - 1 / K)
+
+
+def orthoplex_logits(K: int, a: float) -> np.ndarray:
+    half = np.eye(K // 2)
+    return a * np.block([[half, -half], [-half, half]])
+
+
+def etf_beaten(K: int, depth: int) -> bool:
+    """Garrod & Keating's regime, where no ETF-structured point is a global minimizer."""
+    return (K >= 4 and depth >= 3) or (K >= 6 and depth == 2)
+
+
+# ----------------------------------------------------------------------------------------
+
+
+class DeepLinearProblem(AbstractProblem):
+    """The deep linear UFM; build it with ``ufm.make("deep-linear", ...)``."""
+
+    name: ClassVar[str] = "deep-linear"
+    hypers: ClassVar[tuple[Hyper, ...]] = (
+        Hyper("loss", "choice", "mse", "data loss", ("ce", "mse")),
+        Hyper("K", "int", 10, "number of classes (>= 2)"),
+        Hyper("n", "counts", 100, "samples per class: one count, or K of them (imbalanced)"),
+        Hyper("d", "int", 64, "feature dimension and hidden width (>= 1)"),
+        Hyper("depth", "int", 3, "number of weight matrices M (>= 1; 1 = the plain UFM)"),
+        Hyper("bias", "flag", False, "add an unregularized bias on the last layer"),
+        Hyper("lambda_W", "floats", 5e-4, "weight decay per layer: one value or M of them (> 0)"),
+        Hyper("lambda_H", "float", 5e-4, "weight decay on the features H (> 0)"),
+    )
+
+    loss_name: str = eqx.field(static=True)
+    counts: tuple[int, ...] = eqx.field(static=True)
+    d: int = eqx.field(static=True)
+    bias: bool = eqx.field(static=True)
+    lambda_W: Float[Array, " M"] = eqx.field(converter=jnp.asarray)
+    lambda_H: Float[Array, ""] = eqx.field(converter=jnp.asarray)
+
+    @classmethod
+    def make(
+        cls, *, loss="mse", K=10, n=100, d=64, depth=3, bias=False, lambda_W=5e-4, lambda_H=5e-4
+    ) -> "DeepLinearProblem":
+        K = _checks.integer("K", K, 2)
+        depth = _checks.integer("depth", depth, 1)
+        if not isinstance(bias, bool):
+            raise ValueError(f"bias must be True or False; got {bias!r}")
+        return cls(
+            loss_name=_checks.choice("loss", loss, ("ce", "mse")),
+            counts=_checks.counts(n, K),
+            d=_checks.integer("d", d, 1),
+            bias=bias,
+            lambda_W=np.array(_checks.reals("lambda_W", lambda_W, depth)),
+            lambda_H=_checks.real("lambda_H", lambda_H, positive=True),
+        )
+
+    @property
+    def K(self) -> int:
+        return len(self.counts)
+
+    @property
+    def N(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def depth(self) -> int:
+        return self.lambda_W.shape[0]
+
+    @property
+    def balanced(self) -> bool:
+        return len(set(self.counts)) == 1
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.repeat(np.arange(self.K), self.counts)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        lam = [float(x) for x in np.asarray(self.lambda_W)]
+        return {
+            "loss": self.loss_name,
+            "K": self.K,
+            "n": self.counts[0] if self.balanced else list(self.counts),
+            "d": self.d,
+            "depth": self.depth,
+            "bias": self.bias,
+            "lambda_W": lam[0] if len(set(lam)) == 1 else lam,
+            "lambda_H": float(self.lambda_H),
+        }
+
+    def weights(self, params: dict[str, Array]) -> list[Array]:
+        """[W_1, ..., W_M]."""
+        return [params[f"W{m}"] for m in range(1, self.depth + 1)]
+
+    def classifier(self, params: dict[str, Array]) -> Array:
+        """The end-to-end classifier W = W_M ... W_1 (K, d) acting on H = H_1."""
+        weights = self.weights(params)
+        W = weights[-1]
+        for Wm in reversed(weights[:-1]):
+            W = W @ Wm
+        return W
+
+    def layers(self, params: dict[str, Array]) -> list[dict[str, Array]]:
+        """Per layer m = 1..M: its weight ``W``, its input features ``H`` = W_{m-1}...W_1 H_1
+        and the ``head`` W_M ... W_m that maps them to the logits."""
+        weights = self.weights(params)
+        out, H = [], params["H"]
+        for m, Wm in enumerate(weights):
+            head = weights[-1]
+            for Wj in reversed(weights[m:-1]):
+                head = head @ Wj
+            out.append({"W": Wm, "H": H, "head": head})
+            H = Wm @ H
+        return out
+
+    def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
+        Z = self.classifier(params) @ params["H"]  # (K, d) first: cheaper than pushing H up
+        if self.bias:
+            Z = Z + params["b"][:, None]
+        Y = jax.nn.one_hot(self.labels, self.K, dtype=Z.dtype).T
+        if self.loss_name == "ce":
+            data = (jnp.sum(jax.nn.logsumexp(Z, axis=0)) - jnp.sum(Y * Z)) / self.N
+        else:
+            data = jnp.sum((Z - Y) ** 2) / (2 * self.N)
+        penalty = self.lambda_H / 2 * jnp.sum(params["H"] ** 2)
+        for m, Wm in enumerate(self.weights(params)):
+            penalty = penalty + self.lambda_W[m] / 2 * jnp.sum(Wm**2)
+        return data + penalty
+
+    def init(self, key: PRNGKeyArray, scale: Float[Array, ""]) -> dict[str, Array]:
+        """W_m = sqrt(2) scale Q_m with Q_m random (semi-)orthogonal; H with i.i.d.
+        N(0, (0.3 scale)^2/d) entries; b = 0.
+
+        Orthogonal factors keep every direction of the product alive at the start (random
+        Gaussian factors multiply into near-zero directions that the penalty then kills:
+        spurious minima). With `solve`'s default spread of init scales over restarts
+        (0.5x to 2x), 8 restarts found the global minimum at every MSE point of
+        tests/test_deep_linear.py for M <= 6; the constants were chosen there.
+        """
+        M, d = self.depth, self.d
+        keys = jax.random.split(key, M + 1)
+        dtype = self.lambda_H.dtype
+        orthogonal = jax.nn.initializers.orthogonal(scale=1.0)
+        shapes = [(d, d)] * (M - 1) + [(self.K, d)]
+        params = {
+            f"W{m + 1}": float(np.sqrt(2)) * scale * orthogonal(k, s, dtype)
+            for m, (k, s) in enumerate(zip(keys[:M], shapes, strict=True))
+        }
+        params["H"] = (
+            0.3 * scale / float(np.sqrt(d)) * jax.random.normal(keys[M], (d, self.N), dtype)
+        )
+        if self.bias:
+            params["b"] = jnp.zeros(self.K, dtype)
+        return params
+
+    # ------------------------------------------------------------------------------------
+    def theory(self) -> th.Theory:
+        if self.loss_name == "ce" and not self.balanced:
+            if self.depth == 1:  # the plain model's zero certificate, or its refusal
+                return self._as_plain().theory()
+            return th.not_applicable(
+                "imbalanced cross-entropy with depth >= 2: no closed form (and no certificate "
+                "for the zero solution: the deep penalty is a Schatten quasi-norm, not convex)",
+                "deep_linear.md §7",
+            )
+        if self.loss_name == "ce":
+            return self._theory_ce()
+        return self._theory_mse()
+
+    def _as_plain(self) -> PlainProblem:
+        return PlainProblem.make(
+            loss=self.loss_name,
+            K=self.K,
+            n=list(self.counts) if not self.balanced else self.counts[0],
+            d=self.d,
+            bias=self.bias,
+            lambda_W=float(self.lambda_W[0]),
+            lambda_H=float(self.lambda_H),
+        )
+
+    def _mu(self) -> float:
+        return mu(float(self.lambda_H), np.asarray(self.lambda_W))
+
+    def _theory_mse(self) -> th.Theory:
+        K, M = self.K, self.depth
+        n = np.array(self.counts, dtype=float)
+        logits, loss, active, nonzero, b = th.spectral_mse(n, self._mu(), M, self.bias)
+        if active == 0:
+            regime, geometry = "zero", "zero"
+        else:
+            regime = "minority_collapse" if active < nonzero else "collapsed"
+            if self.bias:
+                geometry = "simplex_etf" if self.balanced else "general_frame"
+            else:
+                geometry = "orthogonal_frame" if self.balanced else "general_orthogonal_frame"
+        if self.bias:
+            source = SOURCE_MSE if self.balanced else SOURCE_MSE_BIAS_IMB
+            reason = f"{active} of {nonzero} directions of the centred labels are on"
+        else:
+            source = SOURCE_MSE
+            cut = minority_threshold(self.N, float(self.lambda_H), np.asarray(self.lambda_W))
+            reason = f"{active} of {K} classes on (class k is off iff n_k <= {cut:.6g})"
+        return self._prediction(regime, geometry, loss, reason, source, logits, b)
+
+    def _theory_ce(self) -> th.Theory:
+        K, n, M = self.K, self.counts[0], self.depth
+        mu_ = self._mu()
+        a_etf, etf_loss = etf_best(K, n, mu_, M)
+        candidates = {"simplex_etf": (etf_loss, etf_logits(K, a_etf))}
+        if M >= 2 and K >= 4 and K % 2 == 0:
+            a_o, o_loss = orthoplex_best(K, n, mu_, M)
+            candidates["orthoplex"] = (o_loss, orthoplex_logits(K, a_o))
+        geometry = min(candidates, key=lambda g: candidates[g][0])
+        loss, logits = candidates[geometry]
+        text = ", ".join(f"{g} {v[0]:.10g}" for g, v in candidates.items())
+        if M == 1:
+            source, reason = SOURCE_CE_M1, f"best ETF margin a = {a_etf:.6g} (M = 1: proven)"
+        elif etf_beaten(K, M) and K % 2:
+            return th.not_applicable(
+                f"K={K}, M={M}: no ETF is global (Garrod & Keating) and odd K has no closed-form "
+                f"low-rank solution; the best ETF loss {etf_loss:.10g} is only an upper bound",
+                SOURCE_CE,
+            )
+        else:
+            source = SOURCE_CE
+            reason = f"best known candidate ({text}); for M >= 2 no theorem certifies it"
+        if not np.any(logits):
+            geometry = "zero"
+        regime = {"simplex_etf": "collapsed", "orthoplex": "low_rank", "zero": "zero"}[geometry]
+        b = np.zeros(K) if self.bias else None
+        return self._prediction(regime, geometry, loss, reason, source, logits, b)
+
+    def _prediction(self, regime, geometry, loss, reason, source, logits, b) -> th.Theory:
+        n = np.array(self.counts)
+        rank = th.logits_rank(logits)
+        if rank > self.d:
+            return th.not_applicable(
+                f"d={self.d} is below the rank {rank} of the predicted solution ({geometry}); "
+                "the narrow network is more constrained than the theory assumes",
+                source,
+            )
+        lambdas = (float(self.lambda_H), *map(float, np.asarray(self.lambda_W)))
+        factors, quantities = th.realize(logits, n, self.d, lambdas)
+        params = {"H": factors[0][:, self.labels]}
+        params |= {f"W{m}": X for m, X in enumerate(factors[1:], start=1)}
+        if b is not None:
+            params["b"] = b
+            if self.loss_name == "ce":
+                quantities["b_centred"] = b - b.mean()
+            else:
+                quantities["b"] = b
+        quantities["w_norm2"] = np.diag(quantities["W_gram"]).copy()
+        quantities["hbar_norm2"] = np.diag(quantities["Hbar_gram"]).copy()
+        quantities["logits_sv"] = np.linalg.svd(logits, compute_uv=False)
+        layers = tuple(
+            th.layer_quantities(layer, self.labels, self.K) for layer in self.layers(params)
+        )
+        if geometry == "orthoplex":  # which classes pair up is arbitrary: spectra only
+            quantities = {k: quantities[k] for k in ("logits_sv", "b_centred") if k in quantities}
+            layers = tuple({k: q[k] for k in ("W_sv", "W_norm2")} for q in layers)
+        return th.Theory(regime, geometry, loss, reason, source, quantities, params, layers)
