@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 RESTARTS_HELP = "independent random starts, vmapped; the best converged one is reported"
 
 
@@ -141,11 +143,33 @@ def _solve_report(args) -> dict[str, Any]:
     out = {"model": args.model, "parameters": problem.hyperparameters()}
     out |= sol.summary() | {"seconds": seconds}
     out |= {"theory": report.theory.summary(), "check": report.summary(), "metrics": report.metrics}
+    if report.layer_metrics:
+        out["layers"] = _layers(problem, sol, report)
     if args.params:
-        import numpy as np
-
         arrays = {k: np.asarray(v) for k, v in sol.params.items()}
         np.savez(args.params, **arrays, y=problem.labels)
+    return out
+
+
+def _layers(problem, sol, report) -> list[dict[str, Any]]:
+    """Per layer: the spectrum and norm of W_m, found and predicted, and the NC metrics."""
+    from .theory import layer_quantities
+
+    K = problem.K
+    found = [layer_quantities(L, problem.labels, K) for L in problem.layers(sol.params)]
+    predicted = report.theory.layers or [{}] * len(found)
+    out = []
+    for m, (f, p) in enumerate(zip(found, predicted, strict=True)):
+        keys = ("W_sv", "W_norm2")
+        out.append(
+            {
+                "layer": m + 1,
+                "found": {k: np.asarray(f[k]).tolist() for k in keys},
+                "predicted": {k: np.asarray(p[k]).tolist() for k in keys if k in p},
+                "metrics": report.layer_metrics[m],
+                "predicted_metrics": (report.predicted_layer_metrics or [{}] * len(found))[m],
+            }
+        )
     return out
 
 
@@ -173,6 +197,13 @@ def _print_solve(r: dict[str, Any]) -> None:
     lines.append(
         f"metrics   nc1 {m['nc1']:.2e}, nc2 {m['nc2']:.2e}, nc3 {m['nc3']:.2e}, nc4 {m['nc4']:.3f}"
     )
+    for layer in r.get("layers", []):
+        lm = layer["metrics"]
+        sv = ", ".join(f"{x:.4g}" for x in layer["found"]["W_sv"])
+        lines.append(
+            f"layer {layer['layer']:<3} nc1 {lm['nc1']:.1e}, nc2 {lm['nc2']:.1e}, "
+            f"nc2_of {lm['nc2_of']:.1e}, nc3 {lm['nc3_uncentred']:.1e}; W singular values {sv}"
+        )
     lines.append(f"verdict   {ck['verdict'].upper()}: {ck['reason']}")
     print("\n".join(lines))
 
@@ -242,6 +273,8 @@ def _short(parameters: dict[str, Any]) -> str:
             words += [key] if value else []
         elif isinstance(value, str):
             words.append(value)
+        elif key.startswith("lambda_") and isinstance(value, list):
+            words.append(f"l{key[7:]}={','.join(f'{v:g}' for v in value)}")
         elif key.startswith("lambda_"):
             words += [f"l{key[7:]}={value:g}"] if value or key != "lambda_b" else []
         else:

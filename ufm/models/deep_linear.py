@@ -86,11 +86,26 @@ def orthoplex_energy(a, K: int, n: int, mu: float, depth: int):
     return ce + (depth + 1) / 2 * (K / 2) * mu * (2 * a * np.sqrt(n)) ** q
 
 
-def _minimize_halfline(energy) -> tuple[float, float]:
-    """Global minimum of a smooth energy on a >= 0: dense grid, then a bounded refinement.
+def etf_slope(a, K: int, n: int, mu: float, depth: int):
+    """d/da of `etf_energy` (a > 0)."""
+    q = 2 / (depth + 1)
+    return -(K - 1) / (np.exp(a) + K - 1) + (K - 1) * mu * np.sqrt(n) ** q * a ** (q - 1)
+
+
+def orthoplex_slope(a, K: int, n: int, mu: float, depth: int):
+    """d/da of `orthoplex_energy` (a > 0)."""
+    q = 2 / (depth + 1)
+    e1, e2 = np.exp(-a), np.exp(-2 * a)
+    ce = -((K - 2) * e1 + 2 * e2) / (1 + (K - 2) * e1 + e2)
+    return ce + K / 2 * mu * (2 * np.sqrt(n)) ** q * a ** (q - 1)
+
+
+def _minimize_halfline(energy, slope) -> tuple[float, float]:
+    """Global minimum of a smooth energy on a >= 0: a dense grid, then the root of the slope.
 
     The energies here have at most one interior local minimum besides a = 0, far from the
-    grid's ends; a = 0 is always compared.
+    grid's ends; a = 0 is always compared. The root of the slope (brentq) pins the
+    minimizer to machine precision, which a search on values alone cannot (~sqrt(eps)).
     """
     grid = np.concatenate([[0.0], np.geomspace(1e-6, 300.0, 3000)])
     values = energy(grid)
@@ -98,21 +113,22 @@ def _minimize_halfline(energy) -> tuple[float, float]:
     if i == 0:
         return 0.0, float(values[0])
     lo, hi = grid[max(i - 1, 1)], grid[min(i + 1, grid.size - 1)]
-    best = scipy.optimize.minimize_scalar(
-        energy, bounds=(lo, hi), method="bounded", options={"xatol": 1e-13 * hi}
-    )
-    a = float(best.x)
+    a = float(scipy.optimize.brentq(slope, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps))
     return (a, float(energy(a))) if energy(a) < values[0] else (0.0, float(values[0]))
 
 
 def etf_best(K: int, n: int, mu: float, depth: int) -> tuple[float, float]:
     """(margin, loss) of the best ETF-structured point, a = 0 (the zero solution) included."""
-    return _minimize_halfline(lambda a: etf_energy(a, K, n, mu, depth))
+    args = (K, n, mu, depth)
+    return _minimize_halfline(lambda a: etf_energy(a, *args), lambda a: etf_slope(a, *args))
 
 
 def orthoplex_best(K: int, n: int, mu: float, depth: int) -> tuple[float, float]:
     """(a, loss) of the best orthoplex point (even K); a = 0 included."""
-    return _minimize_halfline(lambda a: orthoplex_energy(a, K, n, mu, depth))
+    args = (K, n, mu, depth)
+    return _minimize_halfline(
+        lambda a: orthoplex_energy(a, *args), lambda a: orthoplex_slope(a, *args)
+    )
 
 
 def etf_logits(K: int, a: float) -> np.ndarray:
