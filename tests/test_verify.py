@@ -17,14 +17,15 @@ def test_claim(claim):
     if claim.expect == "agrees":
         assert result["found"]["converged"]
         assert abs(result["loss_gap"]) <= 1e-9
-        assert result["found"]["loss_spread"] <= 1e-9  # every restart found the global value
+        if claim.model == "plain":  # convex-like: every restart finds the global value
+            assert result["found"]["loss_spread"] <= 1e-9
 
 
 def test_catalog_names_are_unique_and_cover_every_regime():
     names = [c.name for c in verify.CATALOG]
     assert len(names) == len(set(names))
     regimes = {ufm.theory(ufm.make(c.model, **c.hyper)).regime for c in verify.CATALOG}
-    assert regimes == {"collapsed", "minority_collapse", "zero", "not_applicable"}
+    assert regimes == {"collapsed", "minority_collapse", "zero", "low_rank", "not_applicable"}
     quick = {ufm.theory(ufm.make(c.model, **c.hyper)).regime for c in verify.select(quick=True)}
     assert {"collapsed", "minority_collapse", "zero"} <= quick
     assert any(isinstance(c.hyper.get("n"), tuple) for c in verify.CATALOG)  # imbalanced

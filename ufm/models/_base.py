@@ -50,6 +50,11 @@ class AbstractProblem(eqx.Module):
         """The end-to-end classifier (K, d) applied to ``params["H"]``."""
         return params["W"]
 
+    def optimal_features(self, params: dict[str, Array]) -> Array | None:
+        """The exact minimizer over H of the loss with every other parameter fixed, if the
+        model has one in closed form (MSE: a ridge regression); None otherwise."""
+        return None
+
     def layers(self, params: dict[str, Array]) -> list[dict[str, Array]]:
         """Deep models: per layer its weight ``W``, input features ``H`` and ``head``."""
         return []

@@ -245,6 +245,25 @@ class DeepLinearProblem(AbstractProblem):
             H = Wm @ H
         return out
 
+    def optimal_features(self, params: dict[str, Array]) -> Array | None:
+        """MSE: H*(W, b) = Hbar* Y with Hbar* = (W^T W + N lambda_H I)^{-1} W^T (I - b 1^T).
+
+        Each column solves the ridge problem min_h |W h + b - e_y|^2/(2N) + lambda_H/2 |h|^2,
+        so features are collapsed and only K columns are solved for (W: the end-to-end
+        classifier). `ufm.solve` minimizes over the other parameters with H = H*, which has
+        the same minimizers and, by the envelope theorem, the same gradient.
+        """
+        if self.loss_name != "mse":
+            return None
+        W = self.classifier(params)
+        K, d = W.shape
+        target = jnp.eye(K, dtype=W.dtype)
+        if self.bias:
+            target = target - params["b"][:, None]
+        A = W.T @ W + self.N * self.lambda_H * jnp.eye(d, dtype=W.dtype)
+        Hbar = jnp.linalg.solve(A, W.T @ target)
+        return Hbar[:, self.labels]
+
     def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
         Z = self.classifier(params) @ params["H"]  # (K, d) first: cheaper than pushing H up
         if self.bias:
