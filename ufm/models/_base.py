@@ -5,6 +5,8 @@ import dataclasses
 from typing import Any, ClassVar
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -63,3 +65,69 @@ class AbstractProblem(eqx.Module):
     @abc.abstractmethod
     def labels(self) -> np.ndarray:
         """Class of every column of H, shape (N,)."""
+
+
+class AbstractClassProblem(AbstractProblem):
+    """A UFM on labelled columns: class counts, CE or MSE on logits, an optional last-layer
+    bias. Holds what the plain and deep linear models share; subclasses set the fields."""
+
+    loss_name: eqx.AbstractVar[str]
+    counts: eqx.AbstractVar[tuple[int, ...]]
+    bias: eqx.AbstractVar[bool]
+    lambda_H: eqx.AbstractVar[Float[Array, ""]]
+
+    @property
+    def K(self) -> int:
+        return len(self.counts)
+
+    @property
+    def N(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def balanced(self) -> bool:
+        return len(set(self.counts)) == 1
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.repeat(np.arange(self.K), self.counts)
+
+    def data_loss(self, Z: Float[Array, "K N"]) -> Float[Array, ""]:
+        """(1/N) sum_i CE(z_i, y_i), or (1/(2N)) ||Z - Y||_F^2 for MSE."""
+        Y = jax.nn.one_hot(self.labels, self.K, dtype=Z.dtype).T  # constant; beats a gather
+        if self.loss_name == "ce":
+            return (jnp.sum(jax.nn.logsumexp(Z, axis=0)) - jnp.sum(Y * Z)) / self.N
+        return jnp.sum((Z - Y) ** 2) / (2 * self.N)
+
+    def optimal_features(self, params: dict[str, Array]) -> Array | None:
+        """MSE: H*(W, b) = Hbar* Y with Hbar* = (W^T W + N lambda_H I)^{-1} W^T (I - b 1^T).
+
+        Each column solves the ridge problem min_h |W h + b - e_y|^2/(2N) + lambda_H/2 |h|^2,
+        so features are collapsed and only K columns are solved for (W: the end-to-end
+        classifier). `ufm.solve` minimizes over the other parameters with H = H*, which has
+        the same minimizers and, by the envelope theorem, the same gradient.
+        """
+        if self.loss_name != "mse":
+            return None
+        W = self.classifier(params)
+        K, d = W.shape
+        target = jnp.eye(K, dtype=W.dtype)
+        if self.bias:
+            target = target - params["b"][:, None]
+        A = W.T @ W + self.N * self.lambda_H * jnp.eye(d, dtype=W.dtype)
+        Hbar = jnp.linalg.solve(A, W.T @ target)
+        return Hbar[:, self.labels]
+
+    def _finish_prediction(
+        self, quantities: dict[str, np.ndarray], params: dict[str, np.ndarray], b
+    ) -> None:
+        """Add the bias (centred for CE, which is invariant under b -> b + t 1) and the squared
+        norms of the classifier rows and class means to a realized prediction, in place."""
+        if b is not None:
+            params["b"] = b
+            if self.loss_name == "ce":
+                quantities["b_centred"] = b - b.mean()
+            else:
+                quantities["b"] = b
+        quantities["w_norm2"] = np.diag(quantities["W_gram"]).copy()
+        quantities["hbar_norm2"] = np.diag(quantities["Hbar_gram"]).copy()

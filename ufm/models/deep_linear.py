@@ -30,7 +30,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import theory as th
 from . import _checks
-from ._base import AbstractProblem, Hyper
+from ._base import AbstractClassProblem, Hyper
 from .plain import PlainProblem
 
 SOURCE_MSE = "Dang et al. 2023, arXiv 2301.00437 (deep linear MSE); derivations/deep_linear.py"
@@ -148,7 +148,7 @@ def etf_beaten(K: int, depth: int) -> bool:
 # ----------------------------------------------------------------------------------------
 
 
-class DeepLinearProblem(AbstractProblem):
+class DeepLinearProblem(AbstractClassProblem):
     """The deep linear UFM; build it with ``ufm.make("deep-linear", ...)``."""
 
     name: ClassVar[str] = "deep-linear"
@@ -188,24 +188,8 @@ class DeepLinearProblem(AbstractProblem):
         )
 
     @property
-    def K(self) -> int:
-        return len(self.counts)
-
-    @property
-    def N(self) -> int:
-        return sum(self.counts)
-
-    @property
     def depth(self) -> int:
         return self.lambda_W.shape[0]
-
-    @property
-    def balanced(self) -> bool:
-        return len(set(self.counts)) == 1
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.repeat(np.arange(self.K), self.counts)
 
     def hyperparameters(self) -> dict[str, Any]:
         lam = [float(x) for x in np.asarray(self.lambda_W)]
@@ -245,34 +229,11 @@ class DeepLinearProblem(AbstractProblem):
             H = Wm @ H
         return out
 
-    def optimal_features(self, params: dict[str, Array]) -> Array | None:
-        """MSE: H*(W, b) = Hbar* Y with Hbar* = (W^T W + N lambda_H I)^{-1} W^T (I - b 1^T).
-
-        Each column solves the ridge problem min_h |W h + b - e_y|^2/(2N) + lambda_H/2 |h|^2,
-        so features are collapsed and only K columns are solved for (W: the end-to-end
-        classifier). `ufm.solve` minimizes over the other parameters with H = H*, which has
-        the same minimizers and, by the envelope theorem, the same gradient.
-        """
-        if self.loss_name != "mse":
-            return None
-        W = self.classifier(params)
-        K, d = W.shape
-        target = jnp.eye(K, dtype=W.dtype)
-        if self.bias:
-            target = target - params["b"][:, None]
-        A = W.T @ W + self.N * self.lambda_H * jnp.eye(d, dtype=W.dtype)
-        Hbar = jnp.linalg.solve(A, W.T @ target)
-        return Hbar[:, self.labels]
-
     def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
         Z = self.classifier(params) @ params["H"]  # (K, d) first: cheaper than pushing H up
         if self.bias:
             Z = Z + params["b"][:, None]
-        Y = jax.nn.one_hot(self.labels, self.K, dtype=Z.dtype).T
-        if self.loss_name == "ce":
-            data = (jnp.sum(jax.nn.logsumexp(Z, axis=0)) - jnp.sum(Y * Z)) / self.N
-        else:
-            data = jnp.sum((Z - Y) ** 2) / (2 * self.N)
+        data = self.data_loss(Z)
         penalty = self.lambda_H / 2 * jnp.sum(params["H"] ** 2)
         for m, Wm in enumerate(self.weights(params)):
             penalty = penalty + self.lambda_W[m] / 2 * jnp.sum(Wm**2)
@@ -394,14 +355,7 @@ class DeepLinearProblem(AbstractProblem):
         factors, quantities = th.realize(logits, n, self.d, lambdas)
         params = {"H": factors[0][:, self.labels]}
         params |= {f"W{m}": X for m, X in enumerate(factors[1:], start=1)}
-        if b is not None:
-            params["b"] = b
-            if self.loss_name == "ce":
-                quantities["b_centred"] = b - b.mean()
-            else:
-                quantities["b"] = b
-        quantities["w_norm2"] = np.diag(quantities["W_gram"]).copy()
-        quantities["hbar_norm2"] = np.diag(quantities["Hbar_gram"]).copy()
+        self._finish_prediction(quantities, params, b)
         quantities["logits_sv"] = np.linalg.svd(logits, compute_uv=False)
         layers = tuple(
             th.layer_quantities(layer, self.labels, self.K) for layer in self.layers(params)

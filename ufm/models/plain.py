@@ -24,7 +24,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import theory as th
 from . import _checks
-from ._base import AbstractProblem, Hyper
+from ._base import AbstractClassProblem, Hyper
 
 SOURCE_CE = "Zhu et al. 2021, arXiv 2105.02375, Thm 3.1; scale: derivations/plain_ufm.py"
 SOURCE_MSE = "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.1; derivations/plain_ufm.py"
@@ -116,7 +116,7 @@ def gof_hbar_norm2(n_k, N, lambda_W, lambda_H):
 # ----------------------------------------------------------------------------------------
 
 
-class PlainProblem(AbstractProblem):
+class PlainProblem(AbstractClassProblem):
     """The plain UFM; build it with ``ufm.make("plain", ...)``."""
 
     name: ClassVar[str] = "plain"
@@ -159,22 +159,6 @@ class PlainProblem(AbstractProblem):
             lambda_b=lambda_b,
         )
 
-    @property
-    def K(self) -> int:
-        return len(self.counts)
-
-    @property
-    def N(self) -> int:
-        return sum(self.counts)
-
-    @property
-    def balanced(self) -> bool:
-        return len(set(self.counts)) == 1
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.repeat(np.arange(self.K), self.counts)
-
     def hyperparameters(self) -> dict[str, Any]:
         return {
             "loss": self.loss_name,
@@ -187,36 +171,13 @@ class PlainProblem(AbstractProblem):
             "lambda_b": float(self.lambda_b),
         }
 
-    def optimal_features(self, params: dict[str, Array]) -> Array | None:
-        """MSE: H*(W, b) = Hbar* Y with Hbar* = (W^T W + N lambda_H I)^{-1} W^T (I - b 1^T).
-
-        Each column solves the ridge problem min_h |W h + b - e_y|^2/(2N) + lambda_H/2 |h|^2,
-        so features are collapsed and only K columns are solved for (W: the end-to-end
-        classifier). `ufm.solve` minimizes over the other parameters with H = H*, which has
-        the same minimizers and, by the envelope theorem, the same gradient.
-        """
-        if self.loss_name != "mse":
-            return None
-        W = self.classifier(params)
-        K, d = W.shape
-        target = jnp.eye(K, dtype=W.dtype)
-        if self.bias:
-            target = target - params["b"][:, None]
-        A = W.T @ W + self.N * self.lambda_H * jnp.eye(d, dtype=W.dtype)
-        Hbar = jnp.linalg.solve(A, W.T @ target)
-        return Hbar[:, self.labels]
-
     def logits(self, params: dict[str, Array]) -> Float[Array, "K N"]:
         Z = params["W"] @ params["H"]
         return Z + params["b"][:, None] if self.bias else Z
 
     def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
         Z = self.logits(params)
-        Y = jax.nn.one_hot(self.labels, self.K, dtype=Z.dtype).T  # constant; beats a gather
-        if self.loss_name == "ce":
-            data = (jnp.sum(jax.nn.logsumexp(Z, axis=0)) - jnp.sum(Y * Z)) / self.N
-        else:
-            data = jnp.sum((Z - Y) ** 2) / (2 * self.N)
+        data = self.data_loss(Z)
         penalty = self.lambda_W / 2 * jnp.sum(params["W"] ** 2)
         penalty = penalty + self.lambda_H / 2 * jnp.sum(params["H"] ** 2)
         if self.bias:
@@ -342,13 +303,6 @@ class PlainProblem(AbstractProblem):
         n = np.array(self.counts)
         lW, lH = float(self.lambda_W), float(self.lambda_H)
         (Hbar, W), quantities = th.realize(logits, n, self.d, (lH, lW))
-        quantities["w_norm2"] = np.diag(quantities["W_gram"]).copy()
-        quantities["hbar_norm2"] = np.diag(quantities["Hbar_gram"]).copy()
         params = {"W": W, "H": Hbar[:, self.labels]}
-        if b is not None:
-            params["b"] = b
-            if self.loss_name == "ce":  # CE is invariant under b -> b + t 1
-                quantities["b_centred"] = b - b.mean()
-            else:
-                quantities["b"] = b
+        self._finish_prediction(quantities, params, b)
         return th.Theory(regime, geometry, loss, reason, source, quantities, params)
