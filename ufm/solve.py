@@ -88,7 +88,8 @@ def _solve(
         optimizer = _optimizer(method, learning_rate, memory_size)
         params = problem.init(key, scale)
         linesearch = method == "lbfgs"
-        if not eliminate:
+        # optimal_features is None for models without a closed form (decided while tracing)
+        if not eliminate or problem.optimal_features(params) is None:
             return minimize(problem.loss, params, optimizer, gtol, max_steps, linesearch=linesearch)
         # variable projection: H = H*(rest) exactly; judge convergence on the full objective
         complete = lambda rest: rest | {"H": problem.optimal_features(rest)}
@@ -131,11 +132,6 @@ def _solve(
         gtol=gtol,
         method=method,
     )
-
-
-def _has_optimal_features(problem, key) -> bool:
-    shape = jax.eval_shape(lambda: problem.optimal_features(problem.init(key, 1.0)))
-    return shape is not None
 
 
 def solve(
@@ -210,7 +206,7 @@ def solve(
         method,
         max_steps,
         memory_size,
-        bool(eliminate) and _has_optimal_features(problem, keys[0]),
+        bool(eliminate),
     )
     if throw and not sol.converged:
         raise RuntimeError(sol.status)
