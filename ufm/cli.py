@@ -28,24 +28,17 @@ def _setup_jax() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def _counts(text: str):
-    try:
-        values = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer or comma-separated integers like 50,20,5; got {text!r}"
-        ) from None
-    return values[0] if len(values) == 1 else tuple(values)
+def _number_list(cast, expected: str):
+    """An argparse type: one number, or comma-separated numbers as a tuple."""
 
+    def parse(text: str):
+        try:
+            values = [cast(x) for x in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}") from None
+        return values[0] if len(values) == 1 else tuple(values)
 
-def _floats(text: str):
-    try:
-        values = [float(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number or comma-separated numbers like 1e-3,5e-4; got {text!r}"
-        ) from None
-    return values[0] if len(values) == 1 else tuple(values)
+    return parse
 
 
 def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
@@ -60,9 +53,15 @@ def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
                 help=h.help,
             )
             continue
-        kind = {"int": int, "float": float, "floats": _floats, "counts": _counts, "choice": str}[
-            h.kind
-        ]
+        kind = {
+            "int": int,
+            "float": float,
+            "floats": _number_list(float, "a number or comma-separated numbers like 1e-3,5e-4"),
+            "counts": _number_list(
+                int, "a positive integer or comma-separated integers like 50,20,5"
+            ),
+            "choice": str,
+        }[h.kind]
         parser.add_argument(
             flag,
             dest=h.name,
