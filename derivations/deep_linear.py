@@ -428,7 +428,7 @@ def derive() -> dict[str, sp.Expr]:
 
 # deep_linear.md section 8 (the notes' numbers): K = 4, n = 5, M = 3, all lambdas 0.005
 _K, _N_PER, _DEPTH, _LAMBDA = 4, 5, 3, sp.Rational(5, 1000)
-_NOTES = {
+NOTES = {
     "dang_b": 0.13924767,
     "beta": 0.02784953,
     "x": 3.1723308,
@@ -507,7 +507,7 @@ if __name__ == "__main__":
         print()
     print("deep_linear.md section 8 worked examples (derived vs notes):")
     for key, value in worked_examples(results).items():
-        ok = abs(value - _NOTES[key]) <= 5e-7 * max(1.0, abs(value))
-        print(f"  {key:24s} {value:.10f}  notes {_NOTES[key]:<11}  {'ok' if ok else 'MISMATCH'}")
+        ok = abs(value - NOTES[key]) <= 5e-7 * max(1.0, abs(value))
+        print(f"  {key:24s} {value:.10f}  notes {NOTES[key]:<11}  {'ok' if ok else 'MISMATCH'}")
     for depth in range(2, 7):
         print(f"  beta*_{depth} = {float(results['beta_star'].subs(M, depth)):.5f}")

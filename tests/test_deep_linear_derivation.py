@@ -15,24 +15,7 @@ from ufm.theory import direction_minimizer
 
 DEPTHS = (1, 2, 3, 4, 5, 6)
 
-# deep_linear.md §8, computed there independently (pack): K = 4, n = 5, M = 3, all lambdas 0.005
-NOTES = {
-    "dang_b": 0.13924767,
-    "beta": 0.02784953,
-    "x": 3.1723308,
-    "a": 0.96962825,
-    "W_gram": 3.1925330,
-    "hbar1_norm2": 0.2944931,
-    "factor_sv2": 1.4724655,
-    "W_norm2": 5.8898620,
-    "balanced_loss": 0.059359842,
-    "balanced_bias_loss": 0.044519882,
-    "equal_lambda_threshold": 0.045502,
-    "etf_margin": 5.7622323,
-    "etf_loss": 0.11707402,
-    "orthoplex_a": 5.3867932,
-    "orthoplex_loss": 0.10729646,
-}
+NOTES = dv.NOTES  # deep_linear.md §8, the notes' own numbers (computed independently)
 
 
 @pytest.fixture(scope="module")
