@@ -13,20 +13,11 @@ with a warm persistent compilation cache.
 """
 
 import argparse
-import os
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
 
-import jax
+import jax.numpy as jnp
+from _compare import compare  # sets jax x64 before any array exists
 
-jax.config.update("jax_enable_x64", True)
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-import ufm  # noqa: E402
+import ufm
 
 HYPER = dict(loss="ce", K=10, n=100, d=64, bias=True, lambda_W=5e-4, lambda_H=5e-4, lambda_b=5e-4)
 CLI = [
@@ -52,38 +43,9 @@ CLI = [
 ]
 
 
-def sgd_baseline(problem, steps: int):
-    """Full-batch heavy-ball SGD in float32, as the published scripts run it."""
-    p32 = jax.tree.map(lambda x: x.astype(jnp.float32), problem)
-
-    @jax.jit
-    def run(key):
-        params = p32.init(key, jnp.asarray(1.0, jnp.float32))
-        velocity = jax.tree.map(jnp.zeros_like, params)
-
-        def step(_, carry):
-            params, velocity = carry
-            grad = jax.grad(p32.loss)(params)
-            velocity = jax.tree.map(lambda v, g: 0.9 * v + g, velocity, grad)
-            return jax.tree.map(lambda x, v: x - 0.1 * v, params, velocity), velocity
-
-        params, _ = jax.lax.fori_loop(0, steps, step, (params, velocity))
-        return params
-
-    return run
-
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    return out, time.perf_counter() - start
-
-
-def cli_seconds(cache_dir: str) -> float:
-    env = dict(os.environ, UFM_CACHE_DIR=cache_dir)
-    start = time.perf_counter()
-    subprocess.run(CLI, env=env, check=True, capture_output=True)
-    return time.perf_counter() - start
+def init32(p32, key):
+    """ufm's own init at scale 1, in float32."""
+    return p32.init(key, jnp.asarray(1.0, jnp.float32))
 
 
 def main() -> None:
@@ -91,61 +53,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sgd-steps", type=int, default=30_000)
     args = parser.parse_args()
-
     problem = ufm.make("plain", **HYPER)
-    theory_loss = ufm.theory(problem).loss
-
-    sol, ufm_compile = timed(lambda: ufm.solve(problem, seed=0))
-    ufm_runs, sols = [], []
-    for seed in range(1, args.repeats + 1):
-        s, t = timed(lambda s=seed: ufm.solve(problem, seed=s))
-        ufm_runs.append(t)
-        sols.append(s)
-    sol = sols[int(np.argmax(ufm_runs))]  # report the slowest run's numbers
-
-    run = sgd_baseline(problem, args.sgd_steps)
-    keys = [jax.random.PRNGKey(s) for s in range(args.repeats + 1)]
-    params, sgd_compile = timed(run, keys[0])
-    sgd_runs = []
-    for key in keys[1:]:
-        params, t = timed(run, key)
-        sgd_runs.append(t)
-    p64 = jax.tree.map(lambda x: x.astype(jnp.float64), params)
-    sgd_loss = float(problem.loss(p64))
-    sgd_grad = float(
-        jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(problem.loss)(p64))))
-    )
-
-    ufm_run, sgd_run = statistics.median(ufm_runs), statistics.median(sgd_runs)
-    with tempfile.TemporaryDirectory() as cache:
-        cold, warm = cli_seconds(cache), cli_seconds(cache)
-
-    print(f"plain UFM, {HYPER}")
-    print(
-        f"device: {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores; "
-        f"theory loss {theory_loss:.15g}"
-    )
-    rows = [
-        ("", "ufm L-BFGS f64", f"SGD+momentum f32 ({args.sgd_steps} steps)"),
-        ("compile [s]", f"{ufm_compile - ufm_run:.2f}", f"{sgd_compile - sgd_run:.2f}"),
-        ("run, median [s]", f"{ufm_run:.4f}", f"{sgd_run:.4f}"),
-        ("steps", f"{int(sol.steps)}", f"{args.sgd_steps}"),
-        ("final |grad|", f"{float(sol.grad_norm):.1e}", f"{sgd_grad:.1e}"),
-        (
-            "loss - theory (rel.)",
-            f"{(float(sol.loss) - theory_loss) / theory_loss:.1e}",
-            f"{(sgd_loss - theory_loss) / theory_loss:.1e}",
-        ),
-        ("converged (|grad| <= 1e-10)", f"{sol.converged}", f"{sgd_grad <= 1e-10}"),
-    ]
-    for name, a, b in rows:
-        print(f"{name:<30}{a:>20}{b:>36}")
-    print(f"speed-up (run time, after compilation): {sgd_run / ufm_run:.0f}x")
-    print(
-        f"CLI `ufm solve` end to end: {cold:.2f} s with an empty compilation cache, "
-        f"{warm:.2f} s with a warm one"
-    )
-    sys.stdout.flush()
+    compare(f"plain UFM, {HYPER}", problem, init32, CLI, args.repeats, args.sgd_steps)
 
 
 if __name__ == "__main__":
