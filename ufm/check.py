@@ -80,6 +80,7 @@ def found_quantities(problem: AbstractProblem, params: dict[str, Any]) -> dict[s
         "w_norm2": np.sum(W**2, axis=1),
         "hbar_norm2": np.sum(Hbar**2, axis=0),
         "within_class": H - Hbar[:, y],
+        "H": H,  # compared only where the theory fixes H itself (vicinity: H0 pins the rotation)
     }
     if "b" in params:
         out["b"] = np.asarray(params["b"], dtype=float)

@@ -4,10 +4,12 @@ from ._base import AbstractProblem as AbstractProblem
 from ._base import Hyper as Hyper
 from .deep_linear import DeepLinearProblem as DeepLinearProblem
 from .plain import PlainProblem as PlainProblem
+from .vicinity import VicinityProblem as VicinityProblem
 
 REGISTRY: dict[str, type[AbstractProblem]] = {
     "plain": PlainProblem,
     "deep-linear": DeepLinearProblem,
+    "vicinity": VicinityProblem,
 }
 
 

@@ -18,7 +18,7 @@ class Hyper:
     """One keyword of `ufm.make` (and one flag of `ufm solve`)."""
 
     name: str
-    kind: str  # "int", "float", "floats" (one or one per layer), "counts", "choice", "flag"
+    kind: str  # "int", "float", "floats" (one or per layer), "counts", "choice", "flag", "path"
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -56,6 +56,10 @@ class AbstractProblem(eqx.Module):
         """The exact minimizer over H of the loss with every other parameter fixed, if the
         model has one in closed form (MSE: a ridge regression); None otherwise."""
         return None
+
+    def extra_report(self, params: dict[str, Array]) -> dict[str, Any]:
+        """Model-specific entries of the `ufm solve` report (JSON-able); none by default."""
+        return {}
 
     def layers(self, params: dict[str, Array]) -> list[dict[str, Array]]:
         """Deep models: per layer its weight ``W``, input features ``H`` and ``head``."""

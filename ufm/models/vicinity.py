@@ -1,0 +1,414 @@
+"""Perturbed-vicinity UFM (Tirer, Huang, Niles-Weed, ICML 2023): MSE features kept near H0.
+
+    f(W, H; H0) = (1/(2N)) ||W H - Y||_F^2 + lambda_W/2 ||W||_F^2 + lambda_H/2 ||H||_F^2
+                  + beta/2 ||H - H0||_F^2
+
+No bias; N = sum_k n_k columns sorted by class. H0 (d, N) holds the features of a shallower
+layer: an array, a ``.npy``/``.npz`` file, or generated as the collapsed minimizer of the
+beta-free problem (the plain MSE UFM) plus Gaussian noise. The paper's normalization
+(lambda_W^T = K lambda_W, lambda_H^T = N lambda_H, beta^T = N beta) is accepted with
+``units="paper"`` (`from_paper`).
+
+Closed forms: ../shared/theory/vicinity.md, derived in derivations/vicinity.py.
+  Cor 2.2: if H0 is a collapsed minimizer (c = K sqrt(n lW lH) < 1, d >= K), the minimizer
+  is (W*(H0), H0). H0 = 0: the plain MSE UFM with lambda_H + beta. Otherwise there is no
+  closed form; `ufm.central_path` and `ufm.linear_response` give the flow and first-order
+  predictions (Thm 3.1, Thm 4.1-4.2).
+"""
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .. import theory as th
+from . import _checks
+from ._base import AbstractClassProblem, Hyper
+from .plain import PlainProblem, mse_rho, threshold
+
+SOURCE = "Tirer, Huang & Niles-Weed 2023, arXiv 2210.16658"
+SOURCE_COR22 = f"{SOURCE}, Cor 2.2; derivations/vicinity.py"
+COLLAPSED_RTOL = 1e-10  # H0 this close (relative) to a collapsed minimizer counts as one
+DEFAULTS = {"K": 4, "n": 5, "d": 6}  # the notes' worked example (vicinity.md §9)
+
+
+# ----------------------------------------------------------------------------------------
+# Closed forms (numpy), canonical units, balanced classes (vicinity.md §6-7).
+
+
+def from_paper(K: int, n: int, lambda_W: float, lambda_H: float, beta: float) -> dict:
+    """Canonical (lambda_W, lambda_H, beta) from the paper's: lW^T/K, lH^T/N, beta^T/N."""
+    N = K * n
+    return {"lambda_W": lambda_W / K, "lambda_H": lambda_H / N, "beta": beta / N}
+
+
+def gamma_parallel(K, n, lambda_W, lambda_H, beta):
+    """Exact first-order shrink of within-class noise inside the span of the class means:
+    beta / (beta + sqrt(n lambda_H / lambda_W) / N), N = K n (vicinity.md §7)."""
+    return beta / (beta + np.sqrt(n * lambda_H / lambda_W) / (K * n))
+
+
+def gamma_perp(lambda_H, beta):
+    """... and orthogonal to it: beta / (beta + lambda_H)."""
+    return beta / (beta + lambda_H)
+
+
+def nc1_ratio(K, n, lambda_W, lambda_H, beta, e_parallel):
+    """Predicted NC1(H_{1/beta}) / NC1(H0) for H0 = H* + small within-class noise with a
+    fraction `e_parallel` of its energy in the span of the means (isotropic: K/d)."""
+    g_par = gamma_parallel(K, n, lambda_W, lambda_H, beta)
+    g_perp = gamma_perp(lambda_H, beta)
+    return g_par**2 * e_parallel + g_perp**2 * (1 - e_parallel)
+
+
+def theorem_4_2(K, n, lambda_W, lambda_H, beta) -> dict[str, float]:
+    """Thm 4.2 in canonical units: extreme singular values of the blocks of the large-beta
+    operator F (Eq. 5) at a collapsed H0; F_kk full rank, F_kk' (k != k') rank 1."""
+    c = threshold(K, n, lambda_W, lambda_H)
+    return {
+        "diag_max": 1.0,
+        "diag_min": 1 - np.sqrt(n * lambda_H / lambda_W) / (K * n * beta),
+        "off_max": 2 * lambda_H * (1 - c) / beta,
+        "off_rank": 1,
+    }
+
+
+def eq5_spectrum(K, n, d, lambda_W, lambda_H, beta) -> list[tuple[float, int]]:
+    """Every singular value of a diagonal block F_kk of Eq. 5 with its multiplicity
+    (vicinity.md §7, derived in derivations/vicinity.py); they sum to d n."""
+    c = threshold(K, n, lambda_W, lambda_H)
+    return [
+        (1 - np.sqrt(n * lambda_H / lambda_W) / (K * n * beta), K * (n - 1)),
+        (1 - lambda_H / beta, (d - K) * (n - 1)),
+        (1.0, d - K),
+        (1 - 2 * lambda_H * (1 - c) / beta, K - 1),
+        (1 - 4 * lambda_H * (1 - c) / beta, 1),
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# H0: reading, checking, generating.
+
+
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H0 as (d, N), labels or None) from a .npy (d, N) or an .npz holding ``H0`` (d, N)
+    or ``features`` (N, d), and optionally ``labels`` (N,)."""
+    if not path.is_file():
+        raise ValueError(f"H0: file {str(path)!r} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as error:  # numpy raises several types for a bad file
+        raise ValueError(f"H0: cannot read {str(path)!r} as .npy or .npz ({error})") from None
+    if isinstance(data, np.ndarray):
+        return data, None
+    with data:
+        keys = set(data.files)
+        labels = data["labels"] if "labels" in keys else None
+        if "H0" in keys:
+            return data["H0"], labels
+        if "features" in keys:
+            return np.asarray(data["features"]).T, labels
+    raise ValueError(
+        f"H0: {str(path)!r} holds {sorted(keys)}; expected 'H0' (d x N) or 'features' (N x d)"
+    )
+
+
+def _sort_by_labels(H0: np.ndarray, labels, K) -> tuple[np.ndarray, int, tuple[int, ...], str]:
+    """Columns sorted by class (stable); classes are the sorted distinct labels."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.size != H0.shape[1]:
+        raise ValueError(
+            f"H0: labels must have one entry per column of H0 ({H0.shape[1]}); "
+            f"got shape {labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"H0: labels must be integers; got dtype {labels.dtype}")
+    classes, y, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    if K is not None and classes.size != K:
+        raise ValueError(f"H0: its labels have {classes.size} classes but K={K}")
+    order = np.argsort(y, kind="stable")
+    note = "" if np.array_equal(classes, np.arange(classes.size)) else "labels renumbered 0..K-1"
+    return H0[:, order], classes.size, tuple(int(c) for c in counts), note
+
+
+def _load(H0, K, n, d) -> tuple[np.ndarray, int, tuple[int, ...], str]:
+    """Validate a given H0 and infer K, n, d from it where they are None."""
+    source, labels = "array", None
+    if isinstance(H0, str | Path):
+        source = str(H0)
+        H0, labels = _read(Path(H0))
+    H0 = np.asarray(H0)
+    if H0.ndim != 2 or not (
+        np.issubdtype(H0.dtype, np.floating) or np.issubdtype(H0.dtype, np.integer)
+    ):
+        raise ValueError(f"H0 must be a real 2-D array (d x N); got shape {H0.shape}, {H0.dtype}")
+    H0 = H0.astype(float)
+    bad = np.flatnonzero(~np.all(np.isfinite(H0), axis=0))
+    if bad.size:
+        raise ValueError(f"H0 has a non-finite entry (nan or inf) in column {bad[0]}")
+    if labels is not None:
+        H0, K, counts, note = _sort_by_labels(H0, labels, K)
+        source += f" ({note})" if note else ""
+        if n is not None and _checks.counts(n, K) != counts:
+            raise ValueError(f"H0: its labels give class counts {list(counts)}, but n={n!r}")
+    else:
+        if K is None:
+            raise ValueError("K is needed when H0 has no labels (its columns sorted by class)")
+        K = _checks.integer("K", K, 2)
+        N = H0.shape[1]
+        if n is None:
+            if N % K:
+                raise ValueError(f"H0 has N={N} columns, not a multiple of K={K}; pass n")
+            n = N // K
+        counts = _checks.counts(n, K)
+        if sum(counts) != N:
+            raise ValueError(f"H0 has N={N} columns, but n={n!r} gives {sum(counts)} samples")
+    if d is not None and _checks.integer("d", d, 1) != H0.shape[0]:
+        hint = " (transposed? an .npz 'features' array is N x d)" if H0.shape[1] == d else ""
+        raise ValueError(f"H0 has shape {H0.shape}; expected d={d} rows{hint}")
+    return H0, K, counts, source
+
+
+def _generate(K, counts, d, lambda_W, lambda_H, noise, seed) -> np.ndarray:
+    """The plain MSE UFM's closed-form minimizer (fixed rotation) plus noise of relative
+    Frobenius size `noise` (absolute when the minimizer is zero)."""
+    base = PlainProblem.make(loss="mse", K=K, n=list(counts), d=d, lambda_W=lambda_W,
+                             lambda_H=lambda_H).theory()  # fmt: skip
+    if base.params is None:
+        raise ValueError(
+            f"H0 cannot be generated with d={d} < K={K}: {base.reason}; pass H0 instead"
+        )
+    H = base.params["H"]
+    E = np.random.default_rng(seed).standard_normal(H.shape)
+    size = np.linalg.norm(H) if np.any(H) else 1.0
+    return H + noise * size * E / np.linalg.norm(E)
+
+
+# ----------------------------------------------------------------------------------------
+
+
+class VicinityProblem(AbstractClassProblem):
+    """Perturbed-vicinity UFM: MSE features kept near given features H0."""
+
+    name: ClassVar[str] = "vicinity"
+    hypers: ClassVar[tuple[Hyper, ...]] = (
+        Hyper("K", "int", None, "number of classes (>= 2; default: H0's labels, else 4)"),
+        Hyper("n", "counts", None, "samples per class (default: from H0, else 5)"),
+        Hyper("d", "int", None, "feature dimension (default: H0's rows, else 6)"),
+        Hyper("lambda_W", "float", 0.05, "weight decay on W (> 0)"),
+        Hyper("lambda_H", "float", 0.01, "weight decay on H (> 0)"),
+        Hyper("beta", "float", 5.0, "weight of beta/2 ||H - H0||^2 (> 0)"),
+        Hyper(
+            "H0",
+            "path",
+            None,
+            "features to stay near: .npy (d x N, columns sorted by class) or .npz with "
+            "'H0' (d x N) or 'features' (N x d), optionally 'labels'; default: generated",
+        ),
+        Hyper("noise", "float", 0.0, "generated H0: relative size of the Gaussian noise"),
+        Hyper("noise_seed", "int", 0, "generated H0: seed of the noise"),
+        Hyper(
+            "units",
+            "choice",
+            "canonical",
+            "'paper': lambda_W, lambda_H, beta in Tirer et al.'s normalization",
+            ("canonical", "paper"),
+        ),
+    )
+
+    counts: tuple[int, ...] = eqx.field(static=True)
+    d: int = eqx.field(static=True)
+    lambda_W: Float[Array, ""] = eqx.field(converter=jnp.asarray)
+    lambda_H: Float[Array, ""] = eqx.field(converter=jnp.asarray)
+    beta: Float[Array, ""] = eqx.field(converter=jnp.asarray)
+    H0: Float[Array, "d N"] = eqx.field(converter=jnp.asarray)
+    origin: dict = eqx.field(static=True)  # how H0 was made (JSON-able)
+    loss_name: str = eqx.field(static=True, default="mse")
+    bias: bool = eqx.field(static=True, default=False)
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        K=None,
+        n=None,
+        d=None,
+        lambda_W=0.05,
+        lambda_H=0.01,
+        beta=5.0,
+        H0=None,
+        noise=0.0,
+        noise_seed=0,
+        units="canonical",
+    ) -> "VicinityProblem":
+        _checks.choice("units", units, ("canonical", "paper"))
+        lam = {
+            name: _checks.real(name, value, positive=True)
+            for name, value in (("lambda_W", lambda_W), ("lambda_H", lambda_H), ("beta", beta))
+        }
+        noise = _checks.real("noise", noise, positive=False)
+        noise_seed = _checks.integer("noise_seed", noise_seed, 0)
+        if H0 is None:
+            K = _checks.integer("K", DEFAULTS["K"] if K is None else K, 2)
+            counts = _checks.counts(DEFAULTS["n"] if n is None else n, K)
+            d = _checks.integer("d", DEFAULTS["d"] if d is None else d, 1)
+            origin = {"H0": None, "noise": noise, "noise_seed": noise_seed}
+        else:
+            if noise:
+                raise ValueError(f"noise={noise} only applies to a generated H0 (H0 was given)")
+            H0, K, counts, source = _load(H0, K, n, d)
+            d = H0.shape[0]
+            origin = {"H0": source}
+        if units == "paper":
+            if len(set(counts)) > 1:
+                raise ValueError("units='paper' needs balanced classes (one n)")
+            lam = from_paper(K, counts[0], **lam)
+        if H0 is None:
+            H0 = _generate(K, counts, d, lam["lambda_W"], lam["lambda_H"], noise, noise_seed)
+        return cls(counts=counts, d=d, H0=H0, origin=origin, **lam)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "K": self.K,
+            "n": self.counts[0] if self.balanced else list(self.counts),
+            "d": self.d,
+            "lambda_W": float(self.lambda_W),
+            "lambda_H": float(self.lambda_H),
+            "beta": float(self.beta),
+        } | self.origin
+
+    # ------------------------------------------------------------------------------------
+    def _Y(self, dtype) -> Array:
+        return jax.nn.one_hot(self.labels, self.K, dtype=dtype).T
+
+    def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
+        W, H = params["W"], params["H"]
+        return (
+            self.data_loss(W @ H)
+            + self.lambda_W / 2 * jnp.sum(W**2)
+            + self.lambda_H / 2 * jnp.sum(H**2)
+            + self.beta / 2 * jnp.sum((H - self.H0) ** 2)
+        )
+
+    def beta_free_loss(self, params: dict[str, Array]) -> Float[Array, ""]:
+        """f_0: the loss without the beta term (the plain MSE UFM, Eq. 1)."""
+        W, H = params["W"], params["H"]
+        penalty = self.lambda_W / 2 * jnp.sum(W**2) + self.lambda_H / 2 * jnp.sum(H**2)
+        return self.data_loss(W @ H) + penalty
+
+    def init(self, key: PRNGKeyArray, scale: Float[Array, ""]) -> dict[str, Array]:
+        """W with i.i.d. N(0, scale^2/d) entries; H = H0."""
+        std = scale / float(np.sqrt(self.d))
+        W = std * jax.random.normal(key, (self.K, self.d), self.lambda_W.dtype)
+        return {"W": W, "H": self.H0.astype(W.dtype)}
+
+    def optimal_features(self, params: dict[str, Array]) -> Array:
+        """H*(W) = (W^T W + N (lambda_H + beta) I)^{-1} (W^T Y + N beta H0), column by column."""
+        W = params["W"]
+        N = self.N
+        A = W.T @ W + N * (self.lambda_H + self.beta) * jnp.eye(self.d, dtype=W.dtype)
+        return jnp.linalg.solve(A, W.T @ self._Y(W.dtype) + N * self.beta * self.H0)
+
+    def optimal_classifier(self, H: Float[Array, "d N"]) -> Float[Array, "K d"]:
+        """The central path's classifier W*(H) = Y H^T (H H^T + N lambda_W I)^{-1}."""
+        A = H @ H.T + self.N * self.lambda_W * jnp.eye(self.d, dtype=H.dtype)
+        return jnp.linalg.solve(A, H @ self._Y(H.dtype).T).T
+
+    def reduced_loss(self, H: Float[Array, "d N"]) -> Float[Array, ""]:
+        """L(H) = f_0(W*(H), H): the beta-free loss along the central path."""
+        return self.beta_free_loss({"W": self.optimal_classifier(H), "H": H})
+
+    def reduced_gradient(self, H: Float[Array, "d N"]) -> Float[Array, "d N"]:
+        """grad L(H) = W*^T (W* H - Y)/N + lambda_H H (envelope theorem)."""
+        W = self.optimal_classifier(H)
+        return W.T @ (W @ H - self._Y(H.dtype)) / self.N + self.lambda_H * H
+
+    # ------------------------------------------------------------------------------------
+    def collapsed_base(self) -> tuple[np.ndarray | None, float]:
+        """The collapsed minimizer of the beta-free problem nearest to H0, and the relative
+        distance ||H0 - base|| / ||base|| (absolute when base = 0).
+
+        Balanced, c < 1, d >= K: class means sqrt(rho) R with R the orthonormal polar factor
+        of H0's class means (orthogonal Procrustes); c >= 1: zero. None when d < K or the
+        classes are imbalanced (no orthogonal frame minimizer to be near)."""
+        K, n, d = self.K, self.counts[0], self.d
+        lW, lH = float(self.lambda_W), float(self.lambda_H)
+        H0 = np.asarray(self.H0, dtype=float)
+        if not self.balanced:
+            return None, float("nan")
+        if threshold(K, n, lW, lH) >= 1:
+            return np.zeros_like(H0), float(np.linalg.norm(H0))
+        if d < K:
+            return None, float("nan")
+        means = H0 @ np.eye(K)[self.labels] / n
+        U, _, Vt = np.linalg.svd(means, full_matrices=False)
+        base = (np.sqrt(mse_rho(K, n, lW, lH)) * U @ Vt)[:, self.labels]
+        return base, float(np.linalg.norm(H0 - base) / np.linalg.norm(base))
+
+    def theory(self) -> th.Theory:
+        K, d = self.K, self.d
+        lW, lH, beta = float(self.lambda_W), float(self.lambda_H), float(self.beta)
+        H0 = np.asarray(self.H0, dtype=float)
+        n = self.counts if not self.balanced else self.counts[0]
+        if not np.any(H0):  # f(.; 0) is the plain MSE UFM with lambda_H + beta
+            plain = PlainProblem.make(loss="mse", K=K, n=n, d=d, lambda_W=lW, lambda_H=lH + beta)
+            t = plain.theory()
+            reason = f"H0 = 0: the plain MSE UFM with lambda_H + beta; {t.reason}"
+            quantities = t.quantities | ({"H": t.params["H"]} if t.params else {})
+            return th.Theory(t.regime, t.geometry, t.loss, reason, t.source, quantities, t.params)
+        if not self.balanced:
+            return th.not_applicable(
+                "imbalanced classes: the vicinity theory (Cor 2.2, Thms 3.1-4.2) is for "
+                "balanced classes; the solver still finds the minimizer",
+                SOURCE,
+            )
+        base, distance = self.collapsed_base()
+        if base is None:
+            return th.not_applicable(
+                f"d={d} < K={K}: no orthogonal-frame minimizer to be near (Cor 2.2 needs d >= K)",
+                SOURCE_COR22,
+            )
+        if distance > COLLAPSED_RTOL:
+            return th.not_applicable(
+                f"H0 is not a collapsed minimizer (relative distance {distance:.3g} to the "
+                "nearest one): no closed form for the minimizer; `ufm solve vicinity` reports "
+                "the first-order predictions (explicit step, linear response) under first_order",
+                SOURCE,
+            )
+        plain = PlainProblem.make(loss="mse", K=K, n=n, d=d, lambda_W=lW, lambda_H=lH).theory()
+        W = np.asarray(self.optimal_classifier(jnp.asarray(H0)))
+        reason = (
+            f"Cor 2.2: H0 is a collapsed minimizer (c = {threshold(K, n, lW, lH):.6g} < 1, "
+            f"d >= K), so the minimizer is (W*(H0), H0) for every beta = {beta:g} > 0"
+        )
+        return th.Theory(
+            plain.regime,
+            plain.geometry,
+            plain.loss,
+            reason,
+            SOURCE_COR22,
+            plain.quantities | {"H": H0},
+            {"W": W, "H": H0},
+        )
+
+    def with_parameter(self, name: str, value: float) -> "VicinityProblem":
+        """The same problem with one of lambda_W, lambda_H, beta changed (canonical units).
+        A generated H0 is regenerated for the new lambdas (same noise and seed, so it stays
+        near the new collapsed minimizer); a given H0 is kept."""
+        if name not in ("lambda_W", "lambda_H", "beta"):
+            raise ValueError(f"name must be 'lambda_W', 'lambda_H' or 'beta'; got {name!r}")
+        value = _checks.real(name, value, positive=True)
+        if self.origin["H0"] is None:
+            return VicinityProblem.make(**(self.hyperparameters() | {name: value}))
+        return eqx.tree_at(lambda p: getattr(p, name), self, jnp.asarray(value, self.H0.dtype))
+
+    def extra_report(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``nc1_H0`` and ``nc1`` (trace ratio, the paper's Eq. 3) of H0 and of the solution,
+        and the first-order predictions of the solution's NC1 (`ufm.linear_response`)."""
+        from .. import linear_response
+
+        return linear_response.nc1_report(self, params)
