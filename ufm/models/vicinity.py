@@ -14,6 +14,12 @@ Closed forms: ../shared/theory/vicinity.md, derived in derivations/vicinity.py.
   is (W*(H0), H0). H0 = 0: the plain MSE UFM with lambda_H + beta. Otherwise there is no
   closed form; `ufm.central_path` and `ufm.linear_response` give the flow and first-order
   predictions (Thm 3.1, Thm 4.1-4.2).
+
+Landscape (found by ufm, not in the paper): at d = K the minimizers of f_0 are {Q H*: Q in
+O(K)}, which has two components, so f(.; H*) keeps a spurious local minimum near a mirror
+image Q H* (Q a reflection, tr Q = K - 2), about 2 beta n rho above the global one for small
+beta; about half of random starts end there. For d > K the orbit is connected and every
+start we tried finds the global minimizer. Use restarts at d = K.
 """
 
 from pathlib import Path
