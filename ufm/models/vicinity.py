@@ -313,11 +313,20 @@ class VicinityProblem(AbstractClassProblem):
         return {"W": W, "H": self.H0.astype(W.dtype)}
 
     def optimal_features(self, params: dict[str, Array]) -> Array:
-        """H*(W) = (W^T W + N (lambda_H + beta) I)^{-1} (W^T Y + N beta H0), column by column."""
+        """H*(W) = (W^T W + a I)^{-1} B, a = N (lambda_H + beta), B = W^T Y + N beta H0.
+
+        Computed through an explicit inverse of the smaller SPD matrix (eigenvalues >= a):
+        for K <= d by Woodbury, H* = (B - W^T (W W^T + a I)^{-1} W B) / a. On XLA's CPU
+        backend a float64 triangular solve with N right-hand sides is about 100x slower than
+        this (measured: 26 ms against 0.24 ms at K=10, d=64, N=1000)."""
         W = params["W"]
-        N = self.N
-        A = W.T @ W + N * (self.lambda_H + self.beta) * jnp.eye(self.d, dtype=W.dtype)
-        return jnp.linalg.solve(A, W.T @ self._Y(W.dtype) + N * self.beta * self.H0)
+        K, d = W.shape
+        a = self.N * (self.lambda_H + self.beta)
+        B = W.T @ self._Y(W.dtype) + self.N * self.beta * self.H0
+        if K <= d:
+            S = W @ W.T + a * jnp.eye(K, dtype=W.dtype)
+            return (B - W.T @ (jnp.linalg.inv(S) @ (W @ B))) / a
+        return jnp.linalg.inv(W.T @ W + a * jnp.eye(d, dtype=W.dtype)) @ B
 
     def optimal_classifier(self, H: Float[Array, "d N"]) -> Float[Array, "K d"]:
         """The central path's classifier W*(H) = Y H^T (H H^T + N lambda_W I)^{-1}."""
