@@ -100,8 +100,14 @@ def monotonicity(path: FlowPath, rtol: float = MONOTONE_RTOL) -> dict[str, dict]
 def backward_step(problem: VicinityProblem, step: float | None = None) -> Array:
     """One backward-Euler step of the flow from H0: the root H of
     H - H0 + step * grad L(H) = 0 (step = 1/beta by default), found by Newton's method
-    (optimistix) from H0, without the solver of `ufm.solve`."""
-    h = 1 / problem.beta if step is None else step
-    residual = lambda H, args: H - problem.H0 + h * problem.reduced_gradient(H)
-    sol = optx.root_find(residual, optx.Newton(rtol=1e-13, atol=1e-14), problem.H0)
+    (optimistix) from H0, without the solver of `ufm.solve`. Newton forms the dN x dN
+    Jacobian: for small problems and checks."""
+    h = 1 / problem.beta if step is None else jnp.asarray(step, problem.H0.dtype)
+    return _backward_step(problem, h)
+
+
+@eqx.filter_jit
+def _backward_step(problem: VicinityProblem, h: Array) -> Array:
+    residual = lambda H, h: H - problem.H0 + h * problem.reduced_gradient(H)
+    sol = optx.root_find(residual, optx.Newton(rtol=1e-13, atol=1e-14), problem.H0, args=h)
     return sol.value

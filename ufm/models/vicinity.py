@@ -373,7 +373,9 @@ class VicinityProblem(AbstractClassProblem):
             plain = PlainProblem.make(loss="mse", K=K, n=n, d=d, lambda_W=lW, lambda_H=lH + beta)
             t = plain.theory()
             reason = f"H0 = 0: the plain MSE UFM with lambda_H + beta; {t.reason}"
-            quantities = t.quantities | ({"H": t.params["H"]} if t.params else {})
+            # H itself is fixed only at H = 0: otherwise every rotation is a minimizer
+            zero = t.params is not None and not np.any(t.params["H"])
+            quantities = t.quantities | ({"H": t.params["H"]} if zero else {})
             return th.Theory(t.regime, t.geometry, t.loss, reason, t.source, quantities, t.params)
         if not self.balanced:
             return th.not_applicable(
