@@ -187,3 +187,71 @@ def test_verify_exits_nonzero_when_a_verdict_is_unexpected(capsys, monkeypatch):
     monkeypatch.setattr(verify, "CATALOG", (*verify.CATALOG, wrong))
     code, out, _ = run(["verify", "wrong-expectation"], capsys)
     assert code == 1 and "0 passed, 1 failed" in out and "expected disagrees" in out
+
+
+# --- vicinity: H0 from a file, as a researcher hands in a network's features -------------------
+def _features_file(tmp_path, K=4, n=5, d=6, noise=0.2):
+    """Features in the layout a network saves (N x d) with shuffled labels 3, 7, 9, 12."""
+    rng = np.random.default_rng(0)
+    R, _ = np.linalg.qr(rng.standard_normal((d, K)))
+    H0 = np.repeat(R, n, axis=1) + noise * rng.standard_normal((d, K * n))
+    labels = np.repeat([3, 7, 9, 12], n)
+    perm = rng.permutation(K * n)
+    path = tmp_path / "feats.npz"
+    np.savez(path, features=H0.T[perm], labels=labels[perm])
+    return path, H0
+
+
+def trace_nc1(H, K, n):
+    means = H.reshape(H.shape[0], K, n).mean(axis=2)
+    within = np.sum((H - np.repeat(means, n, axis=1)) ** 2) / H.shape[1]
+    between = np.sum((means - means.mean(axis=1, keepdims=True)) ** 2) / K
+    return within / between
+
+
+def test_solve_vicinity_reads_H0_from_a_file(capsys, tmp_path):
+    path, H0 = _features_file(tmp_path)
+    out_npz = tmp_path / "sol.npz"
+    code, out, _ = run(
+        ["solve", "vicinity", "--beta", "2", "--H0", str(path), "--json", "--params", str(out_npz)],
+        capsys,
+    )
+    assert code == 0
+    r = json.loads(out)
+    assert r["parameters"]["K"] == 4 and r["parameters"]["n"] == 5 and r["parameters"]["d"] == 6
+    assert r["converged"] and r["theory"]["regime"] == "not_applicable"
+    assert r["check"]["verdict"] == "inconclusive"
+    saved = np.load(out_npz)
+    # the file's columns were sorted by class (stable, so in file order within a class)
+    by_class = lambda H: [np.sort(H[:, k * 5 : (k + 1) * 5], axis=1) for k in range(4)]
+    for got, want in zip(by_class(saved["H0"]), by_class(H0), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert r["nc1_H0"] == pytest.approx(trace_nc1(H0, 4, 5), rel=1e-12)
+    assert r["nc1"] == pytest.approx(trace_nc1(saved["H"], 4, 5), rel=1e-12)
+    assert r["nc1"] < r["nc1_H0"]  # closer to collapse than the layer below (Cor 3.2)
+    assert set(r["first_order"]) == {"explicit_step", "linear_response"}
+
+
+@pytest.mark.parametrize(
+    "make_file, extra, message",
+    [
+        (lambda H: H[:, :19], ["--K", "4"], "not a multiple of K=4"),
+        (lambda H: np.where(np.arange(20) == 7, np.nan, H), ["--K", "4"], "column 7"),
+        (lambda H: H, ["--K", "4", "--d", "5"], "expected d=5"),
+        (lambda H: H[0], ["--K", "4"], "2-D"),
+    ],
+    ids=["wrong-count", "nan", "wrong-shape", "one-dimensional"],
+)
+def test_solve_vicinity_malformed_H0_exits_2(capsys, tmp_path, make_file, extra, message):
+    H = np.random.default_rng(1).standard_normal((6, 20))
+    path = tmp_path / "H0.npy"
+    np.save(path, make_file(H))
+    code, out, err = run(["solve", "vicinity", "--H0", str(path), *extra], capsys)
+    assert code == 2 and out == ""
+    assert "H0" in err and message in err and "Traceback" not in err
+
+
+def test_solve_vicinity_wrong_class_count_exits_2(capsys, tmp_path):
+    path, _ = _features_file(tmp_path)
+    code, _, err = run(["solve", "vicinity", "--K", "3", "--H0", str(path)], capsys)
+    assert code == 2 and "4 classes but K=3" in err
