@@ -73,7 +73,11 @@ def nc1_ratio(K, n, lambda_W, lambda_H, beta, e_parallel):
 
 def theorem_4_2(K, n, lambda_W, lambda_H, beta) -> dict[str, float]:
     """Thm 4.2 in canonical units: extreme singular values of the blocks of the large-beta
-    operator F (Eq. 5) at a collapsed H0; F_kk full rank, F_kk' (k != k') rank 1."""
+    operator F (Eq. 5) at a collapsed H0; F_kk full rank, F_kk' (k != k') rank 1.
+
+    diag_min holds for beta >= sqrt(n lambda_H/lambda_W)/N (paper: beta^T >= sqrt(lH^T/lW^T));
+    below it an eigenvalue of Eq. 5 turns negative (derivations/vicinity.py). The exact F's
+    smallest value is `gamma_parallel` for every beta."""
     c = threshold(K, n, lambda_W, lambda_H)
     return {
         "diag_max": 1.0,
