@@ -79,14 +79,16 @@ def test_balancedness_of_found_factors():
 
 
 # --- M = 1 is the plain UFM ---------------------------------------------------------------
+SLOW = pytest.mark.slow
 PLAIN_CASES = [
     dict(loss="mse", n=5, lambda_W=0.05, lambda_H=0.01),
     dict(loss="mse", n=5, lambda_W=0.12, lambda_H=0.12),
     dict(loss="mse", n=IMB, lambda_W=0.016, lambda_H=0.016),
     dict(loss="mse", n=IMB, bias=True, lambda_W=0.02, lambda_H=0.02),
-    dict(loss="mse", n=5, bias=True, lambda_W=0.05, lambda_H=0.01),
+    # variants of the cases above, each a compile of its own: run with -m slow
+    pytest.param(dict(loss="mse", n=5, bias=True, lambda_W=0.05, lambda_H=0.01), marks=SLOW),
     dict(loss="ce", n=5, lambda_W=0.01, lambda_H=0.01),
-    dict(loss="ce", n=5, bias=True, lambda_W=0.01, lambda_H=0.01),
+    pytest.param(dict(loss="ce", n=5, bias=True, lambda_W=0.01, lambda_H=0.01), marks=SLOW),
     dict(loss="ce", n=IMB, lambda_W=0.05, lambda_H=0.05),
 ]
 
