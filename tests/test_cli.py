@@ -219,6 +219,7 @@ def test_solve_vicinity_reads_H0_from_a_file(capsys, tmp_path):
     assert code == 0
     r = json.loads(out)
     assert r["parameters"]["K"] == 4 and r["parameters"]["n"] == 5 and r["parameters"]["d"] == 6
+    assert r["H0_labels"] == [3, 7, 9, 12]  # class index k holds the k-th smallest label
     assert r["converged"] and r["theory"]["regime"] == "not_applicable"
     assert r["check"]["verdict"] == "inconclusive"
     saved = np.load(out_npz)

@@ -486,7 +486,10 @@ def test_H0_from_npz_features_and_shuffled_labels(tmp_path):
     expected = np.concatenate([features[labels == c] for c in classes]).T  # stable, by class
     np.testing.assert_array_equal(np.asarray(problem.H0), expected)
     np.testing.assert_array_equal(problem.labels, labels_of(K, n))
-    assert "renumbered" in problem.origin["H0"]
+    assert problem.origin == {"H0": str(path), "labels": tuple(int(c) for c in classes)}
+    assert problem.hyperparameters()["H0"] == str(path)  # make(**hyperparameters()) rebuilds
+    rebuilt = ufm.make("vicinity", **problem.hyperparameters())
+    np.testing.assert_array_equal(np.asarray(rebuilt.H0), expected)
     # explicit K and d that agree are accepted
     again = ufm.make("vicinity", H0=str(path), K=K, d=d, n=n)
     np.testing.assert_array_equal(np.asarray(again.H0), expected)

@@ -69,7 +69,7 @@ def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
             type=kind,
             default=h.default,
             choices=h.choices or None,
-            help=f"{h.help} (default {h.default})",
+            help=h.help if h.default is None else f"{h.help} (default {h.default})",
         )
 
 

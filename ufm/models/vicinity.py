@@ -141,13 +141,14 @@ def _sort_by_labels(H0: np.ndarray, labels, K) -> tuple[np.ndarray, int, tuple[i
     if K is not None and classes.size != K:
         raise ValueError(f"H0: its labels have {classes.size} classes but K={K}")
     order = np.argsort(y, kind="stable")
-    note = "" if np.array_equal(classes, np.arange(classes.size)) else "labels renumbered 0..K-1"
-    return H0[:, order], classes.size, tuple(int(c) for c in counts), note
+    return H0[:, order], classes.size, tuple(int(c) for c in counts), tuple(int(c) for c in classes)
 
 
 def _load(H0, K, n, d) -> tuple[np.ndarray, int, tuple[int, ...], str]:
-    """Validate a given H0 and infer K, n, d from it where they are None."""
-    source, labels = "array", None
+    """Validate a given H0 and infer K, n, d from it where they are None. Returns (H0 sorted by
+    class, K, counts, origin); origin names the file and, if the file had labels, the label
+    of each class index (classes are the sorted distinct labels)."""
+    source, labels, classes = "array", None, None
     if isinstance(H0, str | Path):
         source = str(H0)
         H0, labels = _read(Path(H0))
@@ -161,8 +162,7 @@ def _load(H0, K, n, d) -> tuple[np.ndarray, int, tuple[int, ...], str]:
     if bad.size:
         raise ValueError(f"H0 has a non-finite entry (nan or inf) in column {bad[0]}")
     if labels is not None:
-        H0, K, counts, note = _sort_by_labels(H0, labels, K)
-        source += f" ({note})" if note else ""
+        H0, K, counts, classes = _sort_by_labels(H0, labels, K)
         if n is not None and _checks.counts(n, K) != counts:
             raise ValueError(f"H0: its labels give class counts {list(counts)}, but n={n!r}")
     else:
@@ -180,7 +180,7 @@ def _load(H0, K, n, d) -> tuple[np.ndarray, int, tuple[int, ...], str]:
     if d is not None and _checks.integer("d", d, 1) != H0.shape[0]:
         hint = " (transposed? an .npz 'features' array is N x d)" if H0.shape[1] == d else ""
         raise ValueError(f"H0 has shape {H0.shape}; expected d={d} rows{hint}")
-    return H0, K, counts, source
+    return H0, K, counts, {"H0": source} | ({"labels": classes} if classes else {})
 
 
 def _generate(K, counts, d, lambda_W, lambda_H, noise, seed) -> np.ndarray:
@@ -236,7 +236,7 @@ class VicinityProblem(AbstractClassProblem):
     lambda_H: Float[Array, ""] = eqx.field(converter=jnp.asarray)
     beta: Float[Array, ""] = eqx.field(converter=jnp.asarray)
     H0: Float[Array, "d N"] = eqx.field(converter=jnp.asarray)
-    origin: dict = eqx.field(static=True)  # how H0 was made (JSON-able)
+    origin: dict = eqx.field(static=True)  # how H0 was made; a file's labels per class
     loss_name: str = eqx.field(static=True, default="mse")
     bias: bool = eqx.field(static=True, default=False)
 
@@ -270,9 +270,8 @@ class VicinityProblem(AbstractClassProblem):
         else:
             if noise:
                 raise ValueError(f"noise={noise} only applies to a generated H0 (H0 was given)")
-            H0, K, counts, source = _load(H0, K, n, d)
+            H0, K, counts, origin = _load(H0, K, n, d)
             d = H0.shape[0]
-            origin = {"H0": source}
         if units == "paper":
             if len(set(counts)) > 1:
                 raise ValueError("units='paper' needs balanced classes (one n)")
@@ -289,7 +288,7 @@ class VicinityProblem(AbstractClassProblem):
             "lambda_W": float(self.lambda_W),
             "lambda_H": float(self.lambda_H),
             "beta": float(self.beta),
-        } | self.origin
+        } | {k: v for k, v in self.origin.items() if k != "labels"}
 
     # ------------------------------------------------------------------------------------
     def _Y(self, dtype) -> Array:
@@ -432,4 +431,5 @@ class VicinityProblem(AbstractClassProblem):
         and the first-order predictions of the solution's NC1 (`ufm.linear_response`)."""
         from .. import linear_response
 
-        return linear_response.nc1_report(self, params)
+        labels = {"H0_labels": list(self.origin["labels"])} if "labels" in self.origin else {}
+        return labels | linear_response.nc1_report(self, params)
