@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import metrics
-from .models.vicinity import VicinityProblem, theorem_4_2
+from .models.vicinity import VicinityProblem, eq5_spectrum, theorem_4_2
 
 Operator = Callable[[jax.Array], jax.Array]
 CG_TOL = 1e-13
@@ -109,8 +109,6 @@ def theorem_4_2_check(problem: VicinityProblem, *, rtol: float = 1e-9) -> dict[s
     """Thm 4.2 at the problem's collapsed minimizer: Eq. 5's F, blocks F_00 and F_01, their
     extreme singular values and the rank of F_01, found against predicted; plus the full
     spectrum of F_00 against `vicinity.eq5_spectrum`."""
-    from .models.vicinity import eq5_spectrum
-
     K, n, d = problem.K, problem.counts[0], problem.d
     if d <= K:
         raise ValueError(f"Thm 4.2 needs d > K; got d={d}, K={K}")
