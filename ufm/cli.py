@@ -62,6 +62,7 @@ def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
             ),
             "choice": str,
             "path": str,
+            "mix": str,
         }[h.kind]
         parser.add_argument(
             flag,

@@ -103,7 +103,7 @@ def realize(
     r = min(K, d)
     root = S[:r] ** (1 / (depth + 1))
     scale = np.sqrt(mu / lam)
-    Hbar = np.zeros((d, K))
+    Hbar = np.zeros((d, logits.shape[1]))  # one column per class (or per weighted column)
     Hbar[:r] = (scale[0] * root[:, None] * Vt[:r]) / sqrt_n
     factors = [Hbar]
     for j in range(1, depth):

@@ -3,6 +3,7 @@
 from ._base import AbstractProblem as AbstractProblem
 from ._base import Hyper as Hyper
 from .deep_linear import DeepLinearProblem as DeepLinearProblem
+from .mixup import MixupProblem as MixupProblem
 from .plain import PlainProblem as PlainProblem
 from .vicinity import VicinityProblem as VicinityProblem
 
@@ -10,6 +11,7 @@ REGISTRY: dict[str, type[AbstractProblem]] = {
     "plain": PlainProblem,
     "deep-linear": DeepLinearProblem,
     "vicinity": VicinityProblem,
+    "mixup": MixupProblem,
 }
 
 

@@ -29,6 +29,9 @@ class AbstractProblem(eqx.Module):
 
     name: ClassVar[str]
     hypers: ClassVar[tuple[Hyper, ...]]
+    # whether the theory's features are collapsed onto class means (check then reports the
+    # within-class spread as an error); mixup's columns are not
+    collapsed_columns: ClassVar[bool] = True
 
     @classmethod
     @abc.abstractmethod
@@ -59,6 +62,10 @@ class AbstractProblem(eqx.Module):
 
     def extra_report(self, params: dict[str, Array]) -> dict[str, Any]:
         """Model-specific entries of the `ufm solve` report (JSON-able); none by default."""
+        return {}
+
+    def extra_quantities(self, params: dict[str, Array]) -> dict[str, np.ndarray]:
+        """Model-specific found quantities that `Theory.quantities` may predict."""
         return {}
 
     def layers(self, params: dict[str, Array]) -> list[dict[str, Array]]:

@@ -1,0 +1,494 @@
+"""Mixup UFM (Fisher, Meng, Papyan, ICLR 2024): one free feature per mixed example.
+
+A mixed example (c1, c2, lam) mixes an input of class c1 with one of class c2; its label is
+the soft label y~ = lam e_c1 + (1 - lam) e_c2 and it has its own feature h (the input is
+mixed, the feature is free: not manifold mixup). With mu_m the number of mixed examples of
+column m (sum mu_m = N = K n),
+
+    f = (1/N) sum_m mu_m loss(W h_m, y~_m) + lambda_W/2 ||W||_F^2 + lambda_H/2 sum_m mu_m ||h_m||^2
+
+loss = CE(z, y~) = logsumexp(z) - y~.z or 1/2 ||z - y~||^2. Identical mixed examples have the
+same optimal feature (the loss is strictly convex in h for fixed W), so each distinct
+(c1, c2, lam) is one column carrying its multiplicity; every column then sees the per-example
+feature penalty lambda_bar = N lambda_H (mixup.md §1).
+
+`mix` sets the pairs and coefficients (every sample is mixed once, its partner's class uniform,
+so each ordered class pair (c1, c2), same-class pairs included, carries n/K examples):
+  * a list of coefficients, e.g. [0.25, 0.5, 0.75] or "0.25,0.5,0.75": equal weights;
+  * "beta:ALPHA:NODES": lam ~ Beta(ALPHA, ALPHA) by NODES-point Gauss-Jacobi quadrature;
+  * "beta:ALPHA:sampled:SEED": N mixed examples drawn (partner class and lam), one column each.
+`classifier="etf"` fixes W to a simplex ETF with rows of norm `w_norm`; `"learned"` optimizes W.
+
+Closed forms (../shared/theory/mixup.md, derived in derivations/mixup.py; the paper's text was
+not available, so this is the natural formulation, tested against the numerics):
+  fixed ETF, CE: the centred logits solve z = kappa (y~ - softmax(z)), kappa =
+  w_norm^2 K / ((K-1) lambda_bar); same-class features are lam-independent and on the
+  classifier ray, different-class ones in span{w_c1, w_c2}, on the decision boundary at 1/2.
+  fixed ETF, MSE: h = W^T (W W^T + lambda_bar I)^{-1} y~, linear in lam.
+  learned, CE: the best simplex-ETF classifier (a scalar problem in its norm), the paper's
+  assumption; `ufm.check` says whether the solver finds a lower loss.
+  learned, MSE: exact, the singular values of the weighted soft-label matrix soft-thresholded
+  (the factorization bound of plain_ufm.md §1); W is then not an ETF (its rows keep a mean).
+"""
+
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+import scipy.special
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .. import geometry
+from .. import theory as th
+from . import _checks
+from ._base import AbstractProblem, Hyper
+
+SOURCE = "Fisher, Meng & Papyan 2024, arXiv 2402.06171 (mixup UFM; formulation of mixup.md §1)"
+SOURCE_ETF = f"{SOURCE}; fixed-ETF closed forms mixup.md §2-3, derivations/mixup.py"
+SOURCE_LEARNED_CE = f"{SOURCE}; learned W assumed a simplex ETF (the paper's assumption)"
+SOURCE_LEARNED_MSE = f"{SOURCE}; learned W: factorization bound, plain_ufm.md §1 [D, V]"
+NEWTON_STEPS = 60  # the per-column logit problem is strictly convex: Newton converges in < 20
+
+
+# ----------------------------------------------------------------------------------------
+# Columns
+
+
+def parse_mix(mix) -> dict[str, Any]:
+    """``{"kind": "fixed", "lams": (...)}``, ``{"kind": "quadrature", "alpha", "nodes"}`` or
+    ``{"kind": "sampled", "alpha", "seed"}`` from a list of coefficients or a string."""
+    bad = (
+        f"mix must be coefficients in [0, 1] (a list or '0.25,0.5'), 'beta:ALPHA:NODES' or "
+        f"'beta:ALPHA:sampled:SEED'; got {mix!r}"
+    )
+    if isinstance(mix, str) and mix.startswith("beta:"):
+        parts = mix.split(":")
+        try:
+            alpha = float(parts[1])
+            if len(parts) == 3:
+                out = {"kind": "quadrature", "alpha": alpha, "nodes": int(parts[2])}
+            elif len(parts) == 4 and parts[2] == "sampled":
+                out = {"kind": "sampled", "alpha": alpha, "seed": int(parts[3])}
+            else:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ValueError(bad) from None
+        _checks.real("mix alpha", alpha, positive=True)
+        if out["kind"] == "quadrature":
+            _checks.integer("mix nodes", out["nodes"], 1)
+        else:
+            _checks.integer("mix seed", out["seed"], 0)
+        return out
+    if isinstance(mix, str):
+        try:
+            mix = [float(x) for x in mix.split(",")]
+        except ValueError:
+            raise ValueError(bad) from None
+    try:
+        lams = tuple(float(x) for x in np.atleast_1d(np.asarray(mix, dtype=float)))
+    except (TypeError, ValueError):
+        raise ValueError(bad) from None
+    if not lams or not all(0 <= x <= 1 for x in lams):
+        raise ValueError(bad)
+    return {"kind": "fixed", "lams": lams}
+
+
+def beta_quadrature(alpha: float, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes lam_j in (0, 1) and weights (summing to 1) that integrate polynomials of degree
+    < 2 nodes exactly against Beta(alpha, alpha): Gauss-Jacobi with a = b = alpha - 1."""
+    x, w = scipy.special.roots_jacobi(nodes, alpha - 1, alpha - 1)
+    return (1 + x) / 2, w / w.sum()
+
+
+def make_columns(K: int, n: int, spec: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Arrays c1, c2 (int), lam and count (multiplicity mu, summing to N = K n)."""
+    if spec["kind"] == "sampled":
+        rng = np.random.default_rng(spec["seed"])
+        N = K * n
+        c1 = np.repeat(np.arange(K), n)
+        c2 = rng.integers(0, K, N)
+        lam = rng.beta(spec["alpha"], spec["alpha"], N)
+        return {"c1": c1, "c2": c2, "lam": lam, "count": np.ones(N)}
+    if spec["kind"] == "fixed":
+        lams = np.asarray(spec["lams"])
+        weights = np.full(lams.size, 1 / lams.size)
+    else:
+        lams, weights = beta_quadrature(spec["alpha"], spec["nodes"])
+    c1, c2, j = (a.ravel() for a in np.meshgrid(np.arange(K), np.arange(K), np.arange(lams.size),
+                                                 indexing="ij"))  # fmt: skip
+    return {"c1": c1, "c2": c2, "lam": lams[j], "count": n / K * weights[j]}
+
+
+def soft_labels(K: int, columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Y~ (K, M): lam e_c1 + (1 - lam) e_c2 per column."""
+    eye = np.eye(K)
+    return columns["lam"] * eye[:, columns["c1"]] + (1 - columns["lam"]) * eye[:, columns["c2"]]
+
+
+# ----------------------------------------------------------------------------------------
+# Closed forms (numpy), fixed simplex-ETF classifier of row norm r, lambda_bar = N lambda_H.
+
+
+def kappa(K: int, r: float, lambda_bar: float) -> float:
+    """kappa = r^2 K / ((K-1) lambda_bar): the centred logits solve z = kappa (y~ - p)."""
+    return r**2 * K / ((K - 1) * lambda_bar)
+
+
+def ce_logits(targets: np.ndarray, kappa: float) -> np.ndarray:
+    """Centred logits z (K, M) minimizing CE(z, y~) + ||z||^2 / (2 kappa) for each column of
+    `targets` (K, M): Newton's method on a strictly convex problem, to machine precision."""
+    Y = np.asarray(targets, dtype=float).T  # (M, K)
+    Z = np.zeros_like(Y)
+    eye = np.eye(Y.shape[1])
+    for _ in range(NEWTON_STEPS):
+        P = scipy.special.softmax(Z, axis=1)
+        grad = P - Y + Z / kappa
+        hess = P[:, :, None] * eye - P[:, :, None] * P[:, None, :] + eye / kappa
+        step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
+        Z = Z - step
+        if np.max(np.abs(step)) <= 1e-15 * max(1.0, np.max(np.abs(Z))):
+            break
+    return Z.T
+
+
+def same_class_gap(K: int, kappa: float) -> float:
+    """g* in (0, kappa): the root of g (e^g + K - 1) = kappa K (mixup.md §2); the same-class
+    feature is h = (K-1) g* / (r^2 K) w_c for every lam."""
+    f = lambda g: g * (np.exp(g) + K - 1) - kappa * K
+    return scipy.optimize.brentq(f, 0.0, kappa, xtol=1e-300, rtol=4 * np.finfo(float).eps)
+
+
+def mixed_gaps(K: int, kappa: float, lam: float) -> tuple[float, float]:
+    """(u, v) = (z_c1 - z_o, z_c2 - z_o) for a different-class column (K >= 3), from
+    u = kappa (lam - (e^u - 1)/D), v = kappa (1 - lam - (e^v - 1)/D), D = e^u + e^v + K - 2."""
+    y = np.zeros((K, 1))
+    y[0, 0], y[1, 0] = lam, 1 - lam
+    z = ce_logits(y, kappa)[:, 0]
+    return float(z[0] - z[2]), float(z[1] - z[2])
+
+
+def mse_feature_scale(K: int, r: float, lambda_bar: float) -> float:
+    """MSE-mixup under a fixed ETF: h = (lam w_c1 + (1-lam) w_c2) / (r^2 K/(K-1) + lambda_bar)."""
+    return 1 / (r**2 * K / (K - 1) + lambda_bar)
+
+
+# ----------------------------------------------------------------------------------------
+
+
+class MixupProblem(AbstractProblem):
+    """Mixup UFM: a free feature per mixed example, soft labels, CE or MSE."""
+
+    name: ClassVar[str] = "mixup"
+    collapsed_columns: ClassVar[bool] = False
+    hypers: ClassVar[tuple[Hyper, ...]] = (
+        Hyper("loss", "choice", "ce", "data loss on the soft labels", ("ce", "mse")),
+        Hyper("K", "int", 3, "number of classes (>= 2)"),
+        Hyper("n", "int", 100, "samples per class, each mixed once (>= 1)"),
+        Hyper("d", "int", 4, "feature dimension (>= K-1)"),
+        Hyper("classifier", "choice", "etf", "fixed simplex ETF or learned W", ("etf", "learned")),
+        Hyper("w_norm", "float", 1.0, "row norm of the fixed ETF classifier (> 0)"),
+        Hyper("lambda_W", "float", 5e-4, "weight decay on a learned W (> 0)"),
+        Hyper("lambda_H", "float", 1e-3, "weight decay on the features (> 0)"),
+        Hyper(
+            "mix",
+            "mix",
+            "beta:1:8",
+            "mixing coefficients: '0.25,0.5,0.75', 'beta:ALPHA:NODES' (Gauss-Jacobi) or "
+            "'beta:ALPHA:sampled:SEED'",
+        ),
+    )
+
+    loss_name: str = eqx.field(static=True)
+    K: int = eqx.field(static=True)
+    n: int = eqx.field(static=True)
+    d: int = eqx.field(static=True)
+    learned: bool = eqx.field(static=True)
+    mix: dict = eqx.field(static=True)
+    w_norm: Float[Array, ""] = eqx.field(converter=jnp.asarray)
+    lambda_W: Float[Array, ""] = eqx.field(converter=jnp.asarray)
+    lambda_H: Float[Array, ""] = eqx.field(converter=jnp.asarray)
+    targets: Float[Array, "K M"] = eqx.field(converter=jnp.asarray)
+    counts: Float[Array, " M"] = eqx.field(converter=jnp.asarray)
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        loss="ce",
+        K=3,
+        n=100,
+        d=4,
+        classifier="etf",
+        w_norm=1.0,
+        lambda_W=5e-4,
+        lambda_H=1e-3,
+        mix="beta:1:8",
+    ) -> "MixupProblem":
+        K = _checks.integer("K", K, 2)
+        d = _checks.integer("d", d, 1)
+        if d < K - 1:
+            raise ValueError(f"d must be >= K-1 = {K - 1} (a simplex ETF needs it); got d={d}")
+        n = _checks.integer("n", n, 1)
+        spec = parse_mix(mix)
+        columns = make_columns(K, n, spec)
+        return cls(
+            loss_name=_checks.choice("loss", loss, ("ce", "mse")),
+            K=K,
+            n=n,
+            d=d,
+            learned=_checks.choice("classifier", classifier, ("etf", "learned")) == "learned",
+            mix=spec,
+            w_norm=_checks.real("w_norm", w_norm, positive=True),
+            lambda_W=_checks.real("lambda_W", lambda_W, positive=True),
+            lambda_H=_checks.real("lambda_H", lambda_H, positive=True),
+            targets=soft_labels(K, columns),
+            counts=columns["count"],
+        )
+
+    def hyperparameters(self) -> dict[str, Any]:
+        spec = self.mix
+        if spec["kind"] == "fixed":
+            mix = ",".join(f"{x:g}" for x in spec["lams"])
+        elif spec["kind"] == "quadrature":
+            mix = f"beta:{spec['alpha']:g}:{spec['nodes']}"
+        else:
+            mix = f"beta:{spec['alpha']:g}:sampled:{spec['seed']}"
+        return {
+            "loss": self.loss_name,
+            "K": self.K,
+            "n": self.n,
+            "d": self.d,
+            "classifier": "learned" if self.learned else "etf",
+            "w_norm": float(self.w_norm),
+            "lambda_W": float(self.lambda_W),
+            "lambda_H": float(self.lambda_H),
+            "mix": mix,
+        }
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        """For every column of H: classes ``c1``, ``c2``, coefficient ``lam`` and ``count``
+        (its number of mixed examples; they sum to N)."""
+        return make_columns(self.K, self.n, self.mix)
+
+    @property
+    def N(self) -> int:
+        return self.K * self.n
+
+    @property
+    def lambda_bar(self) -> float:
+        """N lambda_H: the feature penalty every mixed example sees (mixup.md §1)."""
+        return self.N * float(self.lambda_H)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The first class c1 of every column (metrics group the columns by it)."""
+        return self.columns["c1"]
+
+    def fixed_classifier(self, dtype=None) -> Array:
+        """The simplex ETF (K, d) with rows of norm w_norm (`ufm.geometry.simplex_etf`)."""
+        return geometry.simplex_etf(self.K, self.d, self.w_norm, dtype=dtype)
+
+    def classifier(self, params: dict[str, Array]) -> Array:
+        return params["W"] if self.learned else self.fixed_classifier(params["H"].dtype)
+
+    def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
+        H = params["H"]
+        W = self.classifier(params)
+        Z = W @ H
+        weights = self.counts / self.N
+        if self.loss_name == "ce":
+            data = jnp.sum(weights * (jax.nn.logsumexp(Z, axis=0) - jnp.sum(self.targets * Z, 0)))
+        else:
+            data = jnp.sum(weights * jnp.sum((Z - self.targets) ** 2, axis=0)) / 2
+        penalty = self.lambda_H / 2 * jnp.sum(self.counts * jnp.sum(H**2, axis=0))
+        if self.learned:
+            penalty = penalty + self.lambda_W / 2 * jnp.sum(W**2)
+        return data + penalty
+
+    def init(self, key: PRNGKeyArray, scale: Float[Array, ""]) -> dict[str, Array]:
+        """H (and a learned W) with i.i.d. N(0, scale^2/d) entries."""
+        kW, kH = jax.random.split(key)
+        dtype = self.lambda_H.dtype
+        std = scale / float(np.sqrt(self.d))
+        params = {"H": std * jax.random.normal(kH, (self.d, self.counts.size), dtype)}
+        if self.learned:
+            params["W"] = std * jax.random.normal(kW, (self.K, self.d), dtype)
+        return params
+
+    def optimal_features(self, params: dict[str, Array]) -> Array | None:
+        """MSE with a learned W: h = W^T (W W^T + lambda_bar I)^{-1} y~ per column (the
+        K x K inverse: see `VicinityProblem.optimal_features` on CPU triangular solves)."""
+        if self.loss_name != "mse" or not self.learned:
+            return None
+        W = params["W"]
+        S = W @ W.T + self.N * self.lambda_H * jnp.eye(self.K, dtype=W.dtype)
+        return W.T @ (jnp.linalg.inv(S) @ self.targets)
+
+    def extra_quantities(self, params: dict[str, Array]) -> dict[str, np.ndarray]:
+        """``H``, its Gram ``H_gram`` and the logits of every column, ``column_logits``."""
+        H = params["H"]
+        return {"H": H, "H_gram": H.T @ H, "column_logits": self.classifier(params) @ H}
+
+    # ------------------------------------------------------------------------------------
+    def _column_features(self, W: np.ndarray) -> tuple[np.ndarray, float]:
+        """Optimal H for a fixed classifier W that is a simplex ETF of row norm r (CE: the
+        Newton logits; MSE: the ridge solution), and the loss without W's penalty."""
+        K, lbar = self.K, self.lambda_bar
+        Y = np.asarray(self.targets, dtype=float)
+        weights = np.asarray(self.counts, dtype=float) / self.N
+        if self.loss_name == "ce":
+            r = float(np.linalg.norm(W[0]))
+            Z = ce_logits(Y, kappa(K, r, lbar))
+            P = scipy.special.softmax(Z, axis=0)
+            H = W.T @ (Y - P) / lbar
+            data = scipy.special.logsumexp(Z, axis=0) - np.sum(Y * Z, axis=0)
+        else:
+            H = W.T @ np.linalg.solve(W @ W.T + lbar * np.eye(K), Y)
+            data = np.sum((W @ H - Y) ** 2, axis=0) / 2
+        per_column = data + lbar / 2 * np.sum(H**2, axis=0)
+        return H, float(np.sum(weights * per_column))
+
+    def theory(self) -> th.Theory:
+        if not self.learned:
+            W = np.asarray(self.fixed_classifier(np.float64))
+            H, loss = self._column_features(W)
+            reason = (
+                f"fixed simplex ETF of row norm {float(self.w_norm):g}: every column solves its "
+                f"own strictly convex problem (lambda_bar = N lambda_H = {self.lambda_bar:.6g})"
+            )
+            return self._prediction("simplex_etf", loss, reason, SOURCE_ETF, W, H)
+        if self.loss_name == "ce":
+            return self._learned_ce()
+        return self._learned_mse()
+
+    def _learned_ce(self) -> th.Theory:
+        """The best simplex-ETF classifier: minimize over its row norm r (a scalar problem)."""
+        etf = np.asarray(geometry.simplex_etf(self.K, self.d, 1.0, dtype=np.float64))
+        lW = float(self.lambda_W)
+        total = lambda r: self._column_features(r * etf)[1] + lW / 2 * self.K * r**2
+        found = scipy.optimize.minimize_scalar(
+            lambda t: total(np.exp(t)), bracket=(-3.0, 1.0), tol=1e-12
+        )
+        r = float(np.exp(found.x))
+        zero = float(np.log(self.K))  # W = 0, H = 0: uniform predictions
+        if zero <= total(r):
+            K, M = self.K, self.counts.size
+            reason = "the zero solution beats every simplex-ETF classifier"
+            return self._prediction("zero", zero, reason, SOURCE_LEARNED_CE,
+                                    np.zeros((K, self.d)), np.zeros((self.d, M)))  # fmt: skip
+        H, loss = self._column_features(r * etf)
+        reason = (
+            f"assumes W is a simplex ETF (the paper's assumption); its best row norm is "
+            f"r* = {r:.10g}. A lower loss found by the solver refutes the assumption"
+        )
+        return self._prediction("simplex_etf", loss + lW / 2 * self.K * r**2, reason,
+                                SOURCE_LEARNED_CE, r * etf, H)  # fmt: skip
+
+    def _learned_mse(self) -> th.Theory:
+        """Exact: with H' = H M^{1/2} and T = Y~ M^{1/2} (M = diag(counts)) the loss is the plain
+        MSE UFM on targets T, solved by soft-thresholding the singular values of T."""
+        counts = np.asarray(self.counts, dtype=float)
+        T = np.asarray(self.targets, dtype=float) * np.sqrt(counts)[None, :]
+        mu = float(np.sqrt(self.lambda_W * self.lambda_H))
+        U, s, Vt = np.linalg.svd(T, full_matrices=False)
+        a, value = th.direction_minimizer(s, self.N, mu, 1)
+        Z = (U * (a * s)) @ Vt / np.sqrt(counts)[None, :]
+        rank = th.logits_rank(Z)
+        if rank > self.d:
+            return th.not_applicable(
+                f"d={self.d} is below the rank {rank} of the predicted logits", SOURCE_LEARNED_MSE
+            )
+        (H, W), _ = th.realize(Z, counts, self.d, (float(self.lambda_H), float(self.lambda_W)))
+        residual = (np.sum(T**2) - np.sum(s**2)) / (2 * self.N)  # T outside its row space: 0
+        reason = (
+            f"{int(np.sum(a > 0))} of {s.size} singular directions of the weighted soft labels "
+            f"survive the threshold N sqrt(lambda_W lambda_H) = {self.N * mu:.6g}"
+        )
+        geometry_name = "general_frame" if np.any(a > 0) else "zero"
+        return self._prediction(geometry_name, float(value.sum() + residual), reason,
+                                SOURCE_LEARNED_MSE, W, H)  # fmt: skip
+
+    def _prediction(self, geometry_name, loss, reason, source, W, H) -> th.Theory:
+        """A fixed W makes H unique; a learned one leaves a rotation, so only Grams count."""
+        regime = "zero" if geometry_name == "zero" else "collapsed"
+        quantities = {"W_gram": W @ W.T, "column_logits": W @ H}
+        quantities |= {"H_gram": H.T @ H} if self.learned else {"H": H}
+        params = {"H": H} | ({"W": W} if self.learned else {})
+        return th.Theory(regime, geometry_name, loss, reason, source, quantities, params)
+
+    def extra_report(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The mixup properties (`properties`) of the solution and of the prediction."""
+        found = properties(self, params)
+        t = self.theory()
+        predicted = properties(self, t.params) if t.params is not None else {}
+        return {"mixup": {"found": found, "predicted": predicted}}
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def properties(problem: MixupProblem, params: dict[str, Any]) -> dict[str, Any]:
+    """The geometry the paper describes, measured on features H with the problem's W:
+
+    span_residual: max over different-class columns of ||h - P h|| / ||h||, P the projector
+        onto span{w_c1, w_c2};
+    same_class_spread: max over classes of the spread of its same-class features over lam,
+        relative to their mean norm (0: lam-independent);
+    boundary_gap: max |z_c1 - z_c2| over different-class columns with lam = 1/2;
+    calibration_error: max over different-class columns with 0 < lam < 1 of
+        |(z_c1 - z_c2) - log(lam/(1-lam))| (-> 0 as the regularization vanishes, for CE);
+    pairs: per unordered class pair (c < c'), the logit gap and the log-odds at every lam.
+    """
+    H = np.asarray(params["H"], dtype=float)
+    W = np.asarray(problem.classifier({k: jnp.asarray(v) for k, v in params.items()}))
+    cols = problem.columns
+    c1, c2, lam = cols["c1"], cols["c2"], cols["lam"]
+    Z = W @ H
+    idx = np.arange(lam.size)
+    mixed = c1 != c2
+    gap = Z[c1, idx] - Z[c2, idx]
+    out: dict[str, Any] = {}
+    residuals = []
+    for m in np.flatnonzero(mixed):
+        basis = np.linalg.qr(W[[c1[m], c2[m]]].T)[0]
+        h = H[:, m]
+        norm = np.linalg.norm(h)
+        residuals.append(np.linalg.norm(h - basis @ (basis.T @ h)) / norm if norm > 0 else 0.0)
+    out["span_residual"] = float(max(residuals, default=0.0))
+    spreads = []
+    for c in range(problem.K):
+        same = H[:, (c1 == c) & (c2 == c)]
+        if same.shape[1] > 1:
+            mean = same.mean(axis=1, keepdims=True)
+            scale = max(np.linalg.norm(mean), 1e-300)
+            spreads.append(float(np.max(np.linalg.norm(same - mean, axis=0)) / scale))
+    out["same_class_spread"] = max(spreads, default=0.0)
+    half = mixed & np.isclose(lam, 0.5, rtol=0, atol=1e-12)
+    out["boundary_gap"] = float(np.max(np.abs(gap[half]), initial=0.0))
+    inner = mixed & (lam > 0) & (lam < 1)
+    odds = np.log(lam[inner] / (1 - lam[inner]))
+    out["calibration_error"] = float(np.max(np.abs(gap[inner] - odds), initial=0.0))
+    pairs = []
+    with np.errstate(divide="ignore"):
+        log_odds = np.log(lam / (1 - lam))
+    log_odds = [float(x) if np.isfinite(x) else None for x in log_odds]
+    if problem.mix["kind"] != "sampled":
+        for a in range(problem.K):
+            for b in range(a + 1, problem.K):
+                sel = np.flatnonzero((c1 == a) & (c2 == b))
+                pairs.append(
+                    {
+                        "classes": [a, b],
+                        "lam": lam[sel].tolist(),
+                        "logit_gap": gap[sel].tolist(),
+                        "log_odds": [log_odds[m] for m in sel],
+                        "feature_norm": np.linalg.norm(H[:, sel], axis=0).tolist(),
+                    }
+                )
+    out["pairs"] = pairs
+    return out
