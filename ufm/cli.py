@@ -151,6 +151,8 @@ def _solve_report(args) -> dict[str, Any]:
         arrays = {k: np.asarray(v) for k, v in sol.params.items()}
         if hasattr(problem, "H0"):
             arrays["H0"] = np.asarray(problem.H0)
+        if hasattr(problem, "columns"):  # mixup: the classes and coefficient of every column
+            arrays |= problem.columns
         np.savez(args.params, **arrays, y=problem.labels)
     return out
 
@@ -207,6 +209,12 @@ def _print_solve(r: dict[str, Any]) -> None:
             f"nc1 (Tr SW/Tr SB)  H0 {r['nc1_H0']:.4g} -> solution {r['nc1']:.4g}; "
             f"first order: {first}"
         )
+    if "mixup" in r:
+        f, p = r["mixup"]["found"], r["mixup"]["predicted"]
+        keys = ("span_residual", "same_class_spread", "boundary_gap", "calibration_error")
+        found = ", ".join(f"{k} {f[k]:.2e}" for k in keys)
+        lines.append(f"mixup     {found}")
+        lines.append(f"          predicted calibration_error {p['calibration_error']:.6g}")
     for layer in r.get("layers", []):
         lm = layer["metrics"]
         sv = ", ".join(f"{x:.4g}" for x in layer["found"]["W_sv"])

@@ -289,6 +289,11 @@ class MixupProblem(AbstractProblem):
         """The first class c1 of every column (metrics group the columns by it)."""
         return self.columns["c1"]
 
+    def with_lambda_H(self, value: float) -> "MixupProblem":
+        """The same problem with another feature decay (same shapes: no recompilation)."""
+        value = _checks.real("lambda_H", value, positive=True)
+        return eqx.tree_at(lambda p: p.lambda_H, self, jnp.asarray(value, self.lambda_H.dtype))
+
     def fixed_classifier(self, dtype=None) -> Array:
         """The simplex ETF (K, d) with rows of norm w_norm (`ufm.geometry.simplex_etf`)."""
         return geometry.simplex_etf(self.K, self.d, self.w_norm, dtype=dtype)
