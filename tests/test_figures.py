@@ -53,3 +53,35 @@ def test_vicinity_figure(tmp_path):
     out = tmp_path / "vicinity.png"
     fig.plot(data, out)
     assert out.stat().st_size > 10_000
+
+
+def test_mixup_figure(tmp_path):
+    fig = _load("mixup")
+    data = fig.compute(quick=True)
+    # the solver's features are the closed form: fixed W to gtol = 1e-10 gives <= 6e-8 at
+    # kappa = 500 (CE), 3e-10 (MSE); the learned panel compares plane coordinates (1e-9)
+    for key in ("ce", "mse", "learned"):
+        panel = data[key]
+        assert panel["converged"] and panel["verdict"] == "agrees", (key, panel["reason"])
+        assert panel["max_abs_H_error"] < 1e-6, key
+        # the dense theory curves (Newton on the logits / the MSE formula) at the solved
+        # coefficients are `ufm.theory`'s H: two routes, round-off apart
+        assert panel["max_abs_curve_vs_theory"] < 1e-11, key
+        # everything lies in the classifier plane, W a simplex ETF (learned: to 1e-8)
+        assert panel["plane_residual"] < 1e-6 and panel["etf_error"] < 1e-6, key
+        found = panel["found"]
+        assert found["span_residual"] < 1e-6 and found["same_class_spread"] < 1e-6, key
+        assert found["boundary_gap"] < 1e-6, key  # 0 at lam = 1/2 (learned: no such node)
+    # calibration: the solver matches the closed form and improves as lambda_H decreases
+    cal = data["calibration"]
+    assert all(c["verdict"] == "agrees" for c in cal)
+    assert [c["lambda_H"] for c in cal] == sorted((c["lambda_H"] for c in cal), reverse=True)
+    errors = np.array([c["calibration_error"] for c in cal])
+    np.testing.assert_allclose(errors, [c["calibration_error_theory"] for c in cal], atol=1e-6)
+    assert np.all(np.diff(errors) < 0) and errors[-1] < 5e-3, errors
+    assert max(c["boundary_gap"] for c in cal) < 1e-6
+    # the closed-form sweep (lambda_H from 3e-2 down to 3e-7) decreases throughout
+    assert np.all(np.diff(data["sweep"]["calibration_error"]) < 0)
+    out = tmp_path / "mixup.png"
+    fig.plot(data, out)
+    assert 10_000 < out.stat().st_size < 150_000

@@ -84,9 +84,8 @@ def _solve(
     memory_size: int,
     eliminate: bool,
 ):
-    def one(key, scale):
+    def one(params):
         optimizer = _optimizer(method, learning_rate, memory_size)
-        params = problem.init(key, scale)
         linesearch = method == "lbfgs"
         # optimal_features is None for models without a closed form (decided while tracing)
         if not eliminate or problem.optimal_features(params) is None:
@@ -109,10 +108,14 @@ def _solve(
         return params, value, grad_norm, steps, result
 
     if keys.shape[0] == 1:  # no batch axis to trace: compiles about a third faster
-        solved = one(keys[0], scales[0])
+        solved = one(problem.init(keys[0], scales[0]))
         params, loss, grad_norm, steps, result = jax.tree.map(lambda x: x[None], solved)
     else:
-        params, loss, grad_norm, steps, result = jax.vmap(one)(keys, scales)
+        # Starts one by one (lax.map), not vmapped: jaxlib's batched LAPACK kernels (the QR of
+        # orthogonal inits) split a batch over the CPU thread pool and wait for it, and two of
+        # them running at once on a 2-core machine deadlock (seen: deep-linear, d=64, M=6).
+        starts = jax.lax.map(lambda ks: problem.init(*ks), (keys, scales))
+        params, loss, grad_norm, steps, result = jax.vmap(one)(starts)
     converged = result == RESULTS.successful
     finite_loss = jnp.where(jnp.isfinite(loss), loss, jnp.inf)
     best = jnp.where(

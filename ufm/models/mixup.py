@@ -50,7 +50,7 @@ SOURCE = "Fisher, Meng & Papyan 2024, arXiv 2402.06171 (mixup UFM; formulation o
 SOURCE_ETF = f"{SOURCE}; fixed-ETF closed forms mixup.md §2-3, derivations/mixup.py"
 SOURCE_LEARNED_CE = f"{SOURCE}; learned W assumed a simplex ETF (the paper's assumption)"
 SOURCE_LEARNED_MSE = f"{SOURCE}; learned W: factorization bound, plain_ufm.md §1 [D, V]"
-NEWTON_STEPS = 60  # the per-column logit problem is strictly convex: Newton converges in < 20
+NEWTON_STEPS = 200  # damped Newton on a strictly convex problem: quadratic once steps are full
 
 
 # ----------------------------------------------------------------------------------------
@@ -138,9 +138,16 @@ def kappa(K: int, r: float, lambda_bar: float) -> float:
 
 
 def ce_logits(targets: np.ndarray, kappa: float) -> np.ndarray:
-    """Centred logits z (K, M) minimizing CE(z, y~) + ||z||^2 / (2 kappa) for each column of
-    `targets` (K, M): Newton's method on a strictly convex problem, to machine precision."""
+    """Centred logits z (K, M) minimizing phi(z) = CE(z, y~) + ||z||^2 / (2 kappa) for each
+    column of `targets` (K, M): Newton's method with a backtracking (Armijo) line search on
+    a strictly convex problem, so it converges from z = 0 for every K and kappa (a full
+    Newton step alone cycles for K >= 6 and large kappa), to machine precision."""
     Y = np.asarray(targets, dtype=float).T  # (M, K)
+    phi = lambda Z: (
+        scipy.special.logsumexp(Z, axis=1)
+        - np.sum(Y * Z, axis=1)
+        + np.sum(Z**2, axis=1) / (2 * kappa)
+    )
     Z = np.zeros_like(Y)
     eye = np.eye(Y.shape[1])
     for _ in range(NEWTON_STEPS):
@@ -148,8 +155,17 @@ def ce_logits(targets: np.ndarray, kappa: float) -> np.ndarray:
         grad = P - Y + Z / kappa
         hess = P[:, :, None] * eye - P[:, :, None] * P[:, None, :] + eye / kappa
         step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
-        Z = Z - step
-        if np.max(np.abs(step)) <= 1e-15 * max(1.0, np.max(np.abs(Z))):
+        t = np.ones(len(Z))
+        slope = np.sum(grad * step, axis=1)  # > 0: -step is a descent direction
+        value = phi(Z)
+        for _ in range(60):
+            short = phi(Z - t[:, None] * step) > value - 1e-4 * t * slope
+            short &= slope > np.finfo(float).eps * np.abs(value)  # else at round-off: stop
+            if not short.any():
+                break
+            t = np.where(short, t / 2, t)
+        Z = Z - t[:, None] * step
+        if np.max(np.abs(t[:, None] * step)) <= 1e-15 * max(1.0, np.max(np.abs(Z))):
             break
     return Z.T
 
@@ -250,12 +266,12 @@ class MixupProblem(AbstractProblem):
 
     def hyperparameters(self) -> dict[str, Any]:
         spec = self.mix
-        if spec["kind"] == "fixed":
-            mix = ",".join(f"{x:g}" for x in spec["lams"])
+        if spec["kind"] == "fixed":  # repr: make(**hyperparameters()) rebuilds it exactly
+            mix = ",".join(repr(x) for x in spec["lams"])
         elif spec["kind"] == "quadrature":
-            mix = f"beta:{spec['alpha']:g}:{spec['nodes']}"
+            mix = f"beta:{spec['alpha']!r}:{spec['nodes']}"
         else:
-            mix = f"beta:{spec['alpha']:g}:sampled:{spec['seed']}"
+            mix = f"beta:{spec['alpha']!r}:sampled:{spec['seed']}"
         return {
             "loss": self.loss_name,
             "K": self.K,
@@ -440,8 +456,8 @@ class MixupProblem(AbstractProblem):
 def properties(problem: MixupProblem, params: dict[str, Any]) -> dict[str, Any]:
     """The geometry the paper describes, measured on features H with the problem's W:
 
-    span_residual: max over different-class columns of ||h - P h|| / ||h||, P the projector
-        onto span{w_c1, w_c2};
+    span_residual: max over different-class columns of ||h - P h||, P the projector onto
+        span{w_c1, w_c2}, over the largest feature norm max_m ||h_m||;
     same_class_spread: max over classes of the spread of its same-class features over lam,
         relative to their mean norm (0: lam-independent);
     boundary_gap: max |z_c1 - z_c2| over different-class columns with lam = 1/2;
@@ -459,11 +475,13 @@ def properties(problem: MixupProblem, params: dict[str, Any]) -> dict[str, Any]:
     gap = Z[c1, idx] - Z[c2, idx]
     out: dict[str, Any] = {}
     residuals = []
+    largest = max(float(np.max(np.linalg.norm(H, axis=0), initial=0.0)), 1e-300)
     for m in np.flatnonzero(mixed):
         basis = np.linalg.qr(W[[c1[m], c2[m]]].T)[0]
         h = H[:, m]
-        norm = np.linalg.norm(h)
-        residuals.append(np.linalg.norm(h - basis @ (basis.T @ h)) / norm if norm > 0 else 0.0)
+        # relative to the largest feature, not to ||h||: at K=2, lam=1/2 the optimum is h = 0
+        # and its round-off would otherwise read as a residual of order one
+        residuals.append(np.linalg.norm(h - basis @ (basis.T @ h)) / largest)
     out["span_residual"] = float(max(residuals, default=0.0))
     spreads = []
     for c in range(problem.K):
