@@ -137,18 +137,19 @@ def kappa(K: int, r: float, lambda_bar: float) -> float:
     return r**2 * K / ((K - 1) * lambda_bar)
 
 
-def ce_logits(targets: np.ndarray, kappa: float) -> np.ndarray:
+def ce_logits(targets: np.ndarray, kappa: float, start: np.ndarray | None = None) -> np.ndarray:
     """Centred logits z (K, M) minimizing phi(z) = CE(z, y~) + ||z||^2 / (2 kappa) for each
     column of `targets` (K, M): Newton's method with a backtracking (Armijo) line search on
     a strictly convex problem, so it converges from z = 0 for every K and kappa (a full
-    Newton step alone cycles for K >= 6 and large kappa), to machine precision."""
+    Newton step alone cycles for K >= 6 and large kappa), to machine precision. `start`
+    (K, M): logits to start from (e.g. the solution at a nearby kappa)."""
     Y = np.asarray(targets, dtype=float).T  # (M, K)
     phi = lambda Z: (
         scipy.special.logsumexp(Z, axis=1)
         - np.sum(Y * Z, axis=1)
         + np.sum(Z**2, axis=1) / (2 * kappa)
     )
-    Z = np.zeros_like(Y)
+    Z = np.zeros_like(Y) if start is None else np.array(start, dtype=float).T
     eye = np.eye(Y.shape[1])
     for _ in range(NEWTON_STEPS):
         P = scipy.special.softmax(Z, axis=1)
@@ -165,7 +166,9 @@ def ce_logits(targets: np.ndarray, kappa: float) -> np.ndarray:
                 break
             t = np.where(short, t / 2, t)
         Z = Z - t[:, None] * step
-        if np.max(np.abs(t[:, None] * step)) <= 1e-15 * max(1.0, np.max(np.abs(Z))):
+        # a full Newton step this small leaves an error of its square: done (steps below
+        # ~1e-14 are round-off and never reach zero)
+        if np.all(t == 1) and np.max(np.abs(step)) <= 1e-12 * max(1.0, np.max(np.abs(Z))):
             break
     return Z.T
 
@@ -388,27 +391,46 @@ class MixupProblem(AbstractProblem):
         return self._learned_mse()
 
     def _learned_ce(self) -> th.Theory:
-        """The best simplex-ETF classifier: minimize over its row norm r (a scalar problem)."""
+        """The best simplex-ETF classifier W = r E (E of unit rows): its loss is
+        F(r) = sum_m w_m phi_m(kappa(r)) + lambda_W K r^2 / 2, and by the envelope theorem
+        F'(r) = lambda_W K r - sum_m w_m ||z_m||^2 / (kappa r) (z_m the optimal centred
+        logits), so r* is a root of the second factor, found by bracketing on a log grid
+        and brentq; the zero solution (F = log K) is compared."""
         etf = np.asarray(geometry.simplex_etf(self.K, self.d, 1.0, dtype=np.float64))
-        lW = float(self.lambda_W)
-        total = lambda r: self._column_features(r * etf)[1] + lW / 2 * self.K * r**2
-        found = scipy.optimize.minimize_scalar(
-            lambda t: total(np.exp(t)), bracket=(-3.0, 1.0), tol=1e-12
-        )
-        r = float(np.exp(found.x))
-        zero = float(np.log(self.K))  # W = 0, H = 0: uniform predictions
-        if zero <= total(r):
-            K, M = self.K, self.counts.size
+        lW, K, lbar = float(self.lambda_W), self.K, self.lambda_bar
+        weights = np.asarray(self.counts, dtype=float) / self.N
+        Y = np.asarray(self.targets, dtype=float)
+        total = lambda r: self._column_features(r * etf)[1] + lW / 2 * K * r**2
+
+        last = [None]  # warm start: consecutive calls have nearby r
+
+        def slope(log_r):  # F'(r) r, whose sign is that of F'
+            r = np.exp(log_r)
+            k = kappa(K, r, lbar)
+            last[0] = Z = ce_logits(Y, k, last[0])
+            return lW * K * r**2 - float(np.sum(weights * np.sum(Z**2, axis=0))) / k
+
+        grid = np.linspace(np.log(1e-3), np.log(1e3), 31)  # r* outside: reported as zero
+        signs = np.sign([slope(t) for t in grid])
+        roots = [
+            scipy.optimize.brentq(slope, a, b, xtol=1e-14, rtol=4 * np.finfo(float).eps)
+            for a, b, sa, sb in zip(grid, grid[1:], signs, signs[1:], strict=False)
+            if sa < 0 < sb  # F' from - to +: a local minimum
+        ]
+        zero = float(np.log(K))  # W = 0, H = 0: uniform predictions
+        candidates = [(total(np.exp(t)), float(np.exp(t))) for t in roots]
+        if not candidates or zero <= min(candidates)[0]:
+            M = self.counts.size
             reason = "the zero solution beats every simplex-ETF classifier"
             return self._prediction("zero", zero, reason, SOURCE_LEARNED_CE,
                                     np.zeros((K, self.d)), np.zeros((self.d, M)))  # fmt: skip
-        H, loss = self._column_features(r * etf)
+        loss, r = min(candidates)
+        H, _ = self._column_features(r * etf)
         reason = (
             f"assumes W is a simplex ETF (the paper's assumption); its best row norm is "
             f"r* = {r:.10g}. A lower loss found by the solver refutes the assumption"
         )
-        return self._prediction("simplex_etf", loss + lW / 2 * self.K * r**2, reason,
-                                SOURCE_LEARNED_CE, r * etf, H)  # fmt: skip
+        return self._prediction("simplex_etf", loss, reason, SOURCE_LEARNED_CE, r * etf, H)
 
     def _learned_mse(self) -> th.Theory:
         """Exact: with H' = H M^{1/2} and T = Y~ M^{1/2} (M = diag(counts)) the loss is the plain
