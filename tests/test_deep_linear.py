@@ -24,7 +24,8 @@ def relative(a, b):
 
 # --- the solver reaches the closed form, M = 1..6 ----------------------------------------
 DEPTH_CASES = [
-    pytest.param(M, n, bias, marks=() if M <= 3 else pytest.mark.slow, id=f"M{M}-{tag}-{b}")
+    # M = 1 is the plain UFM (test_depth_one_is_plain); M >= 4 are long: both run with -m slow
+    pytest.param(M, n, bias, marks=() if 2 <= M <= 3 else pytest.mark.slow, id=f"M{M}-{tag}-{b}")
     for M in range(1, 7)
     for n, tag in ((5, "balanced"), ((20, 10, 5, 5), "imbalanced"))
     for bias, b in ((False, "nobias"), (True, "bias"))
@@ -83,11 +84,11 @@ SLOW = pytest.mark.slow
 PLAIN_CASES = [
     dict(loss="mse", n=5, lambda_W=0.05, lambda_H=0.01),
     dict(loss="mse", n=5, lambda_W=0.12, lambda_H=0.12),
-    dict(loss="mse", n=IMB, lambda_W=0.016, lambda_H=0.016),
+    pytest.param(dict(loss="mse", n=IMB, lambda_W=0.016, lambda_H=0.016), marks=SLOW),
     dict(loss="mse", n=IMB, bias=True, lambda_W=0.02, lambda_H=0.02),
     # variants of the cases above, each a compile of its own: run with -m slow
     pytest.param(dict(loss="mse", n=5, bias=True, lambda_W=0.05, lambda_H=0.01), marks=SLOW),
-    dict(loss="ce", n=5, lambda_W=0.01, lambda_H=0.01),
+    pytest.param(dict(loss="ce", n=5, lambda_W=0.01, lambda_H=0.01), marks=SLOW),
     pytest.param(dict(loss="ce", n=5, bias=True, lambda_W=0.01, lambda_H=0.01), marks=SLOW),
     dict(loss="ce", n=IMB, lambda_W=0.05, lambda_H=0.05),
 ]

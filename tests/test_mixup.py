@@ -269,12 +269,12 @@ FIXED_CASES = [  # (loss, K, d, w_norm, lambda_H, n)
     pytest.param(("ce", 2, 1, 1.0, 1e-3, 50), id="ce-K2-d1"),
     pytest.param(("ce", 2, 5, 2.0, 1e-3, 50), id="ce-K2-d5"),
     pytest.param(("ce", 3, 2, 2.0, 1e-3, 100), id="ce-K3-d2"),
-    pytest.param(("ce", 3, 6, 0.5, 1e-4, 100), id="ce-K3-d6"),
-    pytest.param(("ce", 5, 5, 1.0, 2e-3, 20), id="ce-K5-d5"),
+    pytest.param(("ce", 3, 6, 0.5, 1e-4, 100), id="ce-K3-d6", marks=pytest.mark.slow),
+    pytest.param(("ce", 5, 5, 1.0, 2e-3, 20), id="ce-K5-d5", marks=pytest.mark.slow),
     pytest.param(("ce", 10, 9, 1.5, 1e-3, 10), id="ce-K10-d9"),
     pytest.param(("mse", 2, 1, 1.0, 1e-3, 50), id="mse-K2-d1"),
     pytest.param(("mse", 3, 3, 2.0, 1e-2, 100), id="mse-K3-d3"),
-    pytest.param(("mse", 5, 8, 0.7, 1e-3, 20), id="mse-K5-d8"),
+    pytest.param(("mse", 5, 8, 0.7, 1e-3, 20), id="mse-K5-d8", marks=pytest.mark.slow),
     pytest.param(("mse", 10, 9, 1.0, 1e-4, 10), id="mse-K10-d9"),
 ]
 
