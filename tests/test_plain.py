@@ -208,8 +208,9 @@ def test_not_applicable_is_inconclusive():
         problem = ufm.make("plain", **hyper)
         th = ufm.theory(problem)
         assert th.regime == "not_applicable" and th.loss is None and why in th.reason
-        report = ufm.check(problem, ufm.solve(problem, max_steps=50))
-        assert report.verdict == "inconclusive"
+        if why == "d=2":  # one solve shows the verdict; each case would compile its own shapes
+            report = ufm.check(problem, ufm.solve(problem, max_steps=50))
+            assert report.verdict == "inconclusive"
 
 
 def test_imbalanced_ce_is_globally_solved_where_theory_is_silent():

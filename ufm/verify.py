@@ -705,7 +705,6 @@ MIXUP_CLAIMS: tuple[Claim, ...] = (
         "CE, learned W: the minimum is the best simplex-ETF classifier's (K=3)",
         "mixup",
         _mix("ce", classifier="learned", lambda_W=5e-3),
-        quick=True,
         restarts=4,
     ),
     Claim(

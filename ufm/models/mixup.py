@@ -410,7 +410,7 @@ class MixupProblem(AbstractProblem):
             last[0] = Z = ce_logits(Y, k, last[0])
             return lW * K * r**2 - float(np.sum(weights * np.sum(Z**2, axis=0))) / k
 
-        grid = np.linspace(np.log(1e-3), np.log(1e3), 31)  # r* outside: reported as zero
+        grid = np.linspace(np.log(1e-3), np.log(1e3), 19)  # r* outside: reported as zero
         signs = np.sign([slope(t) for t in grid])
         roots = [
             scipy.optimize.brentq(slope, a, b, xtol=1e-14, rtol=4 * np.finfo(float).eps)
