@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .. import _linalg
 from ..theory import Theory
 
 
@@ -126,7 +127,7 @@ class AbstractClassProblem(AbstractProblem):
         if self.bias:
             target = target - params["b"][:, None]
         A = W.T @ W + self.N * self.lambda_H * jnp.eye(d, dtype=W.dtype)
-        Hbar = jnp.linalg.solve(A, W.T @ target)
+        Hbar = _linalg.solve(A, W.T @ target)
         return Hbar[:, self.labels]
 
     def _finish_prediction(

@@ -41,7 +41,7 @@ import scipy.optimize
 import scipy.special
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .. import geometry
+from .. import _linalg, geometry
 from .. import theory as th
 from . import _checks
 from ._base import AbstractProblem, Hyper
@@ -351,7 +351,7 @@ class MixupProblem(AbstractProblem):
             return None
         W = params["W"]
         S = W @ W.T + self.N * self.lambda_H * jnp.eye(self.K, dtype=W.dtype)
-        return W.T @ (jnp.linalg.inv(S) @ self.targets)
+        return W.T @ (_linalg.inverse(S) @ self.targets)
 
     def extra_quantities(self, params: dict[str, Array]) -> dict[str, np.ndarray]:
         """``H``, its Gram ``H_gram`` and the logits of every column, ``column_logits``."""

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .. import _linalg
 from .. import theory as th
 from . import _checks
 from ._base import AbstractClassProblem, Hyper
@@ -328,8 +329,8 @@ class VicinityProblem(AbstractClassProblem):
         B = W.T @ self._Y(W.dtype) + self.N * self.beta * self.H0
         if K <= d:
             S = W @ W.T + a * jnp.eye(K, dtype=W.dtype)
-            return (B - W.T @ (jnp.linalg.inv(S) @ (W @ B))) / a
-        return jnp.linalg.inv(W.T @ W + a * jnp.eye(d, dtype=W.dtype)) @ B
+            return (B - W.T @ (_linalg.inverse(S) @ (W @ B))) / a
+        return _linalg.inverse(W.T @ W + a * jnp.eye(d, dtype=W.dtype)) @ B
 
     def optimal_classifier(self, H: Float[Array, "d N"]) -> Float[Array, "K d"]:
         """The central path's classifier W*(H) = Y H^T (H H^T + N lambda_W I)^{-1}."""
