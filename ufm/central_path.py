@@ -41,13 +41,9 @@ class FlowPath(eqx.Module):
 
 
 def traces(problem: VicinityProblem, H: Array) -> tuple[Array, Array]:
-    """(Tr Sigma_W, Tr Sigma_B) with Sigma_W = (1/N) sum (h - hbar_k)(.)^T and
-    Sigma_B = (1/K) sum_k (hbar_k - h_G)(.)^T (the paper's Eq. 3)."""
-    y = jnp.asarray(problem.labels)
-    Hbar, _ = metrics.class_means(H, y, problem.K)
-    within = jnp.sum((H - Hbar[:, y]) ** 2) / problem.N
-    between = jnp.sum((Hbar - jnp.mean(H, axis=1, keepdims=True)) ** 2) / problem.K
-    return within, between
+    """(Tr Sigma_W, Tr Sigma_B) of features H with the problem's labels (the paper's Eq. 3,
+    `ufm.metrics.scatter_traces`)."""
+    return metrics.scatter_traces(H, jnp.asarray(problem.labels), problem.K)
 
 
 @eqx.filter_jit

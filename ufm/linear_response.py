@@ -65,16 +65,20 @@ def response(
     return apply
 
 
-def at_base(problem: VicinityProblem, approximation: str = "exact") -> tuple[Operator, jax.Array]:
-    """F at the collapsed minimizer H* nearest to H0 (`VicinityProblem.collapsed_base`),
-    where f(.; H*) is minimized by (W*(H*), H*) (Cor 2.2): the setting of Thm 4.2.
-    Returns (F, H*)."""
+def _base(problem: VicinityProblem) -> jax.Array:
+    """The collapsed minimizer H* nearest to H0 (`VicinityProblem.collapsed_base`)."""
     base, _ = problem.collapsed_base()
     if base is None:
         raise ValueError(
             "no collapsed minimizer to linearize at: the theory needs balanced classes and d >= K"
         )
-    H = jnp.asarray(base, dtype=problem.H0.dtype)
+    return jnp.asarray(base, dtype=problem.H0.dtype)
+
+
+def at_base(problem: VicinityProblem, approximation: str = "exact") -> tuple[Operator, jax.Array]:
+    """F at the collapsed minimizer H* nearest to H0, where f(.; H*) is minimized by
+    (W*(H*), H*) (Cor 2.2): the setting of Thm 4.2. Returns (F, H*)."""
+    H = _base(problem)
     return response(problem, problem.optimal_classifier(H), H, approximation=approximation), H
 
 
@@ -141,12 +145,7 @@ def theorem_4_2_check(problem: VicinityProblem, *, rtol: float = 1e-9) -> dict[s
 def first_order(problem: VicinityProblem) -> jax.Array:
     """H* + F[H0 - H*]: the minimizer to first order in the distance of H0 from its nearest
     collapsed minimizer H* (exact F at H*)."""
-    base, _ = problem.collapsed_base()
-    if base is None:
-        raise ValueError(
-            "no collapsed minimizer to linearize at: the theory needs balanced classes and d >= K"
-        )
-    return _first_order(problem, jnp.asarray(base, dtype=problem.H0.dtype))
+    return _first_order(problem, _base(problem))
 
 
 @eqx.filter_jit

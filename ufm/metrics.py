@@ -192,14 +192,23 @@ def nc1_svd(H: ArrayLike, y: ArrayLike, K: int, *, weighted_mean: bool = True) -
 
 
 @functools.partial(jax.jit, static_argnames=("K", "weighted_mean"))
+def scatter_traces(
+    H: ArrayLike, y: ArrayLike, K: int, *, weighted_mean: bool = True
+) -> tuple[Array, Array]:
+    """(Tr Sigma_W, Tr Sigma_B): Sigma_W = (1/N) sum_i (h_i - mu_{y_i})(.)^T and
+    Sigma_B = (1/K) sum_k (mu_k - mu_G)(.)^T (Papyan et al.; Tirer et al. 2023 Eq. (3))."""
+    H, y = _check_data(H, y, K)
+    tr_W = jnp.sum(_residuals(H, y, K) ** 2) / H.shape[1]
+    tr_B = jnp.sum(centred_means(H, y, K, weighted_mean=weighted_mean) ** 2) / K
+    return tr_W, tr_B
+
+
+@functools.partial(jax.jit, static_argnames=("K", "weighted_mean"))
 def nc1_trace(H: ArrayLike, y: ArrayLike, K: int, *, weighted_mean: bool = True) -> Array:
     """Tr(Sigma_W) / Tr(Sigma_B) (Tirer et al. 2023 Eq. (3); rhubarbwu `covariance_ratio`,
     up to its Sigma_B divisor, see the module docstring). Unlike `nc1_pinv` it sees all
     within-class variance. nan when Tr(Sigma_B) = 0."""
-    H, y = _check_data(H, y, K)
-    N = H.shape[1]
-    tr_W = jnp.sum(_residuals(H, y, K) ** 2) / N
-    tr_B = jnp.sum(centred_means(H, y, K, weighted_mean=weighted_mean) ** 2) / K
+    tr_W, tr_B = scatter_traces(H, y, K, weighted_mean=weighted_mean)
     positive = tr_B > 0
     return _nan_unless(positive, tr_W / jnp.where(positive, tr_B, 1.0))
 

@@ -296,13 +296,7 @@ class VicinityProblem(AbstractClassProblem):
         return jax.nn.one_hot(self.labels, self.K, dtype=dtype).T
 
     def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
-        W, H = params["W"], params["H"]
-        return (
-            self.data_loss(W @ H)
-            + self.lambda_W / 2 * jnp.sum(W**2)
-            + self.lambda_H / 2 * jnp.sum(H**2)
-            + self.beta / 2 * jnp.sum((H - self.H0) ** 2)
-        )
+        return self.beta_free_loss(params) + self.beta / 2 * jnp.sum((params["H"] - self.H0) ** 2)
 
     def beta_free_loss(self, params: dict[str, Array]) -> Float[Array, ""]:
         """f_0: the loss without the beta term (the plain MSE UFM, Eq. 1)."""
