@@ -147,9 +147,9 @@ def check(
     # NC1: the spread around the class means, relative to the predicted ||H||_F
     spread = float(np.linalg.norm(found["within_class"]))
     scale = float(np.linalg.norm(theory.params["H"]))
-    errors = {"within_class": spread / scale if scale > 0 else spread}
-    if not problem.collapsed_columns:
-        errors = {}
+    errors = {}
+    if problem.collapsed_columns:
+        errors["within_class"] = spread / scale if scale > 0 else spread
     errors |= {k: relative_error(found[k], v) for k, v in theory.quantities.items()}
     layers = problem.layers(sol.params)
     for m, (predicted, layer) in enumerate(zip(theory.layers, layers, strict=True), start=1):

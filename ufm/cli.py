@@ -146,13 +146,9 @@ def _solve_report(args) -> dict[str, Any]:
     out |= {"theory": report.theory.summary(), "check": report.summary(), "metrics": report.metrics}
     if report.layer_metrics:
         out["layers"] = _layers(problem, sol, report)
-    out |= problem.extra_report(sol.params)
+    out |= problem.extra_report(sol.params, report.theory)
     if args.params:
-        arrays = {k: np.asarray(v) for k, v in sol.params.items()}
-        if hasattr(problem, "H0"):
-            arrays["H0"] = np.asarray(problem.H0)
-        if hasattr(problem, "columns"):  # mixup: the classes and coefficient of every column
-            arrays |= problem.columns
+        arrays = {k: np.asarray(v) for k, v in sol.params.items()} | problem.data_arrays()
         np.savez(args.params, **arrays, y=problem.labels)
     return out
 

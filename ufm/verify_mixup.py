@@ -10,10 +10,11 @@ classifier is a simplex ETF. The paper's text was not available (../shared/theor
 import numpy as np
 
 from . import metrics
+from ._outcome import Outcome
+from ._outcome import verdict as _verdict
 from .check import check
 from .models.mixup import MixupProblem, properties
 from .solve import solve
-from .verify_vicinity import Outcome, _verdict
 
 GEOMETRY_TOL = 1e-6  # span residual, lam-spread, boundary gap: solver round-off is ~1e-8
 CALIBRATION_TOL = 1e-6  # solver's calibration error against the closed form's

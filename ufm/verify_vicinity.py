@@ -13,24 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import central_path, linear_response
+from ._outcome import Outcome
+from ._outcome import verdict as _verdict
 from .models.vicinity import VicinityProblem, nc1_ratio
 from .solve import solve
 
 IDENTITY_RTOL = 1e-7  # backward-step identity: the solver's H against Newton's root
 NC1_RTOL = 1e-4  # NC1 ratio, within-class noise of size 1e-3: error O(size^2), 2e-7 measured
 SLOPE_RTOL = 5e-2  # regularizer log-derivatives, solved against first order
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    verdict: str
-    reason: str
-    predicted: str  # what the theorem says, in a few words (for the table)
-    found: str  # what the numbers say
-
-
-def _verdict(ok: bool) -> str:
-    return "confirmed" if ok else "refuted"
 
 
 def _with_H0(problem: VicinityProblem, H0) -> VicinityProblem:

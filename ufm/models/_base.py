@@ -61,8 +61,15 @@ class AbstractProblem(eqx.Module):
         model has one in closed form (MSE: a ridge regression); None otherwise."""
         return None
 
-    def extra_report(self, params: dict[str, Array]) -> dict[str, Any]:
-        """Model-specific entries of the `ufm solve` report (JSON-able); none by default."""
+    def extra_report(
+        self, params: dict[str, Array], theory: Theory | None = None
+    ) -> dict[str, Any]:
+        """Model-specific entries of the `ufm solve` report (JSON-able); none by default.
+        `theory`: ``self.theory()`` if the caller has it already."""
+        return {}
+
+    def data_arrays(self) -> dict[str, np.ndarray]:
+        """The problem's own data, saved beside the minimizer by ``ufm solve --params``."""
         return {}
 
     def extra_quantities(self, params: dict[str, Array]) -> dict[str, np.ndarray]:

@@ -354,9 +354,10 @@ class MixupProblem(AbstractProblem):
         return W.T @ (_linalg.inverse(S) @ self.targets)
 
     def extra_quantities(self, params: dict[str, Array]) -> dict[str, np.ndarray]:
-        """``H``, its Gram ``H_gram`` and the logits of every column, ``column_logits``."""
+        """The Gram ``H_gram`` of the features and the logits of every column,
+        ``column_logits`` (``H`` itself is among `ufm.check.found_quantities` already)."""
         H = params["H"]
-        return {"H": H, "H_gram": H.T @ H, "column_logits": self.classifier(params) @ H}
+        return {"H_gram": H.T @ H, "column_logits": self.classifier(params) @ H}
 
     # ------------------------------------------------------------------------------------
     def _column_features(self, W: np.ndarray) -> tuple[np.ndarray, float]:
@@ -464,12 +465,16 @@ class MixupProblem(AbstractProblem):
         params = {"H": H} | ({"W": W} if self.learned else {})
         return th.Theory(regime, geometry_name, loss, reason, source, quantities, params)
 
-    def extra_report(self, params: dict[str, Any]) -> dict[str, Any]:
+    def extra_report(self, params: dict[str, Any], theory=None) -> dict[str, Any]:
         """The mixup properties (`properties`) of the solution and of the prediction."""
+        t = self.theory() if theory is None else theory
         found = properties(self, params)
-        t = self.theory()
         predicted = properties(self, t.params) if t.params is not None else {}
         return {"mixup": {"found": found, "predicted": predicted}}
+
+    def data_arrays(self) -> dict[str, np.ndarray]:
+        """The classes, coefficient and multiplicity of every column (`columns`)."""
+        return self.columns
 
 
 # ----------------------------------------------------------------------------------------

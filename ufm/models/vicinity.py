@@ -421,7 +421,11 @@ class VicinityProblem(AbstractClassProblem):
             return VicinityProblem.make(**(self.hyperparameters() | {name: value}))
         return eqx.tree_at(lambda p: getattr(p, name), self, jnp.asarray(value, self.H0.dtype))
 
-    def extra_report(self, params: dict[str, Any]) -> dict[str, Any]:
+    def data_arrays(self) -> dict[str, np.ndarray]:
+        """``H0``, sorted by class as the solver sees it."""
+        return {"H0": np.asarray(self.H0)}
+
+    def extra_report(self, params: dict[str, Any], theory=None) -> dict[str, Any]:
         """``nc1_H0`` and ``nc1`` (trace ratio, the paper's Eq. 3) of H0 and of the solution,
         and the first-order predictions of the solution's NC1 (`ufm.linear_response`)."""
         from .. import linear_response
