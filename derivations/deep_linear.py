@@ -86,6 +86,8 @@ deep_linear.md section 8.
 
 import sympy as sp
 
+from derivations._report import print_report
+
 # --- symbols, declared once ------------------------------------------------------------------
 M = sp.Symbol("M", positive=True, integer=True)  # number of weight matrices (depth)
 m = sp.Symbol("m", positive=True, integer=True)  # layer index 1..M
@@ -501,13 +503,12 @@ def worked_examples(results: dict[str, sp.Expr]) -> dict[str, float]:
 
 if __name__ == "__main__":
     results = derive()
-    for name, expr in results.items():
-        print(f"{name} =")
-        print(sp.pretty(expr, use_unicode=True))
-        print()
-    print("deep_linear.md section 8 worked examples (derived vs notes):")
-    for key, value in worked_examples(results).items():
-        ok = abs(value - NOTES[key]) <= 5e-7 * max(1.0, abs(value))
-        print(f"  {key:24s} {value:.10f}  notes {NOTES[key]:<11}  {'ok' if ok else 'MISMATCH'}")
+    print_report(
+        results,
+        "deep_linear.md section 8 worked examples",
+        worked_examples(results),
+        NOTES,
+        lambda key, value: abs(value - NOTES[key]) <= 5e-7 * max(1.0, abs(value)),
+    )
     for depth in range(2, 7):
         print(f"  beta*_{depth} = {float(results['beta_star'].subs(M, depth)):.5f}")

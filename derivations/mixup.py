@@ -112,6 +112,8 @@ print them and the worked example.
 
 import sympy as sp
 
+from derivations._report import print_report
+
 # --- symbols, declared once ------------------------------------------------------------------
 K = sp.Symbol("K", positive=True, integer=True)  # number of classes
 n = sp.Symbol("n", positive=True, integer=True)  # samples per class
@@ -667,11 +669,10 @@ NOTES_TOL = 0.6e-7  # the notes print 7 decimals (kappa = 8/3 is exact)
 
 if __name__ == "__main__":
     results = derive()
-    for name, expr in results.items():
-        print(f"{name} =")
-        print(sp.pretty(expr, use_unicode=True))
-        print()
-    print("mixup.md section 6 worked example (derived vs notes):")
-    for key, value in worked_examples(results).items():
-        ok = abs(value - NOTES[key]) <= NOTES_TOL
-        print(f"  {key:16s} {value:.10f}  notes {NOTES[key]:<12.7f}  {'ok' if ok else 'MISMATCH'}")
+    print_report(
+        results,
+        "mixup.md section 6 worked example",
+        worked_examples(results),
+        NOTES,
+        lambda key, value: abs(value - NOTES[key]) <= NOTES_TOL,
+    )

@@ -72,6 +72,8 @@ section 8.
 
 import sympy as sp
 
+from derivations._report import print_report
+
 # --- symbols, declared once ------------------------------------------------------------------
 K = sp.Symbol("K", positive=True)  # number of classes
 n = sp.Symbol("n", positive=True)  # samples per class (balanced)
@@ -350,14 +352,13 @@ def worked_examples(results: dict[str, sp.Expr]) -> dict[str, float]:
 
 if __name__ == "__main__":
     results = derive()
-    for name, expr in results.items():
-        print(f"{name} =")
-        print(sp.pretty(expr, use_unicode=True))
-        print()
-    print("plain_ufm.md section 8 worked examples (derived vs notes):")
-    for key, value in worked_examples(results).items():
-        ok = abs(value - _NOTES[key]) <= 1e-7 * max(1.0, abs(value))
-        print(f"  {key:26s} {value:.10f}  notes {_NOTES[key]:<11}  {'ok' if ok else 'MISMATCH'}")
+    print_report(
+        results,
+        "plain_ufm.md section 8 worked examples",
+        worked_examples(results),
+        _NOTES,
+        lambda key, value: abs(value - _NOTES[key]) <= 1e-7 * max(1.0, abs(value)),
+    )
     lam = sp.Symbol("lambda", positive=True)
     (lam_c,) = sp.solve(results["mse_threshold"].subs({K: 4, n: 5, lam_W: lam, lam_H: lam}) - 1)
     print(f"  equal-lambda threshold c = 1 at lambda = {float(lam_c):.6f} (notes: ~0.1118)")

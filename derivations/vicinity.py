@@ -105,6 +105,8 @@ import sympy as sp
 from sympy.physics.quantum import TensorProduct
 from sympy.polys.matrices import DomainMatrix
 
+from derivations._report import print_report
+
 # --- symbols, declared once ------------------------------------------------------------------
 K = sp.Symbol("K", positive=True, integer=True)  # number of classes
 n = sp.Symbol("n", positive=True, integer=True)  # samples per class
@@ -690,14 +692,13 @@ def worked_examples(results: dict[str, sp.Expr]) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    results = derive()
-    for name, expr in results.items():
-        print(f"{name} =")
-        print(sp.pretty(expr, use_unicode=True))
-        print()
-    print("vicinity.md section 9 worked example (derived vs notes):")
-    for key, value in worked_examples(results).items():
-        digits = len(f"{NOTES[key]:.10g}".replace(".", "").lstrip("0"))  # the notes' digits
+
+    def close(key: str, value: float) -> bool:  # within half a unit of the notes' last digit
+        digits = len(f"{NOTES[key]:.10g}".replace(".", "").lstrip("0"))
         tol = 0.6 * 10.0 ** (sp.floor(sp.log(abs(NOTES[key]), 10)) - digits + 1)
-        ok = abs(value - NOTES[key]) <= tol
-        print(f"  {key:22s} {value:.10f}  notes {NOTES[key]:<13.8g}  {'ok' if ok else 'MISMATCH'}")
+        return abs(value - NOTES[key]) <= tol
+
+    results = derive()
+    print_report(
+        results, "vicinity.md section 9 worked example", worked_examples(results), NOTES, close
+    )

@@ -1,0 +1,26 @@
+"""What `python -m derivations.<model>` prints: every derived expression, then the notes'
+worked examples recomputed from the derivation, each marked ok or MISMATCH."""
+
+from collections.abc import Callable
+
+import sympy as sp
+
+
+def print_report(
+    results: dict[str, sp.Expr],
+    title: str,
+    examples: dict[str, float],
+    notes: dict[str, float],
+    close: Callable[[str, float], bool],
+) -> None:
+    """`close(key, value)` says whether a recomputed example matches the notes' number at the
+    precision the notes print."""
+    for name, expr in results.items():
+        print(f"{name} =")
+        print(sp.pretty(expr, use_unicode=True))
+        print()
+    print(f"{title} (derived vs notes):")
+    width = max(map(len, examples), default=0)
+    for key, value in examples.items():
+        mark = "ok" if close(key, value) else "MISMATCH"
+        print(f"  {key:{width}s} {value:.10f}  notes {notes[key]:<13.10g}  {mark}")
