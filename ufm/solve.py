@@ -72,50 +72,55 @@ def minimize(fun, params, optimizer, gtol, max_steps: int, *, linesearch: bool):
     return params, value, grad_norm, steps, result
 
 
-@eqx.filter_jit
-def _solve(
-    problem,
-    keys,
-    scales,
-    learning_rate,
-    gtol,
-    method: str,
-    max_steps: int,
-    memory_size: int,
-    eliminate: bool,
+def run_start(
+    problem, params, learning_rate, gtol, method: str, max_steps: int, memory_size: int, eliminate
 ):
-    def one(params):
-        optimizer = _optimizer(method, learning_rate, memory_size)
-        linesearch = method == "lbfgs"
-        # optimal_features is None for models without a closed form (decided while tracing)
-        if not eliminate or problem.optimal_features(params) is None:
-            return minimize(problem.loss, params, optimizer, gtol, max_steps, linesearch=linesearch)
-        # variable projection: H = H*(rest) exactly; judge convergence on the full objective
-        complete = lambda rest: rest | {"H": problem.optimal_features(rest)}
-        reduced = lambda rest: problem.loss(complete(rest))
-        rest = {k: v for k, v in params.items() if k != "H"}
-        rest, _, _, steps, inner = minimize(
-            reduced, rest, optimizer, gtol, max_steps, linesearch=linesearch
-        )
-        params = complete(rest)
-        value, grad = jax.value_and_grad(problem.loss)(params)
-        grad_norm = otu.tree_norm(grad)
-        result = RESULTS.where(
-            grad_norm <= gtol,
-            RESULTS.successful,
-            RESULTS.where(inner == RESULTS.successful, RESULTS.stalled, inner),
-        )
-        return params, value, grad_norm, steps, result
+    """Optimize one start; returns (params, loss, grad_norm, steps, result)."""
+    optimizer = _optimizer(method, learning_rate, memory_size)
+    linesearch = method == "lbfgs"
+    # optimal_features is None for models without a closed form (decided while tracing)
+    if not eliminate or problem.optimal_features(params) is None:
+        return minimize(problem.loss, params, optimizer, gtol, max_steps, linesearch=linesearch)
+    # variable projection: H = H*(rest) exactly; judge convergence on the full objective
+    complete = lambda rest: rest | {"H": problem.optimal_features(rest)}
+    reduced = lambda rest: problem.loss(complete(rest))
+    rest = {k: v for k, v in params.items() if k != "H"}
+    rest, _, _, steps, inner = minimize(
+        reduced, rest, optimizer, gtol, max_steps, linesearch=linesearch
+    )
+    params = complete(rest)
+    value, grad = jax.value_and_grad(problem.loss)(params)
+    grad_norm = otu.tree_norm(grad)
+    result = RESULTS.where(
+        grad_norm <= gtol,
+        RESULTS.successful,
+        RESULTS.where(inner == RESULTS.successful, RESULTS.stalled, inner),
+    )
+    return params, value, grad_norm, steps, result
 
-    if keys.shape[0] == 1:  # no batch axis to trace: compiles about a third faster
-        solved = one(problem.init(keys[0], scales[0]))
+
+def starts(problem, keys, scales):
+    """The initial points of the restarts, with a leading restart axis.
+
+    One by one (lax.map), not vmapped: jaxlib's batched LAPACK kernels (the QR of orthogonal
+    inits) split a batch over the CPU thread pool and wait for it, and two of them running
+    at once on a 2-core machine deadlock (seen: deep-linear, d=64, M=6).
+    """
+    if keys.shape[0] == 1:
+        return jax.tree.map(lambda x: x[None], problem.init(keys[0], scales[0]))
+    return jax.lax.map(lambda ks: problem.init(*ks), (keys, scales))
+
+
+def solve_starts(problem, params, learning_rate, gtol, method, max_steps, memory_size, eliminate):
+    """Optimize every start (leading axis of `params`) and keep the best: a `Solution`."""
+    run = lambda p: run_start(
+        problem, p, learning_rate, gtol, method, max_steps, memory_size, eliminate
+    )
+    if jax.tree.leaves(params)[0].shape[0] == 1:  # no batch axis: compiles about a third faster
+        solved = run(jax.tree.map(lambda x: x[0], params))
         params, loss, grad_norm, steps, result = jax.tree.map(lambda x: x[None], solved)
     else:
-        # Starts one by one (lax.map), not vmapped: jaxlib's batched LAPACK kernels (the QR of
-        # orthogonal inits) split a batch over the CPU thread pool and wait for it, and two of
-        # them running at once on a 2-core machine deadlock (seen: deep-linear, d=64, M=6).
-        starts = jax.lax.map(lambda ks: problem.init(*ks), (keys, scales))
-        params, loss, grad_norm, steps, result = jax.vmap(one)(starts)
+        params, loss, grad_norm, steps, result = jax.vmap(run)(params)
     converged = result == RESULTS.successful
     finite_loss = jnp.where(jnp.isfinite(loss), loss, jnp.inf)
     best = jnp.where(
@@ -135,6 +140,44 @@ def _solve(
         gtol=gtol,
         method=method,
     )
+
+
+@eqx.filter_jit
+def _solve(problem, keys, scales, *options):
+    return solve_starts(problem, starts(problem, keys, scales), *options)
+
+
+def restart_keys(seed: int, restarts: int, init_scale: float, init_spread: float, dtype):
+    """The PRNG keys and init scales of `restarts` starts (see `solve`)."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), restarts)
+    if restarts == 1:
+        return keys, jnp.asarray([init_scale], dtype)
+    return keys, jnp.asarray(init_scale * init_spread ** jnp.linspace(-1.0, 1.0, restarts), dtype)
+
+
+def check_options(
+    *, method, restarts, max_steps, memory_size, gtol, init_scale, init_spread, learning_rate
+) -> None:
+    """A one-line ValueError naming the first solver option out of range."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    for name, value, low in (
+        ("restarts", restarts, 1),
+        ("max_steps", max_steps, 1),
+        ("memory_size", memory_size, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    for name, value in (
+        ("gtol", gtol),
+        ("init_scale", init_scale),
+        ("init_spread", init_spread),
+        ("learning_rate", learning_rate),
+    ):
+        if not (isinstance(value, int | float) and 0 < value < float("inf")):
+            raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    if init_spread < 1:
+        raise ValueError(f"init_spread must be a finite number >= 1; got {init_spread!r}")
 
 
 def solve(
@@ -177,35 +220,24 @@ def solve(
     result raises RuntimeError instead. Run with ``jax.config.update("jax_enable_x64", True)``
     for float64: float32 cannot reach the default gtol.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
-    for name, value, low in (
-        ("restarts", restarts, 1),
-        ("max_steps", max_steps, 1),
-        ("memory_size", memory_size, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    for name, value in (
-        ("gtol", gtol),
-        ("init_scale", init_scale),
-        ("init_spread", init_spread),
-        ("learning_rate", learning_rate),
-    ):
-        if not (isinstance(value, int | float) and 0 < value < float("inf")):
-            raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    check_options(
+        method=method,
+        restarts=restarts,
+        max_steps=max_steps,
+        memory_size=memory_size,
+        gtol=gtol,
+        init_scale=init_scale,
+        init_spread=init_spread,
+        learning_rate=learning_rate,
+    )
     dtype = problem.lambda_W.dtype  # pyright: ignore[reportAttributeAccessIssue]
-    if init_spread < 1:
-        raise ValueError(f"init_spread must be a finite number >= 1; got {init_spread!r}")
-    keys = jax.random.split(jax.random.PRNGKey(seed), restarts)
-    as_array = lambda x: jnp.asarray(x, dtype)
-    scales = init_scale * init_spread ** jnp.linspace(-1.0, 1.0, restarts) if restarts > 1 else None
+    keys, scales = restart_keys(seed, restarts, init_scale, init_spread, dtype)
     sol = _solve(
         problem,
         keys,
-        as_array(scales if scales is not None else [init_scale]),
-        as_array(learning_rate),
-        as_array(gtol),
+        scales,
+        jnp.asarray(learning_rate, dtype),
+        jnp.asarray(gtol, dtype),
         method,
         max_steps,
         memory_size,
