@@ -64,28 +64,42 @@ def relative_error(found: np.ndarray, predicted: np.ndarray) -> float:
     return diff / ref if ref > 0 else diff
 
 
-def found_quantities(problem: AbstractProblem, params: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The rotation-invariant quantities of a solution, named as in `Theory.quantities`."""
-    W = np.asarray(problem.classifier(params), dtype=float)
-    H = np.asarray(params["H"], dtype=float)
-    y = problem.labels
-    K = W.shape[0]
-    counts = np.bincount(y, minlength=K)
-    Hbar = (H @ np.eye(K)[y]) / counts[None, :]
+def class_mean_quantities(W, H, b, labels: np.ndarray, K: int) -> dict[str, Any]:
+    """The rotation-invariant quantities of classifier W (K, d), features H (d, N) with
+    `labels` and bias b (or None), named as in `Theory.quantities`. jax.numpy: it runs
+    eagerly or inside a jitted, vmapped sweep."""
+    onehot = jnp.eye(K, dtype=H.dtype)[labels]
+    Hbar = (H @ onehot) / jnp.sum(onehot, axis=0)[None, :]
     out = {
         "W_gram": W @ W.T,
         "Hbar_gram": Hbar.T @ Hbar,
         "logits": W @ Hbar,
-        "logits_sv": np.linalg.svd(W @ Hbar, compute_uv=False),
-        "w_norm2": np.sum(W**2, axis=1),
-        "hbar_norm2": np.sum(Hbar**2, axis=0),
-        "within_class": H - Hbar[:, y],
-        "H": H,  # compared only where the theory fixes H itself (vicinity: H0 pins the rotation)
+        "logits_sv": jnp.linalg.svd(W @ Hbar, compute_uv=False),
+        "w_norm2": jnp.sum(W**2, axis=1),
+        "hbar_norm2": jnp.sum(Hbar**2, axis=0),
+        "within_class": H - Hbar[:, labels],
     }
-    out |= {k: np.asarray(v, dtype=float) for k, v in problem.extra_quantities(params).items()}
-    if "b" in params:
-        out["b"] = np.asarray(params["b"], dtype=float)
-        out["b_centred"] = out["b"] - out["b"].mean()  # where only b up to + t 1 is determined
+    if b is not None:
+        out["b"] = b
+        out["b_centred"] = b - jnp.mean(b)  # where only b up to + t 1 is determined
+    return out
+
+
+def found_quantities(
+    problem: AbstractProblem, params: dict[str, Any], standard: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """The rotation-invariant quantities of a solution, named as in `Theory.quantities`.
+    `standard`: ``class_mean_quantities`` of it if the caller has them already."""
+    if standard is None:
+        W, H = problem.classifier(params), jnp.asarray(params["H"])
+        y = problem.labels
+        standard = class_mean_quantities(W, H, params.get("b"), y, int(y.max()) + 1)
+    out = {k: np.asarray(v, dtype=float) for k, v in standard.items()}
+    # compared only where the theory fixes H itself (vicinity: H0 pins the rotation)
+    out["H"] = np.asarray(params["H"], dtype=float)
+    if type(problem).extra_quantities is not AbstractProblem.extra_quantities:
+        extra = problem.extra_quantities(params)
+        out |= {k: np.asarray(v, dtype=float) for k, v in extra.items()}
     return out
 
 
@@ -142,40 +156,12 @@ def check(
             found_layers,
         )
 
-    assert theory.loss is not None and theory.params is not None
-    gap = (loss - theory.loss) / abs(theory.loss)
-    # NC1: the spread around the class means, relative to the predicted ||H||_F
-    spread = float(np.linalg.norm(found["within_class"]))
-    scale = float(np.linalg.norm(theory.params["H"]))
-    errors = {}
-    if problem.collapsed_columns:
-        errors["within_class"] = spread / scale if scale > 0 else spread
-    errors |= {k: relative_error(found[k], v) for k, v in theory.quantities.items()}
-    layers = problem.layers(sol.params)
-    for m, (predicted, layer) in enumerate(zip(theory.layers, layers, strict=True), start=1):
-        got = layer_quantities(layer, problem.labels, int(problem.labels.max()) + 1)
-        errors |= {f"layer{m}.{k}": relative_error(got[k], v) for k, v in predicted.items()}
+    errors = quantity_errors(problem, theory, sol.params, found)
     predicted_metrics = nc_metrics(problem, theory.params)
     predicted_layers = layer_metrics(problem, theory.params)
-
-    if not sol.converged:
-        verdict, reason = "inconclusive", sol.status
-    else:
-        bad = [f"loss gap {gap:.3g}"] if abs(gap) > loss_rtol else []
-        bad += [f"{k} error {v:.3g}" for k, v in errors.items() if v > quantity_tol]
-        if not bad:
-            verdict = "agrees"
-            reason = f"|loss gap| <= {loss_rtol:g} and every quantity within {quantity_tol:g}"
-        else:
-            verdict = "disagrees"
-            reason = "; ".join(bad)
-            if gap < -loss_rtol:
-                reason = "the solver found a LOWER loss than the theory predicts: " + reason
-            elif gap > loss_rtol:
-                reason = (
-                    f"the solver stopped in a spurious minimum, {loss - theory.loss:.6g} above "
-                    f"the predicted global minimum (more restarts may find it): " + reason
-                )
+    verdict, reason, gap = judge(
+        theory, loss, sol.converged, sol.status, errors, loss_rtol, quantity_tol
+    )
     return Report(
         verdict,
         reason,
@@ -190,3 +176,90 @@ def check(
         found_layers,
         predicted_layers,
     )
+
+
+def quantity_errors(
+    problem: AbstractProblem,
+    theory: Theory,
+    params: dict[str, Any],
+    found: dict[str, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """Relative error of every quantity `theory` predicts (see `Report.errors`); `found`:
+    ``found_quantities(problem, params)`` if the caller has it already."""
+    assert theory.params is not None
+    found = found_quantities(problem, params) if found is None else found
+    errors = {}
+    if problem.collapsed_columns:
+        # NC1: the spread around the class means, relative to the predicted ||H||_F
+        spread = float(np.linalg.norm(found["within_class"]))
+        scale = float(np.linalg.norm(theory.params["H"]))
+        errors["within_class"] = spread / scale if scale > 0 else spread
+    errors |= {k: relative_error(found[k], v) for k, v in theory.quantities.items()}
+    layers = problem.layers(params) if theory.layers else []
+    for m, (predicted, layer) in enumerate(zip(theory.layers, layers, strict=True), start=1):
+        got = layer_quantities(layer, problem.labels, int(problem.labels.max()) + 1)
+        errors |= {f"layer{m}.{k}": relative_error(got[k], v) for k, v in predicted.items()}
+    return errors
+
+
+def judge(
+    theory: Theory,
+    loss: float,
+    converged: bool,
+    status: str,
+    errors: dict[str, float],
+    loss_rtol: float = LOSS_RTOL,
+    quantity_tol: float = QUANTITY_TOL,
+) -> tuple[str, str, float | None]:
+    """(verdict, reason, loss_gap) of a solution with this loss and these quantity errors."""
+    if not theory.applicable:
+        return "inconclusive", f"theory not applicable: {theory.reason}", None
+    assert theory.loss is not None
+    gap = (loss - theory.loss) / abs(theory.loss)
+    if not converged:
+        return "inconclusive", status, gap
+    bad = [f"loss gap {gap:.3g}"] if abs(gap) > loss_rtol else []
+    bad += [f"{k} error {v:.3g}" for k, v in errors.items() if v > quantity_tol]
+    if not bad:
+        return (
+            "agrees",
+            f"|loss gap| <= {loss_rtol:g} and every quantity within {quantity_tol:g}",
+            gap,
+        )
+    reason = "; ".join(bad)
+    if gap < -loss_rtol:
+        reason = "the solver found a LOWER loss than the theory predicts: " + reason
+    elif gap > loss_rtol:
+        reason = (
+            f"the solver stopped in a spurious minimum, {loss - theory.loss:.6g} above "
+            f"the predicted global minimum (more restarts may find it): " + reason
+        )
+    return "disagrees", reason, gap
+
+
+ZERO_ATOL = 1e-6  # class-mean logits below this (Frobenius) count as the zero solution
+RANK_RTOL = 1e-6  # singular values of the class-mean logits below this fraction are off
+
+
+def found_regime(problem: AbstractProblem, found: dict[str, np.ndarray]) -> str:
+    """The regime of a solution, read off its class-mean logits Zbar = W Hbar alone.
+
+    ``zero`` if ||Zbar||_F <= ZERO_ATOL; ``collapsed`` if Zbar has full rank (K for MSE
+    without bias, whose optimum is an orthogonal frame, else K-1, at most d); otherwise
+    ``minority_collapse`` (MSE: some classes or label directions switched off) or
+    ``low_rank`` (cross-entropy, e.g. the deep orthoplex). Models whose columns are not
+    class samples (mixup) are ``zero`` or ``collapsed``.
+    """
+    Z = found["logits"]
+    if float(np.linalg.norm(Z)) <= ZERO_ATOL:
+        return "zero"
+    if not problem.collapsed_columns:
+        return "collapsed"
+    loss = getattr(problem, "loss_name", "mse")
+    K = Z.shape[0]
+    full = K if loss == "mse" and not getattr(problem, "bias", False) else K - 1
+    full = min(full, getattr(problem, "d", full))
+    sv = np.linalg.svd(Z, compute_uv=False)
+    if int(np.sum(sv > RANK_RTOL * sv[0])) >= full:
+        return "collapsed"
+    return "minority_collapse" if loss == "mse" else "low_rank"
