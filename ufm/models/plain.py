@@ -271,22 +271,57 @@ class PlainProblem(AbstractClassProblem):
             )
         return self._prediction(regime, geometry, loss, reason, source, logits, b)
 
+    def _zero_point(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(best bias b, softmax or MSE logits p) at W = H = 0; None if b has no closed form."""
+        K, N = self.K, self.N
+        n = np.array(self.counts, dtype=float)
+        lb = float(self.lambda_b)
+        ce = self.loss_name == "ce"
+        if not self.bias:
+            b = np.zeros(K)
+            return b, (np.full(K, 1 / K) if ce else b)
+        if ce and lb > 0 and not self.balanced:
+            return None
+        if ce:
+            b = np.log(n / N) if lb == 0 else np.zeros(K)
+            return b, n / N
+        b = n / (N * (1 + lb))
+        return b, b
+
+    def critical_mu(self) -> list[tuple[str, float]]:
+        """Where the regime changes, as values of mu = sqrt(lambda_W lambda_H), the rest fixed.
+
+        ``zero``: the zero-solution certificate (zero iff mu >= this). MSE without bias, or
+        with an unregularized bias: direction i of the (centred) labels, singular value s_i,
+        switches off at mu = s_i/N (Dang et al.; without bias s_i = sqrt(n_k): class k
+        dies). Used to draw phase boundaries; `theory` decides the regime itself.
+        """
+        out = []
+        zero = self._zero_point()
+        if zero is not None:
+            out.append(("zero", th.zero_point_gradient_norm(zero[1], np.array(self.counts))))
+        if self.loss_name == "mse" and float(self.lambda_b) == 0:
+            n = np.array(self.counts, dtype=float)
+            if self.bias:
+                s = np.sqrt(
+                    np.clip(np.linalg.eigvalsh(np.diag(n) - np.outer(n, n) / self.N), 0, None)
+                )
+            else:
+                s = np.sqrt(n)
+            for value in sorted(set(np.round(s[s < s.max() * (1 - 1e-12)], 12)), reverse=True):
+                if value > 1e-9:
+                    out.append(("minority off", float(value) / self.N))
+        return out
+
     def _zero_branch(self, n: np.ndarray, mu: float) -> th.Theory | None:
         """W = H = 0 with the best bias, if the certificate says it is global (any d)."""
         K, N = self.K, self.N
         lb = float(self.lambda_b)
         ce = self.loss_name == "ce"
-        if not self.bias:
-            b = np.zeros(K)
-            p = np.full(K, 1 / K) if ce else b
-        elif ce and lb > 0 and not self.balanced:
+        zero = self._zero_point()
+        if zero is None:
             return None  # the best bias at W = H = 0 has no closed form
-        elif ce:
-            b = np.log(n / N) if lb == 0 else np.zeros(K)
-            p = n / N
-        else:
-            b = n / (N * (1 + lb))
-            p = b
+        b, p = zero
         if th.zero_point_gradient_norm(p, np.array(self.counts)) > mu:
             return None
         if ce:
