@@ -1,7 +1,8 @@
-"""`ufm solve MODEL ...` and `ufm verify`: a thin layer over make / solve / theory / check.
+"""`ufm solve`, `ufm sweep`, `ufm plot` and `ufm verify`: a thin layer over the library.
 
 Bad input exits with code 2 and a one-line message naming the parameter; nothing is computed
-before the input is validated, and `ufm verify --json FILE` rewrites FILE after every claim.
+before the input is validated, `ufm verify --json FILE` rewrites FILE after every claim, and
+`ufm sweep` writes every chunk of points as it is done (Ctrl-C keeps them; --resume goes on).
 """
 
 import argparse
@@ -41,7 +42,9 @@ def _number_list(cast, expected: str):
     return parse
 
 
-def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
+def _add_model_flags(parser: argparse.ArgumentParser, hypers, suppress: bool = False) -> None:
+    """One flag per hyperparameter; with `suppress`, flags not given are left out (a sweep
+    records exactly the fixed values it was given)."""
     for h in hypers:
         flag = "--" + h.name.replace("_", "-")
         if h.kind == "flag":
@@ -49,7 +52,7 @@ def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
                 flag,
                 dest=h.name,
                 action=argparse.BooleanOptionalAction,
-                default=h.default,
+                default=argparse.SUPPRESS if suppress else h.default,
                 help=h.help,
             )
             continue
@@ -68,15 +71,55 @@ def _add_model_flags(parser: argparse.ArgumentParser, hypers) -> None:
             flag,
             dest=h.name,
             type=kind,
-            default=h.default,
+            default=argparse.SUPPRESS if suppress else h.default,
             choices=h.choices or None,
             help=h.help if h.default is None else f"{h.help} (default {h.default})",
         )
 
 
+def _add_solver_flags(sub: argparse.ArgumentParser) -> None:
+    from .solve import METHODS
+
+    sub.add_argument("--restarts", type=int, default=1, help=RESTARTS_HELP)
+    sub.add_argument("--method", choices=METHODS, default="lbfgs", help="optimizer")
+    sub.add_argument("--gtol", type=float, default=1e-10, help="stop at this gradient norm")
+    sub.add_argument("--max-steps", type=int, default=10_000, help="step limit")
+    sub.add_argument("--init-scale", type=float, default=1.0, help="scale of the random init")
+    sub.add_argument(
+        "--init-spread",
+        type=float,
+        default=2.0,
+        help="restarts' init scales run from init-scale/spread to init-scale*spread",
+    )
+    sub.add_argument("--learning-rate", type=float, default=1e-2, help="for adam and sgd")
+    sub.add_argument("--memory-size", type=int, default=3, help="L-BFGS stored pairs")
+
+
+def _solver_options(args) -> dict[str, Any]:
+    return dict(
+        restarts=args.restarts,
+        method=args.method,
+        gtol=args.gtol,
+        max_steps=args.max_steps,
+        init_scale=args.init_scale,
+        init_spread=args.init_spread,
+        learning_rate=args.learning_rate,
+        memory_size=args.memory_size,
+    )
+
+
+def _seeds_arg(text: str):
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a count like 4 or seeds like 0,1,2; got {text!r}"
+        ) from None
+    return values[0] if len(values) == 1 else values
+
+
 def _parser() -> argparse.ArgumentParser:
     from .models import REGISTRY
-    from .solve import METHODS
 
     parser = argparse.ArgumentParser(
         prog="ufm",
@@ -91,22 +134,51 @@ def _parser() -> argparse.ArgumentParser:
         sub = models.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0])
         _add_model_flags(sub, cls.hypers)
         sub.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
-        sub.add_argument("--restarts", type=int, default=1, help=RESTARTS_HELP)
-        sub.add_argument("--method", choices=METHODS, default="lbfgs", help="optimizer")
-        sub.add_argument("--gtol", type=float, default=1e-10, help="stop at this gradient norm")
-        sub.add_argument("--max-steps", type=int, default=10_000, help="step limit")
-        sub.add_argument("--init-scale", type=float, default=1.0, help="scale of the random init")
-        sub.add_argument(
-            "--init-spread",
-            type=float,
-            default=2.0,
-            help="restarts' init scales run from init-scale/spread to init-scale*spread",
-        )
-        sub.add_argument("--learning-rate", type=float, default=1e-2, help="for adam and sgd")
-        sub.add_argument("--memory-size", type=int, default=3, help="L-BFGS stored pairs")
+        _add_solver_flags(sub)
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         sub.add_argument("--out", type=Path, help="also write the JSON report to this file")
         sub.add_argument("--params", type=Path, help="write the minimizer (W, H, b, y) to a .npz")
+
+    sweep = commands.add_parser(
+        "sweep", help="solve and check a model over a hyperparameter grid (a phase diagram)"
+    )
+    models = sweep.add_subparsers(dest="model", required=True, metavar="MODEL")
+    for name, cls in REGISTRY.items():
+        sub = models.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0])
+        _add_model_flags(sub, cls.hypers, suppress=True)
+        sub.add_argument(
+            "--grid",
+            action="append",
+            default=[],
+            metavar="NAME=SPEC",
+            help="a grid dimension: NAME=START:STOP:NUM[:log|lin] or NAME=V1,V2,... (repeat)",
+        )
+        sub.add_argument(
+            "--seeds", type=_seeds_arg, default=1, help="a count (0..S-1) or a list like 0,3,7"
+        )
+        _add_solver_flags(sub)
+        sub.add_argument("--out", type=Path, required=True, help="zarr directory for the results")
+        sub.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+        sub.add_argument("--chunk-size", type=int, default=256, help="points per compiled call")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+        sub.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    plot = commands.add_parser("plot", help="draw a phase diagram of a sweep")
+    plot.add_argument("result", type=Path, metavar="RESULT", help="a sweep's zarr directory")
+    plot.add_argument("--x", required=True, help="grid dimension on the x axis")
+    plot.add_argument("--y", help="grid dimension on the y axis (none: a line plot)")
+    plot.add_argument(
+        "--color",
+        default="regime",
+        help="regime (of the solutions), theory_regime, verdict, gap, nc1, steps, ... "
+        "(default regime)",
+    )
+    plot.add_argument(
+        "--sel", action="append", default=[], metavar="NAME=VALUE", help="fix another grid dim"
+    )
+    plot.add_argument("--no-boundary", action="store_true", help="do not draw the theory boundary")
+    plot.add_argument("--title", help="figure title")
+    plot.add_argument("--out", type=Path, required=True, help="image file: .png, .pdf or .svg")
 
     verify = commands.add_parser("verify", help="run the catalog of named paper claims")
     verify.add_argument("claims", nargs="*", metavar="CLAIM", help="claim names (default: all)")
@@ -125,17 +197,7 @@ def _solve_report(args) -> dict[str, Any]:
 
     hyper = {h.name: getattr(args, h.name) for h in REGISTRY[args.model].hypers}
     problem = make(args.model, **hyper)
-    options = dict(
-        seed=args.seed,
-        restarts=args.restarts,
-        method=args.method,
-        gtol=args.gtol,
-        max_steps=args.max_steps,
-        init_scale=args.init_scale,
-        init_spread=args.init_spread,
-        learning_rate=args.learning_rate,
-        memory_size=args.memory_size,
-    )
+    options = dict(seed=args.seed) | _solver_options(args)
     start = time.perf_counter()
     sol = solve(problem, **options)
     jax.block_until_ready(sol.loss)
@@ -220,6 +282,99 @@ def _print_solve(r: dict[str, Any]) -> None:
         )
     lines.append(f"verdict   {ck['verdict'].upper()}: {ck['reason']}")
     print("\n".join(lines))
+
+
+def _sweep(args) -> int:
+    from .models import REGISTRY
+    from .sweep import parse_axis, sweep
+
+    hypers = [h.name for h in REGISTRY[args.model].hypers]
+    fixed = {name: getattr(args, name) for name in hypers if hasattr(args, name)}
+    grid = {}
+    for text in args.grid:
+        name, values, spacing = parse_axis(text)
+        if name in grid:
+            raise ValueError(f"--grid {name}: given twice")
+        grid[name] = (values, spacing)
+    if not grid:
+        raise ValueError(
+            "--grid: give at least one grid dimension, e.g. --grid lambda_W=1e-4:1:16:log"
+        )
+    start = time.perf_counter()
+    try:
+        ds = sweep(
+            args.model,
+            fixed,
+            grid,
+            seeds=args.seeds,
+            out=args.out,
+            resume=args.resume,
+            chunk_size=args.chunk_size,
+            progress=not args.no_progress,
+            **_solver_options(args),
+        )
+    except KeyboardInterrupt:
+        import zarr
+
+        done = int(np.sum(zarr.open_group(args.out, mode="r")["done"][...]))
+        total = int(np.prod(zarr.open_group(args.out, mode="r")["done"].shape))
+        print(
+            f"ufm: interrupted; {done} of {total} points are saved in {args.out}; "
+            "run the same command with --resume to continue",
+            file=sys.stderr,
+        )
+        return 130
+    summary = _sweep_summary(ds, time.perf_counter() - start, args.out)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            print(f"{key:<23}{value}")
+    return 0
+
+
+def _sweep_summary(ds, seconds: float, out: Path) -> dict[str, Any]:
+    counts = lambda var: {
+        str(k): int(v) for k, v in zip(*np.unique(ds[var].values, return_counts=True), strict=True)
+    }
+    applicable = ds["theory_regime"].values != "not_applicable"
+    converged = ds["converged"].values
+    both = applicable & converged
+    same = ds["regime"].values == ds["theory_regime"].values
+    return {
+        "result": str(out),
+        "points": int(ds["done"].size),
+        "seconds": round(seconds, 2),
+        "converged": int(converged.sum()),
+        "verdicts": counts("verdict"),
+        "regimes": counts("regime"),
+        "regime_matches_theory": f"{int(same[both].sum())} of {int(both.sum())} converged "
+        "points where the theory applies",
+    }
+
+
+def _plot(args) -> int:
+    from .plot import phase_diagram, save
+
+    sel = {}
+    for text in args.sel:
+        name, sep, value = text.partition("=")
+        if not sep:
+            raise ValueError(f"--sel {text!r}: expected NAME=VALUE")
+        sel[name.replace("-", "_")] = value
+    if args.out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise ValueError(f"--out: {str(args.out)!r} must end in .png, .pdf or .svg")
+    ax = phase_diagram(
+        args.result,
+        args.x,
+        args.y,
+        args.color,
+        sel,
+        boundary=not args.no_boundary,
+        title=args.title,
+    )
+    print(save(ax, args.out))
+    return 0
 
 
 def _verify(args) -> int:
@@ -308,6 +463,8 @@ def _write_json(path: Path, data: Any) -> None:
 def _check_output_paths(args) -> None:
     """Fail before any work, not after it, when a result could not be written."""
     for flag in ("out", "params", "json"):
+        if args.command == "sweep" and flag == "out":
+            continue  # ufm.sweep checks it (an existing store needs --resume)
         path = getattr(args, flag, None)
         if isinstance(path, Path) and not path.parent.is_dir():
             raise ValueError(f"--{flag}: directory {str(path.parent)!r} does not exist")
@@ -320,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
         _check_output_paths(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "plot":
+            return _plot(args)
         result = _solve_report(args)
     except ValueError as error:
         print(f"ufm: error: {error}", file=sys.stderr)
