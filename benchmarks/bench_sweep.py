@@ -24,7 +24,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 import ufm  # noqa: E402
-from ufm.sweep import sweep  # noqa: E402
+from ufm import sweep  # noqa: E402
 
 FIXED = {"loss": "mse", "K": 4, "n": 5, "d": 8}
 

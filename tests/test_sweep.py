@@ -17,7 +17,7 @@ import zarr
 
 import ufm
 from ufm import cli, plot
-from ufm.sweep import open_result, parse_axis, sweep
+from ufm.sweeps import open_result, parse_axis, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"loss": "mse", "K": 3, "n": 2, "d": 4}
@@ -123,7 +123,7 @@ def test_resume_after_interrupt_recomputes_nothing(tmp_path, monkeypatch):
     done = np.asarray(saved["done"][...])
     assert 4 <= done.sum() < done.size
     before = np.asarray(saved["loss"][...])
-    import ufm.sweep as module
+    import ufm.sweeps as module
 
     solved = []
     original = module._columns
@@ -203,7 +203,7 @@ def test_two_device_sweep_equals_one_device(tmp_path):
     out = tmp_path / "two.zarr"
     script = (
         "import jax; jax.config.update('jax_enable_x64', True)\n"
-        "from ufm.sweep import sweep\n"
+        "from ufm.sweeps import sweep\n"
         f"ds = sweep('plain', {SMALL!r}, {LAMBDAS!r}, seeds=2, chunk_size=5, out={str(out)!r})\n"
         "print(len(jax.devices()))\n"
     )

@@ -9,6 +9,8 @@ from .check import check as check
 from .models import REGISTRY as REGISTRY
 from .models import make as make
 from .solve import solve as solve
+from .sweeps import open_result as open_result
+from .sweeps import sweep as sweep
 from .theory import Theory as Theory
 
 __version__ = "0.1.0"

@@ -286,7 +286,7 @@ def _print_solve(r: dict[str, Any]) -> None:
 
 def _sweep(args) -> int:
     from .models import REGISTRY
-    from .sweep import parse_axis, sweep
+    from .sweeps import parse_axis, sweep
 
     hypers = [h.name for h in REGISTRY[args.model].hypers]
     fixed = {name: getattr(args, name) for name in hypers if hasattr(args, name)}

@@ -19,7 +19,7 @@ import xarray as xr
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm, Normalize
 from matplotlib.patches import Patch, Rectangle
 
-from .sweep import COORD_NAMES, open_result
+from .sweeps import COORD_NAMES, open_result
 
 FORMATS = (".png", ".pdf", ".svg")
 CATEGORY_COLORS = {
