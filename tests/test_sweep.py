@@ -342,3 +342,40 @@ def test_cli_sweep_and_plot(tmp_path, capsys):
         assert cli.main(bad) == 2
         err = capsys.readouterr().err
         assert err.startswith("ufm: error:") and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_two_process_sweep_with_jax_distributed(tmp_path):
+    """Two processes on this machine, one CPU device each, joined by jax.distributed: one
+    mesh over both, process 0 writes the store, both return it; equal to one process."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "mp.zarr"
+    script = (
+        "import sys, jax\n"
+        "jax.config.update('jax_enable_x64', True)\n"
+        "jax.config.update('jax_cpu_collectives_implementation', 'gloo')\n"
+        f"jax.distributed.initialize('localhost:{port}', num_processes=2, "
+        "process_id=int(sys.argv[1]))\n"
+        "import ufm\n"
+        f"ds = ufm.sweep('plain', {SMALL!r}, {LAMBDAS!r}, seeds=2, out={str(out)!r})\n"
+        "print(jax.process_index(), len(jax.devices()), int(ds['done'].sum()))\n"
+    )
+    env = _cli_env(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(i)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert [o.split()[-3:] for o in outputs] == [["0", "2", "8"], ["1", "2", "8"]]
+    two = open_result(out)
+    assert len(two.attrs["devices"]) == 2
+    one = sweep("plain", SMALL, LAMBDAS, seeds=2)
+    np.testing.assert_allclose(two["loss"].values, one["loss"].values, rtol=1e-12)
+    np.testing.assert_array_equal(two["verdict"].values, one["verdict"].values)

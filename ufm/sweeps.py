@@ -247,6 +247,8 @@ class _Store:
         self.group, self.dims, self.shape, self.writer = group, dims, shape, writer
 
     def done(self) -> np.ndarray:
+        if self.group is None:  # another process creates the store
+            return np.zeros(self.shape, dtype=bool)
         return np.asarray(self.group["done"][...], dtype=bool)
 
     def write(self, index: tuple[np.ndarray, ...], columns: dict[str, np.ndarray]) -> None:
@@ -299,6 +301,8 @@ def _open_store(
     shape = tuple(len(a.values) for a in axes) + (len(seeds),)
     if out is None:
         group = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    elif not writer and not resume:  # process 0 creates it; every process starts from zero
+        return _Store(None, dims, shape, writer)
     else:
         path = Path(out)
         if path.exists() and not resume:
@@ -320,8 +324,8 @@ def _open_store(
             return _Store(group, dims, shape, writer)
         if not path.parent.is_dir():
             raise ValueError(f"out: directory {str(path.parent)!r} does not exist")
-        if not writer:  # another process creates it
-            raise ValueError("multi-process sweeps: process 0 must create the store first")
+        if not writer:
+            raise ValueError(f"resume: {str(path)!r} does not exist")
         group = zarr.open_group(path, mode="w")
     group.attrs.update(attrs)
     for axis in axes:
@@ -467,7 +471,8 @@ def sweep(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
     )
-    writer = jax.process_index() == 0
+    # with several processes (jax.distributed), only process 0 writes a store on disk
+    writer = jax.process_index() == 0 or out is None
     store = _open_store(out, resume, axes, seeds, attrs, writer)
     done = store.done()
     jobs = [(i, s) for i in problems for s in range(len(seeds)) if not done[i + (s,)]]
@@ -541,6 +546,11 @@ def sweep(
     finally:
         report(None)
         pool.shutdown(cancel_futures=True)
+    if jax.process_count() > 1 and out is not None:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("ufm.sweep: process 0 has written the store")
+        return open_result(out)
     return xr.open_zarr(store.group.store, consolidated=False).load()
 
 
