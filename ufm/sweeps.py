@@ -491,7 +491,7 @@ def sweep(
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ufm-theory")
     theories = [
         pool.submit(lambda batch: {i: problems[i].theory() for i, _ in batch}, batch)
-        for batch in chunks
+        for batch, _ in chunks
     ]
     seed_keys = [np.asarray(restart_keys(s, restarts, 1.0, 1.0, dtype)[0]) for s in seeds]
     _, scales = restart_keys(0, restarts, init_scale, init_spread, dtype)
@@ -500,7 +500,7 @@ def sweep(
 
     def finish(k, future):
         nonlocal saved
-        batch, result = chunks[k], _fetch(future)
+        batch, result = chunks[k][0], _fetch(future)
         if writer:
             theory = theories[k].result()
             columns = _columns(batch, result, problems, theory, loss_rtol, quantity_tol)
@@ -512,8 +512,8 @@ def sweep(
     began = time.perf_counter()
     try:
         pending = None
-        for k, batch in enumerate(chunks):
-            padded = batch + [batch[-1]] * (_padded_size(len(batch), chunk) - len(batch))
+        for k, (batch, length) in enumerate(chunks):
+            padded = batch + [batch[-1]] * (length - len(batch))
             treedef = jax.tree.structure(problems[batch[0][0]])
             columns = zip(*(leaves[i] for i, _ in padded), strict=True)
             stacked = jax.tree.unflatten(treedef, [np.stack(c) for c in columns])
@@ -569,18 +569,9 @@ def _seeds(seeds) -> list[int]:
     return [int(s) for s in out]
 
 
-def _padded_size(n: int, chunk: int) -> int:
-    """Chunks are padded (repeating their last point) to a power of two times the device
-    count, at most `chunk`: few distinct shapes, so sweeps of other sizes reuse compilations."""
-    devices = jax.device_count()
-    size = devices
-    while size < n:
-        size *= 2
-    return min(size, chunk)
-
-
 def _chunks(jobs, problems, size: int):
-    """Jobs grouped by problem structure (one compilation each), then cut into chunks."""
+    """Jobs grouped by problem structure (one compilation each), cut into chunks of at most
+    `size`: yields (jobs, padded length)."""
     groups: list[tuple[Any, list]] = []
     for job in jobs:
         problem = problems[job[0]]
@@ -591,9 +582,15 @@ def _chunks(jobs, problems, size: int):
                 break
         else:
             groups.append((key, [job]))
+    devices = jax.device_count()
     for _, members in groups:
-        for start in range(0, len(members), size):
-            yield members[start : start + size]
+        # equal chunks of a multiple of the device count: one shape (compilation) per group,
+        # the last chunk padded by at most devices - 1 points per chunk
+        count = -(-len(members) // size)
+        per = -(-len(members) // count)
+        per = -(-per // devices) * devices
+        for start in range(0, len(members), per):
+            yield members[start : start + per], per
 
 
 def _columns(batch, result, problems, theories, loss_rtol, quantity_tol):
