@@ -1,4 +1,4 @@
-"""`ufm._linalg`: solves that stay unbatched under vmap, with exact gradients."""
+"""`ufm._linalg`: SPD solves, LAPACK alone or Gauss-Jordan under vmap, exact gradients."""
 
 import subprocess
 import sys
@@ -14,7 +14,8 @@ from ufm import _linalg
 
 def test_solve_value_and_gradient_match_jnp():
     rng = np.random.default_rng(0)
-    A = jnp.asarray(rng.standard_normal((5, 5)) + 5 * np.eye(5))
+    G = rng.standard_normal((5, 5))
+    A = jnp.asarray(G @ G.T + 0.1 * np.eye(5))  # symmetric positive definite, as every caller
     B = jnp.asarray(rng.standard_normal((5, 3)))
     C = jnp.asarray(rng.standard_normal((5, 3)))
     ours = lambda A, B: jnp.sum(C * _linalg.solve(A, B) ** 2)
@@ -27,7 +28,8 @@ def test_solve_value_and_gradient_match_jnp():
 
 def test_solve_under_vmap_equals_per_item_solves():
     rng = np.random.default_rng(1)
-    A = jnp.asarray(rng.standard_normal((4, 6, 6)) + 6 * np.eye(6))
+    G = rng.standard_normal((4, 6, 3))
+    A = jnp.asarray(G @ G.transpose(0, 2, 1) + 1e-2 * np.eye(6))  # SPD, rank-3 Gram + small
     B = jnp.asarray(rng.standard_normal((4, 6, 2)))
     batched = jax.vmap(jax.grad(lambda a, b: jnp.sum(_linalg.solve(a, b))))(A, B)
     single = jnp.stack([jax.grad(lambda a, b: jnp.sum(jnp.linalg.solve(a, b)))(a, b)
