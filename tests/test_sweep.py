@@ -32,7 +32,7 @@ def cache_dir(tmp_path_factory, monkeypatch):
 @pytest.mark.parametrize(
     "model, fixed, grid, restarts, seeds",
     [
-        ("plain", SMALL, LAMBDAS, 1, [0, 5]),
+        ("plain", SMALL, LAMBDAS, 1, [5]),
         # CE with a bias: no variable projection; zero, collapsed and (lambda_b > 0) the
         # not-applicable branch
         pytest.param(
@@ -379,3 +379,13 @@ def test_two_process_sweep_with_jax_distributed(tmp_path):
     one = sweep("plain", SMALL, LAMBDAS, seeds=2)
     np.testing.assert_allclose(two["loss"].values, one["loss"].values, rtol=1e-12)
     np.testing.assert_array_equal(two["verdict"].values, one["verdict"].values)
+
+
+def test_numerics_only_sweep_skips_the_theory():
+    checked = sweep("plain", SMALL, LAMBDAS)
+    bare = sweep("plain", SMALL, LAMBDAS, check=False)
+    assert set(bare["verdict"].values.ravel()) == {"unchecked"}
+    assert bool(bare["theory_loss"].isnull().all()) and bare.attrs["check"]["enabled"] is False
+    np.testing.assert_array_equal(bare["loss"].values, checked["loss"].values)
+    np.testing.assert_array_equal(bare["regime"].values, checked["regime"].values)
+    np.testing.assert_array_equal(bare["nc1"].values, checked["nc1"].values)

@@ -246,9 +246,10 @@ def found_regime(problem: AbstractProblem, found: dict[str, np.ndarray]) -> str:
 
     ``zero`` if ||Zbar||_F <= ZERO_ATOL; ``collapsed`` if Zbar has full rank (K for MSE
     without bias, whose optimum is an orthogonal frame, else K-1, at most d); otherwise
-    ``minority_collapse`` (MSE: some classes or label directions switched off) or
-    ``low_rank`` (cross-entropy, e.g. the deep orthoplex). Models whose columns are not
-    class samples (mixup) are ``zero`` or ``collapsed``.
+    ``minority_collapse`` for MSE or imbalanced classes (classes or label directions
+    switched off, or minority classes sharing their logits) and ``low_rank`` for balanced
+    cross-entropy (the deep orthoplex). Models whose columns are not class samples (mixup)
+    are ``zero`` or ``collapsed``.
     """
     Z = found["logits"]
     if float(np.linalg.norm(Z)) <= ZERO_ATOL:
@@ -262,4 +263,5 @@ def found_regime(problem: AbstractProblem, found: dict[str, np.ndarray]) -> str:
     sv = np.linalg.svd(Z, compute_uv=False)
     if int(np.sum(sv > RANK_RTOL * sv[0])) >= full:
         return "collapsed"
-    return "minority_collapse" if loss == "mse" else "low_rank"
+    balanced = getattr(problem, "balanced", True)
+    return "minority_collapse" if loss == "mse" or not balanced else "low_rank"

@@ -10,9 +10,6 @@ cells whose predicted regime (``theory_regime``) differs.
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr

@@ -358,7 +358,20 @@ def open_result(path) -> xr.Dataset:
         raise ValueError(f"result: {str(path)!r} is not a zarr store ({error})") from None
     if ds.attrs.get("format") != FORMAT:
         raise ValueError(f"result: {str(path)!r} is not a ufm sweep ({FORMAT})")
-    return ds.load()
+    return _plain_strings(ds.load())
+
+
+def _plain_strings(ds: xr.Dataset) -> xr.Dataset:
+    """zarr's variable-width strings (numpy StringDType) as ordinary numpy str arrays."""
+    for name in list(ds.variables):
+        if ds[name].dtype.kind == "T":
+            values = np.array(ds[name].values.tolist(), dtype=str)
+            ds = (
+                ds.assign_coords({name: values})
+                if name in ds.coords
+                else ds.assign({name: (ds[name].dims, values, ds[name].attrs)})
+            )
+    return ds
 
 
 # ----------------------------------------------------------------------------------------
@@ -374,6 +387,7 @@ def sweep(
     resume: bool = False,
     chunk_size: int = 256,
     progress: bool | Callable[[int, int], None] = False,
+    check: bool = True,
     loss_rtol: float = LOSS_RTOL,
     quantity_tol: float = QUANTITY_TOL,
     restarts: int = 1,
@@ -399,6 +413,8 @@ def sweep(
         up to a multiple of the device count.
     progress: True shows a progress bar (points, rate, time left) on stderr; a callable
         gets (points done, total) after every chunk.
+    check: compare every point with ``ufm.theory`` (False: numerics only; the theory
+        variables are empty and ``verdict`` is ``unchecked``).
     The solver options are those of `ufm.solve`; loss_rtol and quantity_tol those of
     `ufm.check`.
 
@@ -464,7 +480,7 @@ def sweep(
             "spacing": {a.name: a.spacing for a in axes},
             "seeds": seeds,
             "solver": options | {"eliminate": bool(eliminate)},
-            "check": {"loss_rtol": loss_rtol, "quantity_tol": quantity_tol},
+            "check": {"enabled": bool(check), "loss_rtol": loss_rtol, "quantity_tol": quantity_tol},
             "versions": _versions(),
             "dtype": str(jnp.asarray(1.0).dtype),
             "devices": [str(d) for d in jax.devices()],
@@ -489,10 +505,8 @@ def sweep(
     # the theory of each chunk's points is computed in a thread, overlapping compilation and
     # the devices' work (both release the GIL)
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ufm-theory")
-    theories = [
-        pool.submit(lambda batch: {i: problems[i].theory() for i, _ in batch}, batch)
-        for batch, _ in chunks
-    ]
+    predict = lambda batch: {i: problems[i].theory() if check else None for i, _ in batch}
+    theories = [pool.submit(predict, batch) for batch, _ in chunks]
     seed_keys = [np.asarray(restart_keys(s, restarts, 1.0, 1.0, dtype)[0]) for s in seeds]
     _, scales = restart_keys(0, restarts, init_scale, init_spread, dtype)
     total, saved = len(problems) * len(seeds), int(done.sum())
@@ -551,7 +565,7 @@ def sweep(
 
         multihost_utils.sync_global_devices("ufm.sweep: process 0 has written the store")
         return open_result(out)
-    return xr.open_zarr(store.group.store, consolidated=False).load()
+    return _plain_strings(xr.open_zarr(store.group.store, consolidated=False).load())
 
 
 def _seeds(seeds) -> list[int]:
@@ -617,6 +631,11 @@ def _columns(batch, result, problems, theories, loss_rtol, quantity_tol):
         params = {k: v[j] for k, v in result["params"].items()}
         standard = {k: v[j] for k, v in result["quantities"].items()}
         found = found_quantities(problem, params, standard)
+        cols["regime"][j] = found_regime(problem, found)
+        if theory is None:  # check=False
+            cols["verdict"][j], cols["reason"][j] = "unchecked", "sweep(check=False)"
+            cols["theory_regime"][j] = cols["geometry"][j] = ""
+            continue
         errors = quantity_errors(problem, theory, params, found) if theory.applicable else {}
         converged = bool(cols["converged"][j])
         status = RESULTS._index_to_message[int(result["status"][j])]
@@ -624,7 +643,6 @@ def _columns(batch, result, problems, theories, loss_rtol, quantity_tol):
             theory, float(cols["loss"][j]), converged, status, errors, loss_rtol, quantity_tol
         )
         cols["verdict"][j], cols["reason"][j] = verdict, reason
-        cols["regime"][j] = found_regime(problem, found)
         cols["theory_regime"][j] = theory.regime
         cols["geometry"][j] = theory.geometry or ""
         if theory.loss is not None:
