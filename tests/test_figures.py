@@ -1,9 +1,12 @@
-"""The figure scripts run end to end in --quick mode and draw what the theory predicts."""
+"""The figure scripts run end to end in --quick mode and draw what the theory predicts.
+
+The default suite runs the phase-diagram figure; the others (10-20 s each) run with -m slow."""
 
 import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,6 +18,7 @@ def _load(name: str):
     return module
 
 
+@pytest.mark.slow  # 10-20 s, mostly compilation; the default suite keeps phase_plain
 def test_deep_linear_figure(tmp_path):
     fig = _load("deep_linear")
     data = fig.compute(quick=True)
@@ -32,6 +36,7 @@ def test_deep_linear_figure(tmp_path):
     assert out.stat().st_size > 10_000
 
 
+@pytest.mark.slow  # 10-20 s, mostly compilation; the default suite keeps phase_plain
 def test_vicinity_figure(tmp_path):
     fig = _load("vicinity")
     data = fig.compute(quick=True)
@@ -55,6 +60,7 @@ def test_vicinity_figure(tmp_path):
     assert out.stat().st_size > 10_000
 
 
+@pytest.mark.slow  # 10-20 s, mostly compilation; the default suite keeps phase_plain
 def test_mixup_figure(tmp_path):
     fig = _load("mixup")
     data = fig.compute(quick=True)
@@ -85,3 +91,68 @@ def test_mixup_figure(tmp_path):
     out = tmp_path / "mixup.png"
     fig.plot(data, out)
     assert 10_000 < out.stat().st_size < 150_000
+
+
+def test_phase_plain_figure(tmp_path):
+    fig = _load("phase_plain")
+    data = fig.compute(quick=True)
+    panels = data["panels"]
+    for key, panel in panels.items():
+        s = panel["summary"]
+        assert s["points"] == 100 and s["converged"] == 100, (key, s)
+        # every point the theory speaks about: the verdict agrees and the regime matches
+        assert s["agrees"] == s["applicable"] == s["regime_matches"], (key, s)
+        assert not s["disagreements"] and s["max_abs_loss_gap"] < 1e-10, key
+        # both thresholds' sides are sampled: collapsed below, zero above
+        assert s["regimes"]["zero"] >= 10 and s["regimes"]["collapsed"] >= 50, (key, s)
+    for key in ("ce", "mse", "mse_imbalanced"):  # the theory covers the whole plane
+        assert panels[key]["summary"]["applicable"] == 100, key
+    # (c): all three regimes predicted, and the solver finds them, cell for cell
+    mse = panels["mse_imbalanced"]["summary"]
+    assert set(mse["theory_regimes"]) == {"zero", "minority_collapse", "collapsed"}
+    assert mse["regimes"] == mse["theory_regimes"] and mse["regimes"]["minority_collapse"] >= 5
+    # (d): theory only beyond the zero threshold (the same 15 cells as (c): the threshold
+    # sqrt(n_max)/N is shared); inside it the solver finds collapse and, nearer the
+    # threshold, the two minority classes merged (rank K-2: minority collapse)
+    ce = panels["ce_imbalanced"]["summary"]
+    assert ce["theory_regimes"] == {"not_applicable": 85, "zero": 15}
+    assert ce["regimes_not_applicable"]["collapsed"] >= 50
+    assert ce["regimes_not_applicable"]["minority_collapse"] >= 5
+    out = tmp_path / "phase_plain.png"
+    fig.plot(data, out)
+    assert out.stat().st_size > 10_000
+
+
+@pytest.mark.slow  # 10-20 s, mostly compilation; the default suite keeps phase_plain
+def test_phase_deep_linear_figure(tmp_path):
+    fig = _load("phase_deep_linear")
+    data = fig.compute(quick=True)
+    s = data["summary"]
+    assert s["points"] == s["converged"] == s["applicable"] == 24, s
+    assert s["agrees"] == s["regime_matches"] == 24 and not s["disagreements"], s
+    assert s["max_abs_loss_gap"] < 1e-10
+    previous = {"minority": np.inf, "zero": np.inf}
+    for row in s["depths"]:
+        # all three regimes at every depth, in order along lambda_W
+        assert {"collapsed", "minority_collapse", "zero"} <= set(row["regimes"]), row
+        for key in ("minority", "zero"):
+            switch = row[key]
+            # one switch per threshold, and the closed form lies in the grid cell where the
+            # solver's regime changes
+            assert switch["monotone"], row
+            assert switch["last_on"] < switch["exact"] <= switch["first_off"], (key, row)
+            # deeper networks switch classes off at smaller lambda_W
+            assert switch["exact"] < previous[key]
+            previous[key] = switch["exact"]
+    # all restarts at one scale: the random directions do not help. Some points near a
+    # first-order threshold (depth >= 2) stop in the neighbouring branch (one class size
+    # switched on or off too many), above the minimum
+    same = data["same_scale"]["summary"]
+    assert same["converged"] == 24 and 1 <= len(same["disagreements"]) <= 6, same
+    for bad in same["disagreements"]:
+        assert bad["depth"] >= 2 and bad["loss_gap"] > 1e-3, bad
+        step = fig.ACTIVE[bad["regime"]] - fig.ACTIVE[bad["theory_regime"]]
+        assert abs(step) == 2, bad
+    out = tmp_path / "phase_deep_linear.png"
+    fig.plot(data, out)
+    assert out.stat().st_size > 10_000
