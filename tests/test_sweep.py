@@ -111,13 +111,13 @@ def test_balanced_zero_threshold_is_c_equals_one():
 
 def test_resume_after_interrupt_recomputes_nothing(tmp_path, monkeypatch):
     out = tmp_path / "run.zarr"
-    kw = {"seeds": 2, "chunk_size": 4, "out": out}
+    kw = {"seeds": 2, "chunk_size": 4, "out": out, "save_every": 60.0}
 
     def stop(done, total):
         if done >= 4:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C: the buffered chunk is written on the way out
         sweep("plain", SMALL, LAMBDAS, progress=stop, **kw)
     saved = zarr.open_group(out, mode="r")
     done = np.asarray(saved["done"][...])
@@ -168,7 +168,8 @@ def test_killed_cli_sweep_resumes(tmp_path):
     out = tmp_path / "run.zarr"
     argv = [sys.executable, "-m", "ufm.cli", "sweep", "plain", "--loss", "mse", "--K", "3"]
     argv += ["--n", "2", "--d", "4", "--grid", "lambda_W=1e-3:1:12:log", "--grid"]
-    argv += ["lambda_H=1e-3,0.1", "--chunk-size", "2", "--no-progress", "--out", str(out)]
+    argv += ["lambda_H=1e-3,0.1", "--chunk-size", "2", "--save-every", "0", "--no-progress"]
+    argv += ["--out", str(out)]
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr:
         proc = subprocess.Popen(argv, env=_cli_env(tmp_path), stderr=stderr)
@@ -259,6 +260,7 @@ def test_grid_spec_ranges():
         ({"grid": {"K": ["three"]}}, "grid 'K': values must be int"),
         ({"grid": {"lambda_W": [0.1]}, "seeds": 0}, "seeds must be a count >= 1"),
         ({"grid": {"lambda_W": [0.1]}, "chunk_size": 0}, "chunk_size must be an integer >= 1"),
+        ({"grid": {"lambda_W": [0.1]}, "save_every": -1}, "save_every must be a finite number"),
         ({"grid": {"lambda_W": [0.1]}, "gtol": -1.0}, "gtol must be a finite number > 0"),
     ],
 )

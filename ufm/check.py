@@ -74,7 +74,6 @@ def class_mean_quantities(W, H, b, labels: np.ndarray, K: int) -> dict[str, Any]
         "W_gram": W @ W.T,
         "Hbar_gram": Hbar.T @ Hbar,
         "logits": W @ Hbar,
-        "logits_sv": jnp.linalg.svd(W @ Hbar, compute_uv=False),
         "w_norm2": jnp.sum(W**2, axis=1),
         "hbar_norm2": jnp.sum(Hbar**2, axis=0),
         "within_class": H - Hbar[:, labels],
@@ -95,6 +94,8 @@ def found_quantities(
         y = problem.labels
         standard = class_mean_quantities(W, H, params.get("b"), y, int(y.max()) + 1)
     out = {k: np.asarray(v, dtype=float) for k, v in standard.items()}
+    # on the host: a LAPACK call per point inside a sweep's chunk would run one by one
+    out["logits_sv"] = np.linalg.svd(out["logits"], compute_uv=False)
     # compared only where the theory fixes H itself (vicinity: H0 pins the rotation)
     out["H"] = np.asarray(params["H"], dtype=float)
     if type(problem).extra_quantities is not AbstractProblem.extra_quantities:

@@ -160,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--out", type=Path, required=True, help="zarr directory for the results")
         sub.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
         sub.add_argument("--chunk-size", type=int, default=256, help="points per compiled call")
+        sub.add_argument(
+            "--save-every", type=float, default=2.0, help="seconds between writes (default 2)"
+        )
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
         sub.add_argument(
             "--no-check", action="store_true", help="numerics only: skip the theory comparison"
@@ -313,6 +316,7 @@ def _sweep(args) -> int:
             out=args.out,
             resume=args.resume,
             chunk_size=args.chunk_size,
+            save_every=args.save_every,
             progress=not args.no_progress,
             check=not args.no_check,
             **_solver_options(args),

@@ -243,8 +243,33 @@ def _fetch(tree):
 
 
 class _Store:
+    """Results are buffered and written every `save_every` seconds (zarr's per-write cost,
+    ~2 ms per variable, would otherwise dominate small problems) and on every exit."""
+
     def __init__(self, group: zarr.Group, dims: list[str], shape: tuple[int, ...], writer: bool):
         self.group, self.dims, self.shape, self.writer = group, dims, shape, writer
+        self.buffer: list[tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]] = []
+        self.flushed = time.perf_counter()
+
+    def add(self, index, columns, save_every: float) -> None:
+        self.buffer.append((index, columns))
+        if time.perf_counter() - self.flushed >= save_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            index = tuple(np.concatenate(c) for c in zip(*(i for i, _ in self.buffer), strict=True))
+            names = dict.fromkeys(k for _, cols in self.buffer for k in cols)
+            columns = {}
+            for name in names:  # an error_* column may be missing from some chunks
+                parts = [
+                    cols[name] if name in cols else np.full(len(i[0]), np.nan)
+                    for i, cols in self.buffer
+                ]
+                columns[name] = np.concatenate(parts)
+            self.write(index, columns)
+            self.buffer = []
+        self.flushed = time.perf_counter()
 
     def done(self) -> np.ndarray:
         if self.group is None:  # another process creates the store
@@ -386,6 +411,7 @@ def sweep(
     out: str | Path | None = None,
     resume: bool = False,
     chunk_size: int = 256,
+    save_every: float = 2.0,
     progress: bool | Callable[[int, int], None] = False,
     check: bool = True,
     loss_rtol: float = LOSS_RTOL,
@@ -411,6 +437,8 @@ def sweep(
         same and solves only the points not yet saved.
     chunk_size: points (x seeds) solved per compiled call; bounds device memory. Rounded
         up to a multiple of the device count.
+    save_every: seconds between writes to `out`; results are also written when the sweep
+        ends or is interrupted (Ctrl-C, an error), so a hard kill loses at most this long.
     progress: True shows a progress bar (points, rate, time left) on stderr; a callable
         gets (points done, total) after every chunk.
     check: compare every point with ``ufm.theory`` (False: numerics only; the theory
@@ -459,6 +487,12 @@ def sweep(
     check_options(**options)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1; got {chunk_size!r}")
+    if (
+        isinstance(save_every, bool)
+        or not isinstance(save_every, int | float)
+        or not (0 <= save_every < float("inf"))
+    ):
+        raise ValueError(f"save_every must be a finite number of seconds >= 0; got {save_every!r}")
 
     # every problem is built (and so validated) before anything is solved
     shape = tuple(len(a.values) for a in axes)
@@ -519,7 +553,7 @@ def sweep(
             theory = theories[k].result()
             columns = _columns(batch, result, problems, theory, loss_rtol, quantity_tol)
             index = tuple(np.array(c) for c in zip(*(i + (s,) for i, s in batch), strict=True))
-            store.write(index, columns)
+            store.add(index, columns, save_every)
         saved += len(batch)
         report(saved)
 
@@ -549,6 +583,7 @@ def sweep(
             pending = (k, future)
         if pending is not None:
             finish(*pending)
+        store.flush()
         if writer:  # provenance: one entry per (completed) run of this sweep
             run = {
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -557,7 +592,8 @@ def sweep(
                 "devices": len(jax.devices()),
             }
             store.group.attrs["runs"] = [*store.group.attrs.get("runs", []), run]
-    finally:
+    finally:  # Ctrl-C or an error: what was computed is saved
+        store.flush()
         report(None)
         pool.shutdown(cancel_futures=True)
     if jax.process_count() > 1 and out is not None:
