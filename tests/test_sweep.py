@@ -392,3 +392,29 @@ def test_numerics_only_sweep_skips_the_theory():
     np.testing.assert_array_equal(bare["loss"].values, checked["loss"].values)
     np.testing.assert_array_equal(bare["regime"].values, checked["regime"].values)
     np.testing.assert_array_equal(bare["nc1"].values, checked["nc1"].values)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model, fixed, grid",
+    [
+        ("vicinity", {"K": 3, "n": 2, "d": 4}, {"beta": [0.1, 10.0], "noise": [0.0, 0.3]}),
+        ("mixup", {"K": 3, "n": 4, "d": 2, "mix": "0.25,0.5"}, {"lambda_H": [1e-3, 1.0]}),
+        (
+            "mixup",
+            {"K": 3, "n": 4, "d": 2, "classifier": "learned", "mix": "0.5"},
+            {"lambda_W": [1e-3, 1.0]},
+        ),
+    ],
+)
+def test_every_model_sweeps_like_ufm_check(model, fixed, grid):
+    ds = sweep(model, fixed, grid).isel(seed=0)
+    for index in np.ndindex(ds["loss"].shape):
+        at = dict(zip(ds["loss"].dims, index, strict=True))
+        point = {name: ds[name].values[at[name]].item() for name in grid}
+        problem = ufm.make(model, **fixed, **point)
+        rep = ufm.check(problem, ufm.solve(problem))
+        got = ds.isel(at)
+        assert str(got["verdict"].values) == rep.verdict, point
+        assert str(got["theory_regime"].values) == rep.theory.regime, point
+        assert float(got["loss"]) == pytest.approx(rep.loss, rel=1e-12), point
