@@ -85,7 +85,7 @@ PLAIN_CASES = [
     dict(loss="mse", n=5, lambda_W=0.05, lambda_H=0.01),
     dict(loss="mse", n=5, lambda_W=0.12, lambda_H=0.12),
     pytest.param(dict(loss="mse", n=IMB, lambda_W=0.016, lambda_H=0.016), marks=SLOW),
-    dict(loss="mse", n=IMB, bias=True, lambda_W=0.02, lambda_H=0.02),
+    pytest.param(dict(loss="mse", n=IMB, bias=True, lambda_W=0.02, lambda_H=0.02), marks=SLOW),
     # variants of the cases above, each a compile of its own: run with -m slow
     pytest.param(dict(loss="mse", n=5, bias=True, lambda_W=0.05, lambda_H=0.01), marks=SLOW),
     pytest.param(dict(loss="ce", n=5, lambda_W=0.01, lambda_H=0.01), marks=SLOW),
@@ -173,6 +173,7 @@ def test_ce_orthoplex_beats_etf():
     assert int(np.sum(sv > 1e-6 * sv.max())) == 2  # rank K/2
 
 
+@pytest.mark.slow  # the quick claim dang-ce-etf-K3-M3 of tests/test_verify.py checks the same
 def test_ce_etf_when_it_is_global():
     problem = deep("ce", K=3, lambda_W=0.005, lambda_H=0.005)
     theory = ufm.theory(problem)

@@ -1,6 +1,6 @@
 """The figure scripts run end to end in --quick mode and draw what the theory predicts.
 
-The default suite runs the phase-diagram figure; the others (10-20 s each) run with -m slow."""
+Each takes 10-20 s, mostly compilation, so all run with -m slow."""
 
 import importlib.util
 from pathlib import Path
@@ -93,6 +93,7 @@ def test_mixup_figure(tmp_path):
     assert 10_000 < out.stat().st_size < 150_000
 
 
+@pytest.mark.slow  # 20 s, four compilations; tests/test_sweep.py covers sweeps and plots
 def test_phase_plain_figure(tmp_path):
     fig = _load("phase_plain")
     data = fig.compute(quick=True)
