@@ -64,23 +64,23 @@ def relative_error(found: np.ndarray, predicted: np.ndarray) -> float:
     return diff / ref if ref > 0 else diff
 
 
-def class_mean_quantities(W, H, b, labels: np.ndarray, K: int) -> dict[str, Any]:
+def class_mean_quantities(W, H, b, labels: np.ndarray, K: int, xp=jnp) -> dict[str, Any]:
     """The rotation-invariant quantities of classifier W (K, d), features H (d, N) with
-    `labels` and bias b (or None), named as in `Theory.quantities`. jax.numpy: it runs
-    eagerly or inside a jitted, vmapped sweep."""
-    onehot = jnp.eye(K, dtype=H.dtype)[labels]
-    Hbar = (H @ onehot) / jnp.sum(onehot, axis=0)[None, :]
+    `labels` and bias b (or None), named as in `Theory.quantities`. `xp`: jax.numpy inside
+    a jitted sweep, numpy on the host (eager jax would compile every small op)."""
+    onehot = xp.eye(K, dtype=H.dtype)[labels]
+    Hbar = (H @ onehot) / xp.sum(onehot, axis=0)[None, :]
     out = {
         "W_gram": W @ W.T,
         "Hbar_gram": Hbar.T @ Hbar,
         "logits": W @ Hbar,
-        "w_norm2": jnp.sum(W**2, axis=1),
-        "hbar_norm2": jnp.sum(Hbar**2, axis=0),
+        "w_norm2": xp.sum(W**2, axis=1),
+        "hbar_norm2": xp.sum(Hbar**2, axis=0),
         "within_class": H - Hbar[:, labels],
     }
     if b is not None:
         out["b"] = b
-        out["b_centred"] = b - jnp.mean(b)  # where only b up to + t 1 is determined
+        out["b_centred"] = b - xp.mean(b)  # where only b up to + t 1 is determined
     return out
 
 
@@ -90,9 +90,11 @@ def found_quantities(
     """The rotation-invariant quantities of a solution, named as in `Theory.quantities`.
     `standard`: ``class_mean_quantities`` of it if the caller has them already."""
     if standard is None:
-        W, H = problem.classifier(params), jnp.asarray(params["H"])
+        W = np.asarray(problem.classifier(params), dtype=float)
+        H = np.asarray(params["H"], dtype=float)
+        b = None if params.get("b") is None else np.asarray(params["b"], dtype=float)
         y = problem.labels
-        standard = class_mean_quantities(W, H, params.get("b"), y, int(y.max()) + 1)
+        standard = class_mean_quantities(W, H, b, y, int(y.max()) + 1, xp=np)
     out = {k: np.asarray(v, dtype=float) for k, v in standard.items()}
     # on the host: a LAPACK call per point inside a sweep's chunk would run one by one
     out["logits_sv"] = np.linalg.svd(out["logits"], compute_uv=False)
