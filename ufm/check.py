@@ -141,27 +141,8 @@ def check(
     """
     theory = problem.theory()
     loss = float(sol.loss)
-    found = found_quantities(problem, sol.params)
-    found_metrics = nc_metrics(problem, sol.params)
-    found_layers = layer_metrics(problem, sol.params)
-    if not theory.applicable:
-        return Report(
-            "inconclusive",
-            f"theory not applicable: {theory.reason}",
-            loss,
-            None,
-            None,
-            {},
-            found_metrics,
-            {},
-            theory,
-            sol.converged,
-            found_layers,
-        )
-
-    errors = quantity_errors(problem, theory, sol.params, found)
-    predicted_metrics = nc_metrics(problem, theory.params)
-    predicted_layers = layer_metrics(problem, theory.params)
+    applicable = theory.applicable
+    errors = quantity_errors(problem, theory, sol.params) if applicable else {}
     verdict, reason, gap = judge(
         theory, loss, sol.converged, sol.status, errors, loss_rtol, quantity_tol
     )
@@ -172,12 +153,12 @@ def check(
         theory.loss,
         gap,
         errors,
-        found_metrics,
-        predicted_metrics,
+        nc_metrics(problem, sol.params),
+        nc_metrics(problem, theory.params) if applicable else {},
         theory,
         sol.converged,
-        found_layers,
-        predicted_layers,
+        layer_metrics(problem, sol.params),
+        layer_metrics(problem, theory.params) if applicable else [],
     )
 
 
@@ -263,7 +244,7 @@ def found_regime(problem: AbstractProblem, found: dict[str, np.ndarray]) -> str:
     K = Z.shape[0]
     full = K if loss == "mse" and not getattr(problem, "bias", False) else K - 1
     full = min(full, getattr(problem, "d", full))
-    sv = np.linalg.svd(Z, compute_uv=False)
+    sv = found["logits_sv"]  # np.linalg.svd: descending
     if int(np.sum(sv > RANK_RTOL * sv[0])) >= full:
         return "collapsed"
     balanced = getattr(problem, "balanced", True)

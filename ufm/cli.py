@@ -324,8 +324,8 @@ def _sweep(args) -> int:
     except KeyboardInterrupt:
         import zarr
 
-        done = int(np.sum(zarr.open_group(args.out, mode="r")["done"][...]))
-        total = int(np.prod(zarr.open_group(args.out, mode="r")["done"].shape))
+        saved = zarr.open_group(args.out, mode="r")["done"][...]
+        done, total = int(np.sum(saved)), int(saved.size)
         print(
             f"ufm: interrupted; {done} of {total} points are saved in {args.out}; "
             "run the same command with --resume to continue",

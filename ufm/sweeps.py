@@ -297,7 +297,7 @@ class _Store:
         self.group.create_array(
             name, shape=self.shape, dtype=dtype, fill_value=fill, dimension_names=self.dims
         )
-        self.group[name].attrs.update(VARIABLES.get(name.split("error_")[-1], {}))
+        self.group[name].attrs.update(VARIABLES.get(name, {}))
 
 
 VARIABLES = {
