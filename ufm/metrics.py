@@ -299,6 +299,33 @@ def nc2_of_error(G: ArrayLike) -> Array:
     return geometry.gram_distance(G, geometry.of_gram(G.shape[0], dtype=G.dtype))
 
 
+@functools.partial(jax.jit, static_argnames=("kernel", "s"))
+def gnc2(vectors: ArrayLike, *, kernel: str = "log", s: float | None = None) -> tuple[Array, Array]:
+    """GNC2 hyperspherical uniformity (Liu et al. 2023; Wu & Papyan 2024): the mean and the
+    variance (ddof 0) over pairs k != k' of a kernel of the distances between the unit
+    rows v_k/||v_k|| of `vectors` (K, p). Pass Mtilde.T for class means.
+
+        log:   log(1 / ||u_k - u_k'||)            (the default)
+        riesz: sign(s) ||u_k - u_k'||^(-s),  s = p - 2 unless given
+
+    An exact simplex ETF has log mean -(1/2) log(2K/(K-1)) and variance 0.
+    """
+    vectors = _check_vectors(vectors)
+    unit = vectors / jnp.linalg.norm(vectors, axis=1)[:, None]
+    K, p = unit.shape
+    dist2 = jnp.maximum(2.0 - 2.0 * (unit @ unit.T), 0.0)
+    safe = jnp.where(_off_diagonal(K), dist2, 1.0)
+    if kernel == "log":
+        values = -0.5 * jnp.log(safe)
+    elif kernel == "riesz":
+        s = p - 2 if s is None else s
+        values = math.copysign(1.0, s) * safe ** (-s / 2)
+    else:
+        raise ValueError(f"kernel must be 'log' or 'riesz', got {kernel!r}")
+    mean = _off_diagonal_mean(values)
+    return mean, _off_diagonal_mean((values - mean) ** 2)
+
+
 # --------------------------------------------------------------------------- NC3
 
 
