@@ -1,4 +1,5 @@
-"""`ufm solve`, `ufm sweep`, `ufm plot` and `ufm verify`: a thin layer over the library.
+"""`ufm solve`, `ufm sweep`, `ufm plot`, `ufm metrics` and `ufm verify`: a thin layer over
+the library (`ufm metrics` lives in `cli_metrics`).
 
 Bad input exits with code 2 and a one-line message naming the parameter; nothing is computed
 before the input is validated, `ufm verify --json FILE` rewrites FILE after every claim, and
@@ -185,6 +186,10 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--no-boundary", action="store_true", help="do not draw the theory boundary")
     plot.add_argument("--title", help="figure title")
     plot.add_argument("--out", type=Path, required=True, help="image file: .png, .pdf or .svg")
+
+    from . import cli_metrics
+
+    cli_metrics.add_parser(commands)
 
     verify = commands.add_parser("verify", help="run the catalog of named paper claims")
     verify.add_argument("claims", nargs="*", metavar="CLAIM", help="claim names (default: all)")
@@ -492,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "plot":
             return _plot(args)
+        if args.command == "metrics":
+            from . import cli_metrics
+
+            return cli_metrics.run(args)
         result = _solve_report(args)
     except ValueError as error:
         print(f"ufm: error: {error}", file=sys.stderr)

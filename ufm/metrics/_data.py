@@ -1,4 +1,4 @@
-"""Neural-collapse metrics NC1-NC4 (and CDNV) as pure, jittable jnp functions.
+"""NC metrics of features given in memory, as pure, jittable jnp functions.
 
 Shapes: features H (d, N) with samples as COLUMNS, labels y (N,) in 0..K-1, the number
 of classes K a static python int, classifier W (K, d), bias b (K,). Class means
@@ -10,9 +10,10 @@ Hbar (d, K) with columns mu_k; centred means Mtilde = Hbar - mu_G 1^T.
 
 NC2 statistics take `vectors` (K, p), one class vector per ROW: pass Mtilde.T for class
 means, W for the classifier. Gram-based metrics take a (K, K) Gram: Mtilde^T Mtilde,
-Hbar^T Hbar or W W^T. Definitions and variant names: shared/theory/metrics.md.
-Every public function is jitted, with K and the options (rtol, p, ddof, weighted_mean,
-per_class) static; shape and dtype errors are ValueErrors at trace time.
+Hbar^T Hbar or W W^T. Each function computes `ClassStats` and hands them to the one
+definition of its metric in `_core` (pair statistics: `_pairs`). Every public function is
+jitted, with K and the options static; shape and dtype errors are ValueErrors at trace
+time. For features that do not fit in memory, or real networks' files: `report`.
 
 Where rhubarbwu/neural-collapse differs:
   - it stores features and means as rows (N, d) and (K, d); we use columns;
@@ -21,25 +22,27 @@ Where rhubarbwu/neural-collapse differs:
   - its Sigma_B (`covariance_pinv`, `covariance_ratio` at commit c3864c2) is
     Mtilde Mtilde^T / d instead of / K, so its NC1 values are ours times d/K;
   - its `self_duality_error` compares W Mtilde with P_K, a different metric from our
-    `nc3_self_duality` (Papyan's);
+    `nc3_self_duality` (Papyan's); ours under that name is `nc3_alignment` in `report`;
   - its NC4 accumulator ignores the bias; ours uses b when given.
 Every divisor is the plain count (ddof 0) unless a `ddof` argument says otherwise.
 
 Degenerate inputs: NC1 and CDNV are undefined when the class means coincide (zero
 between-class scatter) and return nan; NC2 statistics of zero vectors are nan; Gram
 distances of a zero Gram are 1.0 (see `geometry.gram_distance`). An empty class gives
-nan means. Labels outside 0..K-1 are silently dropped by the class sums: validate them.
+nan means. Labels outside 0..K-1 are silently dropped by the class sums: validate them
+(`report` does).
 """
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
-from . import geometry
+from .. import geometry
+from . import _core, _pairs
+from ._stats import class_stats
 
 
 def _check_data(H: ArrayLike, y: ArrayLike, K: int) -> tuple[Array, Array]:
@@ -75,142 +78,63 @@ def _check_vectors(vectors: ArrayLike) -> Array:
     return vectors
 
 
-def _nan_unless(ok: Array, value: Array) -> Array:
-    return jnp.where(ok, value, jnp.nan)
-
-
-def _off_diagonal(K: int) -> Array:
-    return ~jnp.eye(K, dtype=bool)
-
-
-def _off_diagonal_mean(X: Array) -> Array:
-    """Mean of a (K, K) matrix over k != k'; for a symmetric X, the mean over pairs k < k'.
-    (Masks rather than triu gathers: XLA compiles them several times faster.)"""
-    K = X.shape[0]
-    return jnp.sum(jnp.where(_off_diagonal(K), X, 0.0)) / (K * (K - 1))
+def _stats(H: ArrayLike, y: ArrayLike, K: int):
+    return class_stats(*_check_data(H, y, K), K)
 
 
 # --------------------------------------------------------------------------- means
-
-
-def _one_hot(y: Array, K: int, dtype) -> Array:
-    """Y (N, K) with Y[i, k] = [y_i == k]: class sums are matmuls (H @ Y), and so is
-    spreading class quantities back over samples (Hbar @ Y^T)."""
-    return jax.nn.one_hot(y, K, dtype=dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("K",))
 def class_means(H: ArrayLike, y: ArrayLike, K: int) -> tuple[Array, Array]:
     """Class means Hbar (d, K), Hbar[:, k] = mean of the columns of H labelled k, and the
     class counts n_k (K,) as floats of H's dtype."""
-    H, y = _check_data(H, y, K)
-    Y = _one_hot(y, K, H.dtype)
-    counts = jnp.sum(Y, axis=0)
-    return (H @ Y) / counts[None, :], counts
+    stats = _stats(H, y, K)
+    return stats.means, stats.counts
 
 
 @functools.partial(jax.jit, static_argnames=("K", "weighted_mean"))
 def global_mean(H: ArrayLike, y: ArrayLike, K: int, *, weighted_mean: bool = True) -> Array:
     """mu_G (d,): (1/N) sum_i h_i if `weighted_mean` (Papyan), else (1/K) sum_k mu_k
     (rhubarbwu's default)."""
-    H, y = _check_data(H, y, K)
-    if weighted_mean:
-        return jnp.mean(H, axis=1)
-    return jnp.mean(class_means(H, y, K)[0], axis=1)
+    return _stats(H, y, K).global_mean(weighted_mean)
 
 
 @functools.partial(jax.jit, static_argnames=("K", "weighted_mean"))
 def centred_means(H: ArrayLike, y: ArrayLike, K: int, *, weighted_mean: bool = True) -> Array:
     """Centred class means Mtilde = Hbar - mu_G 1^T, shape (d, K)."""
-    Hbar, _ = class_means(H, y, K)
-    return Hbar - global_mean(H, y, K, weighted_mean=weighted_mean)[:, None]
-
-
-def _residuals(H: Array, y: Array, K: int) -> Array:
-    """Within-class deviations h_i - mu_{y_i}, shape (d, N)."""
-    return H - class_means(H, y, K)[0] @ _one_hot(y, K, H.dtype).T
+    return _stats(H, y, K).centred_means(weighted_mean)
 
 
 # --------------------------------------------------------------------------- NC1
 
 
-def _between_svd(H: Array, y: Array, K: int, weighted_mean: bool) -> tuple[Array, Array]:
-    """Left singular vectors U and singular values s (descending) of Mtilde / sqrt(K);
-    the eigenpairs of Sigma_B are (U[:, i], s[i]^2)."""
-    Mt = centred_means(H, y, K, weighted_mean=weighted_mean)
-    U, s, _ = jnp.linalg.svd(Mt / math.sqrt(K), full_matrices=False)
-    return U, s
-
-
 @functools.partial(jax.jit, static_argnames=("K", "rtol", "weighted_mean"))
 def nc1_pinv(
-    H: ArrayLike,
-    y: ArrayLike,
-    K: int,
-    *,
-    rtol: float | None = None,
-    weighted_mean: bool = True,
+    H: ArrayLike, y: ArrayLike, K: int, *, rtol: float | None = None, weighted_mean: bool = True
 ) -> Array:
-    """Papyan's NC1 = (1/K) Tr(Sigma_W Sigma_B^+) (Papyan, Han, Donoho 2020; Tirer et al.
-    2023 Sec. 5).
-
-    Computed as a sum of nonnegative terms, so it is never negative (metrics.md §2, §7):
-
-        (1/K) sum_{i: s_i > rtol s_1} (1/N) ||U[:, i]^T D||^2 / s_i^2,   D = H - Hbar[:, y]
-
-    where s_i, U[:, i] come from the SVD of Mtilde / sqrt(K). `rtol` defaults to
-    max(d, K) * eps, the cut-off of numpy/jax `pinv`. Blind to within-class variance
-    orthogonal to span(Mtilde). nan when Sigma_B = 0.
-    """
-    H, y = _check_data(H, y, K)
-    d, N = H.shape
-    if rtol is None:
-        rtol = max(d, K) * float(jnp.finfo(H.dtype).eps)
-    U, s = _between_svd(H, y, K, weighted_mean)
-    keep = s > rtol * s[0]
-    energy = jnp.sum((U.T @ _residuals(H, y, K)) ** 2, axis=1) / N  # u_i^T Sigma_W u_i
-    terms = jnp.where(keep, energy / jnp.where(keep, s, 1.0) ** 2, 0.0)
-    return _nan_unless(s[0] > 0, jnp.sum(terms) / K)
+    """Papyan's NC1 = (1/K) Tr(Sigma_W Sigma_B^+); see `_core.nc1_pinv`."""
+    return _core.nc1_pinv(_stats(H, y, K), rtol=rtol, weighted_mean=weighted_mean)
 
 
 @functools.partial(jax.jit, static_argnames=("K", "weighted_mean"))
 def nc1_svd(H: ArrayLike, y: ArrayLike, K: int, *, weighted_mean: bool = True) -> Array:
-    """Han et al. 2022's NC1: (1/K) sum_{i <= K-1} u_i^T Sigma_W u_i / s_i^2 over the top
-    K-1 eigenpairs (u_i, s_i^2) of Sigma_B (rhubarbwu `covariance_pinv(svd=True)`, which
-    at commit c3864c2 also omits the 1/K).
-
-    Equals `nc1_pinv` when Sigma_B has rank K-1; inf (or nan) when its rank is lower,
-    where `nc1_pinv` drops the missing directions instead. nan when Sigma_B = 0.
-    """
-    H, y = _check_data(H, y, K)
-    d, N = H.shape
-    r = min(K - 1, d)
-    U, s = _between_svd(H, y, K, weighted_mean)
-    U, s = U[:, :r], s[:r]
-    energy = jnp.sum((U.T @ _residuals(H, y, K)) ** 2, axis=1) / N
-    return _nan_unless(s[0] > 0, jnp.sum(energy / s**2) / K)
+    """Han et al. 2022's top-(K-1) NC1; see `_core.nc1_svd`."""
+    return _core.nc1_svd(_stats(H, y, K), weighted_mean=weighted_mean)
 
 
 @functools.partial(jax.jit, static_argnames=("K", "weighted_mean"))
 def scatter_traces(
     H: ArrayLike, y: ArrayLike, K: int, *, weighted_mean: bool = True
 ) -> tuple[Array, Array]:
-    """(Tr Sigma_W, Tr Sigma_B): Sigma_W = (1/N) sum_i (h_i - mu_{y_i})(.)^T and
-    Sigma_B = (1/K) sum_k (mu_k - mu_G)(.)^T (Papyan et al.; Tirer et al. 2023 Eq. (3))."""
-    H, y = _check_data(H, y, K)
-    tr_W = jnp.sum(_residuals(H, y, K) ** 2) / H.shape[1]
-    tr_B = jnp.sum(centred_means(H, y, K, weighted_mean=weighted_mean) ** 2) / K
-    return tr_W, tr_B
+    """(Tr Sigma_W, Tr Sigma_B); see `_core.scatter_traces`."""
+    return _core.scatter_traces(_stats(H, y, K), weighted_mean=weighted_mean)
 
 
 @functools.partial(jax.jit, static_argnames=("K", "weighted_mean"))
 def nc1_trace(H: ArrayLike, y: ArrayLike, K: int, *, weighted_mean: bool = True) -> Array:
-    """Tr(Sigma_W) / Tr(Sigma_B) (Tirer et al. 2023 Eq. (3); rhubarbwu `covariance_ratio`,
-    up to its Sigma_B divisor, see the module docstring). Unlike `nc1_pinv` it sees all
-    within-class variance. nan when Tr(Sigma_B) = 0."""
-    tr_W, tr_B = scatter_traces(H, y, K, weighted_mean=weighted_mean)
-    positive = tr_B > 0
-    return _nan_unless(positive, tr_W / jnp.where(positive, tr_B, 1.0))
+    """Tr(Sigma_W) / Tr(Sigma_B) (Tirer et al. 2023 Eq. (3)); see `_core.nc1_trace`."""
+    return _core.nc1_trace(_stats(H, y, K), weighted_mean=weighted_mean)
 
 
 @functools.partial(jax.jit, static_argnames=("K", "p", "ddof"))
@@ -220,31 +144,25 @@ def cdnv(H: ArrayLike, y: ArrayLike, K: int, *, p: float = 1, ddof: int = 0) -> 
         mean_{k<k'} ((sigma_k^2 + sigma_k'^2) / 2) / ||mu_k - mu_k'||^(2p),
         sigma_k^2 = (1/(n_k - ddof)) sum_{i: y_i = k} ||h_i - mu_k||^2.
 
-    p = 1 is Galanti's (scale-invariant); the Linguistic Collapse analysis uses p = 2
-    (rhubarbwu `dist_exp`). ddof 0 as rhubarbwu, ddof 1 as nc-toolbox (needs n_k >= 2).
-    Ignores centring. inf or nan when two class means coincide.
+    p = 1 is Galanti's (scale-invariant); the Linguistic Collapse analysis (Wu & Papyan
+    2024) uses p = 2 (rhubarbwu `dist_exp`; `cdnv_lc` in `report`). ddof 0 as rhubarbwu,
+    ddof 1 as nc-toolbox (needs n_k >= 2). Ignores centring. inf or nan when two class
+    means coincide.
     """
-    H, y = _check_data(H, y, K)
-    _, counts = class_means(H, y, K)
-    var = (jnp.sum(_residuals(H, y, K) ** 2, axis=0) @ _one_hot(y, K, H.dtype)) / (counts - ddof)
-    # ||mu_k - mu_k'||^2 from the Gram of the centred means: O(K^2) memory, no cancellation
-    # against mu_G, and clipped at 0 so rounding never makes a ratio negative
-    Mt = centred_means(H, y, K)
-    gram = Mt.T @ Mt
-    sq = jnp.diagonal(gram)
-    dist2 = jnp.maximum(sq[:, None] + sq[None, :] - 2 * gram, 0.0)
-    off = _off_diagonal(K)
-    ratio = (var[:, None] + var[None, :]) / 2 / jnp.where(off, dist2, 1.0) ** p
-    return _off_diagonal_mean(ratio)
+    stats = _stats(H, y, K)
+    inp = _core.pair_inputs(stats, None, True)._replace(variances=stats.variances(ddof)[None])
+    return _pairs.reduce(inp, riesz_s=1.0, cdnv=(("cdnv", 0, p),))["cdnv"]
 
 
 # --------------------------------------------------------------------------- NC2
 
 
-def _cosines(vectors: Array) -> Array:
-    """(K, K) cosines between the rows of `vectors`."""
-    unit = vectors / jnp.linalg.norm(vectors, axis=1)[:, None]
-    return unit @ unit.T
+def _vector_pairs(vectors: ArrayLike, riesz_s: float | None = None) -> dict[str, Array]:
+    """Pair statistics of the rows of `vectors` (K, p), taken as they are (no centring)."""
+    V = _check_vectors(vectors).T
+    empty = jnp.zeros((0, V.shape[1]), V.dtype)
+    inp = _pairs.pair_inputs(V, jnp.zeros(V.shape[0], V.dtype), empty, None)
+    return _pairs.reduce(inp, riesz_s=V.shape[0] - 2 if riesz_s is None else riesz_s, cdnv=())
 
 
 @jax.jit
@@ -252,24 +170,39 @@ def nc2_equinorm(vectors: ArrayLike) -> Array:
     """Coefficient of variation std_k / mean_k of the row norms ||v_k|| of `vectors` (K, p),
     ddof 0 (Papyan's equinorm). Pass Mtilde.T for means, W (uncentred) for the classifier.
     nan if all rows are zero."""
-    norms = jnp.linalg.norm(_check_vectors(vectors), axis=1)
-    return jnp.std(norms) / jnp.mean(norms)
+    return _core.coefficient_of_variation(jnp.linalg.norm(_check_vectors(vectors), axis=1))
 
 
 @jax.jit
 def nc2_equiangularity(vectors: ArrayLike) -> Array:
     """Std (ddof 0) over pairs k != k' of the cosines between rows of `vectors` (K, p)
     (Papyan's equiangularity). Zero for any equiangular set, ETF or not."""
-    cosines = _cosines(_check_vectors(vectors))
-    return jnp.sqrt(_off_diagonal_mean((cosines - _off_diagonal_mean(cosines)) ** 2))
+    return _vector_pairs(vectors)["cos_std"]
 
 
 @jax.jit
 def nc2_maxangle(vectors: ArrayLike) -> Array:
     """Mean over pairs k != k' of |cos(v_k, v_k') + 1/(K-1)| (Papyan's max-angle); zero
     iff all cosines equal the simplex value -1/(K-1)."""
-    vectors = _check_vectors(vectors)
-    return _off_diagonal_mean(jnp.abs(_cosines(vectors) + 1 / (vectors.shape[0] - 1)))
+    return _vector_pairs(vectors)["maxangle"]
+
+
+@functools.partial(jax.jit, static_argnames=("kernel", "s"))
+def gnc2(vectors: ArrayLike, *, kernel: str = "log", s: float | None = None) -> tuple[Array, Array]:
+    """GNC2 hyperspherical uniformity (Liu et al. 2023, arXiv 2303.06484; Wu & Papyan 2024):
+    the mean and the variance (ddof 0) over pairs k != k' of a kernel of the distances
+    between the unit rows u_k = v_k/||v_k|| of `vectors` (K, p). Pass Mtilde.T for means.
+
+        log:   log(1 / ||u_k - u_k'||)            (the default)
+        riesz: sign(s) ||u_k - u_k'||^(-s),  s = p - 2 unless given
+
+    The log mean is the logarithmic energy, minimal for uniformly spread points; an exact
+    simplex ETF has log mean -(1/2) log(2K/(K-1)) and variance 0.
+    """
+    if kernel not in ("log", "riesz"):
+        raise ValueError(f"kernel must be 'log' or 'riesz', got {kernel!r}")
+    pairs = _vector_pairs(vectors, s)
+    return pairs[f"gnc2_{kernel}_mean"], pairs[f"gnc2_{kernel}_var"]
 
 
 def _check_gram(G: ArrayLike) -> Array:
@@ -285,7 +218,8 @@ def nc2_etf_error(G: ArrayLike) -> Array:
     rhubarbwu `simplex_etf_error`; Zhu et al. 2021 use G = W W^T).
 
     Use the CENTRED mean Gram Mtilde^T Mtilde (or W W^T); with uncentred means an OF
-    scores sqrt(2 - 2 sqrt((K-1)/K)), not 0. A zero G gives 1.0.
+    scores sqrt(2 - 2 sqrt((K-1)/K)), not 0. A zero G gives 1.0. For K > d+1 no ETF
+    exists and the error is at least sqrt(2 - 2 sqrt(d/(K-1))) (`report` states it).
     """
     G = _check_gram(G)
     return geometry.gram_distance(G, geometry.etf_gram(G.shape[0], dtype=G.dtype))
@@ -297,33 +231,6 @@ def nc2_of_error(G: ArrayLike) -> Array:
     mean Gram Hbar^T Hbar or W W^T (bias-free MSE geometry). A zero G gives 1.0."""
     G = _check_gram(G)
     return geometry.gram_distance(G, geometry.of_gram(G.shape[0], dtype=G.dtype))
-
-
-@functools.partial(jax.jit, static_argnames=("kernel", "s"))
-def gnc2(vectors: ArrayLike, *, kernel: str = "log", s: float | None = None) -> tuple[Array, Array]:
-    """GNC2 hyperspherical uniformity (Liu et al. 2023; Wu & Papyan 2024): the mean and the
-    variance (ddof 0) over pairs k != k' of a kernel of the distances between the unit
-    rows v_k/||v_k|| of `vectors` (K, p). Pass Mtilde.T for class means.
-
-        log:   log(1 / ||u_k - u_k'||)            (the default)
-        riesz: sign(s) ||u_k - u_k'||^(-s),  s = p - 2 unless given
-
-    An exact simplex ETF has log mean -(1/2) log(2K/(K-1)) and variance 0.
-    """
-    vectors = _check_vectors(vectors)
-    unit = vectors / jnp.linalg.norm(vectors, axis=1)[:, None]
-    K, p = unit.shape
-    dist2 = jnp.maximum(2.0 - 2.0 * (unit @ unit.T), 0.0)
-    safe = jnp.where(_off_diagonal(K), dist2, 1.0)
-    if kernel == "log":
-        values = -0.5 * jnp.log(safe)
-    elif kernel == "riesz":
-        s = p - 2 if s is None else s
-        values = math.copysign(1.0, s) * safe ** (-s / 2)
-    else:
-        raise ValueError(f"kernel must be 'log' or 'riesz', got {kernel!r}")
-    mean = _off_diagonal_mean(values)
-    return mean, _off_diagonal_mean((values - mean) ** 2)
 
 
 # --------------------------------------------------------------------------- NC3
@@ -339,24 +246,29 @@ def _check_duality(W: ArrayLike, means: ArrayLike) -> tuple[Array, Array]:
 @jax.jit
 def nc3_self_duality(W: ArrayLike, Hbar_centred: ArrayLike) -> Array:
     """Papyan's self-duality || W^T/||W||_F - Mtilde/||Mtilde||_F ||_F^2 with W (K, d)
-    uncentred and Mtilde (d, K) centred (metrics.md `nc3_papyan`; nc-toolbox).
-
-    Not rhubarbwu's `self_duality_error` (a Gram of W Mtilde against P_K). At a bias-free
-    MSE optimum (an OF) it is 2 - 2 sqrt((K-1)/K), not 0: use `nc3_uncentred` there.
-    """
-    W, M = _check_duality(W, Hbar_centred)
-    return geometry.gram_distance(W.T, M) ** 2
+    uncentred and Mtilde (d, K) centred; see `_core.nc3_self_duality`."""
+    return _core.nc3_self_duality(*_check_duality(W, Hbar_centred))
 
 
 @jax.jit
 def nc3_uncentred(W: ArrayLike, Hbar: ArrayLike) -> Array:
     """|| W^T/||W||_F - Hbar/||Hbar||_F ||_F^2 with UNCENTRED means Hbar (d, K): the
     self-duality of the OF geometry (bias-free MSE)."""
-    W, M = _check_duality(W, Hbar)
-    return geometry.gram_distance(W.T, M) ** 2
+    return _core.nc3_self_duality(*_check_duality(W, Hbar))
 
 
 # --------------------------------------------------------------------------- NC4
+
+
+def agreement(H: Array, W: Array, b: Array | None, means: Array) -> Array:
+    """[argmax_k (W h_i + b)_k == argmin_k ||h_i - mu_k||] per column h_i of H (d, B), as
+    floats; ties go to the lower class index. `means` (d, K) may hold nan columns (empty
+    classes), which are never nearest."""
+    logits = W @ H if b is None else W @ H + b[:, None]
+    # argmin_k ||h - mu_k||^2 = argmax_k (2 mu_k^T h - ||mu_k||^2)
+    closeness = 2 * (means.T @ H) - jnp.sum(means**2, axis=0)[:, None]
+    closeness = jnp.where(jnp.isnan(closeness), -jnp.inf, closeness)
+    return (jnp.argmax(logits, axis=0) == jnp.argmax(closeness, axis=0)).astype(H.dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("K", "per_class"))
@@ -380,17 +292,17 @@ def nc4_agreement(
     """
     H, y = _check_data(H, y, K)
     W, b = _check_classifier(W, b, K, H.shape[0])
-    Hbar, counts = class_means(H, y, K)
-    logits = W @ H if b is None else W @ H + b[:, None]
-    # argmin_k ||h - mu_k||^2 = argmax_k (2 mu_k^T h - ||mu_k||^2)
-    closeness = 2 * (Hbar.T @ H) - jnp.sum(Hbar**2, axis=0)[:, None]
-    agree = (jnp.argmax(logits, axis=0) == jnp.argmax(closeness, axis=0)).astype(H.dtype)
+    stats = class_stats(H, y, K)
+    agree = agreement(H, W, b, stats.means)
     if per_class:
-        return jnp.mean((agree @ _one_hot(y, K, H.dtype)) / counts)
+        return jnp.mean((agree @ jax.nn.one_hot(y, K, dtype=H.dtype)) / stats.counts)
     return jnp.mean(agree)
 
 
 # --------------------------------------------------------------------------- summary
+
+SUMMARY = ("nc1", "nc1_trace", "cdnv", "nc2", "nc2_of", "nc2_equinorm", "nc2_equiangularity")
+SUMMARY_W = ("nc2_W", "nc2_W_equinorm", "nc3", "nc3_uncentred")
 
 
 @functools.partial(jax.jit, static_argnames=("K",))
@@ -408,27 +320,16 @@ def summary(
     and nc2_equiangularity (of the centred means). With W: nc2_W (`nc2_etf_error` of
     W W^T), nc2_W_equinorm, nc3 (`nc3_self_duality`), nc3_uncentred, nc4 (agreement,
     using b if given). Jit with K static: `jax.jit(summary, static_argnums=2)`.
+    `report` gives every variant.
     """
     H, y = _check_data(H, y, K)
     if W is None and b is not None:
         raise ValueError("b was given without W")
-    Hbar, _ = class_means(H, y, K)
-    Mt = centred_means(H, y, K)
-    out = {
-        "nc1": nc1_pinv(H, y, K),
-        "nc1_trace": nc1_trace(H, y, K),
-        "cdnv": cdnv(H, y, K),
-        "nc2": nc2_etf_error(Mt.T @ Mt),
-        "nc2_of": nc2_of_error(Hbar.T @ Hbar),
-        "nc2_equinorm": nc2_equinorm(Mt.T),
-        "nc2_equiangularity": nc2_equiangularity(Mt.T),
-    }
-    if W is None:
-        return out
-    W, b = _check_classifier(W, b, K, H.shape[0])
-    out["nc2_W"] = nc2_etf_error(W @ W.T)
-    out["nc2_W_equinorm"] = nc2_equinorm(W)
-    out["nc3"] = nc3_self_duality(W, Mt)
-    out["nc3_uncentred"] = nc3_uncentred(W, Hbar)
-    out["nc4"] = nc4_agreement(H, y, K, W, b)
+    if W is not None:
+        W, b = _check_classifier(W, b, K, H.shape[0])
+    stats = class_stats(H, y, K)
+    every = _core.metrics(stats, W)
+    out = {name: every[name] for name in SUMMARY + (SUMMARY_W if W is not None else ())}
+    if W is not None:
+        out["nc4"] = jnp.mean(agreement(H, W, b, stats.means))
     return out

@@ -1,0 +1,425 @@
+"""NC metrics of real networks' features at any scale: streaming `Accumulator`, `report`.
+
+Rows stream through `Accumulator.update` (class counts, means, within-class scatter and
+per-class variances in O(K d + d^2) memory, see `_stats`); pair statistics are reduced in
+blocks of rows (`_pairs`), so K x K is never held; NC4, which compares every sample's
+classifier decision with its nearest class mean, is a second pass over the samples.
+
+Everything is computed in float64 (with x64 on): float16 and float32 inputs are cast
+batch by batch. Handling of awkward inputs, each stated in the report's ``notes``:
+  - labels that are not 0..K-1 are relabelled in sorted order (``data.labels``), unless a
+    classifier or `num_classes` fixes K, when they must be integers in 0..K-1;
+  - empty classes (possible only when K is fixed) are left out of every metric;
+  - classes with one sample count fully, with zero within-class variance (ddof 0);
+    `cdnv_ddof1` is then undefined (nan);
+  - K > d+1: no simplex ETF exists; ``geometry`` gives the least ETF (and OF) Gram error
+    any configuration in d dimensions can have;
+  - rows holding nan or inf are an error naming the first such row, unless
+    ``drop_nonfinite`` is set, when they are skipped and counted.
+"""
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _core, _stats
+from ._data import agreement
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+DEFINITIONS: dict[str, str] = {
+    "nc1": "(1/K) Tr(Sigma_W Sigma_B^+), Papyan, Han & Donoho 2020 (pinv; default NC1)",
+    "nc1_svd": "(1/K) sum over the top K-1 eigenpairs of Sigma_B of u^T Sigma_W u / s^2, "
+    "Han et al. 2022",
+    "nc1_trace": "Tr Sigma_W / Tr Sigma_B, Tirer et al. 2023 Eq. (3)",
+    "cdnv": "mean over pairs of (s_k^2 + s_k'^2)/2 / ||mu_k - mu_k'||^2, ddof 0, "
+    "Galanti et al. 2022 (default CDNV)",
+    "cdnv_ddof1": "cdnv with s_k^2 = sum ||h - mu_k||^2 / (n_k - 1) (nc-toolbox)",
+    "cdnv_lc": "cdnv with ||mu_k - mu_k'||^4 (distance exponent 2), Wu & Papyan 2024 "
+    "(Linguistic Collapse analysis); not scale-free",
+    "nc2": "|| G/||G|| - P_K/sqrt(K-1) ||_F, G = Gram of centred means: distance to the "
+    "simplex ETF, Tirer et al. 2023 Sec. 5",
+    "nc2_of": "|| G/||G|| - I/sqrt(K) ||_F, G = Gram of uncentred means: distance to an "
+    "orthogonal frame (bias-free MSE)",
+    "nc2_equinorm": "std/mean of ||mu_k - mu_G||, Papyan et al. 2020",
+    "nc2_equinorm_sq": "std/mean of ||mu_k - mu_G||^2 (Linguistic Collapse analysis code)",
+    "nc2_equiangularity": "std over pairs of cos(mu_k - mu_G, mu_k' - mu_G), Papyan et al. 2020",
+    "nc2_maxangle": "mean over pairs of |cos + 1/(K-1)|, Papyan et al. 2020",
+    "nc2_cos_mean": "mean over pairs of the cosines (Linguistic Collapse 'interference')",
+    "nc2_cos_max": "largest cosine between two centred means: cos of the smallest angle",
+    "gnc2": "variance over pairs of log(1/||u_k - u_k'||), u = unit centred means: GNC2 "
+    "hyperspherical uniformity, Wu & Papyan 2024 (rhubarbwu kernel_stats)",
+    "gnc2_log_mean": "mean over pairs of log(1/||u_k - u_k'||): logarithmic energy, "
+    "Liu et al. 2023",
+    "gnc2_riesz_mean": "mean over pairs of sign(s) ||u_k - u_k'||^-s, s = d-2 (Riesz kernel, "
+    "Liu et al. 2023); overflows for large d",
+    "gnc2_riesz_var": "variance over pairs of the Riesz kernel",
+    "nc2_W": "nc2 of the classifier Gram W W^T, Zhu et al. 2021",
+    "nc2_W_equinorm": "std/mean of ||w_k||",
+    "nc3": "|| W^T/||W|| - Mtilde/||Mtilde|| ||_F^2, centred means: self-duality, "
+    "Papyan et al. 2020 (default NC3)",
+    "nc3_uncentred": "nc3 with uncentred means (orthogonal-frame self-duality)",
+    "nc3_alignment": "|| W Mtilde/||W Mtilde|| - P_K/sqrt(K-1) ||_F (rhubarbwu "
+    "self_duality/alignment error)",
+    "nc3_cos_mean": "mean over k of cos(w_k, mu_k - mu_G)",
+    "unc3": "std/mean over k of cos(w_k, mu_k - mu_G): uniform duality UNC3, Wu & Papyan 2024",
+    "nc4": "fraction of samples where argmax_k (W h + b)_k is the nearest class mean, "
+    "Papyan et al. 2020 (agreement; 1 - NC4 mismatch)",
+    "nc4_per_class": "nc4 averaged per class instead of per sample",
+}
+
+
+def _rows_of(H: Any, n_labels: int, layout: str | None) -> Any:
+    """H as (N, d) rows: `layout` "rows" (N, d), "columns" (d, N, ufm's convention), or None
+    to infer it from the number of labels (a square H is taken as columns)."""
+    if not hasattr(H, "ndim"):
+        H = np.asarray(H)
+    if H.ndim != 2:
+        raise ValueError(f"features must be a 2-D array, got shape {H.shape}")
+    if layout is None:
+        layout = "columns" if H.shape[1] == n_labels else "rows"
+    if layout not in ("rows", "columns"):
+        raise ValueError(f"layout must be 'rows', 'columns' or None, got {layout!r}")
+    rows = H.T if layout == "columns" else H
+    if rows.shape[0] != n_labels:
+        raise ValueError(
+            f"features of shape {H.shape} do not match {n_labels} labels "
+            f"(samples as {layout}; pass layout='rows' or 'columns')"
+        )
+    if not (np.issubdtype(rows.dtype, np.floating) or np.issubdtype(rows.dtype, np.integer)):
+        raise ValueError(f"features must be real numbers, got dtype {rows.dtype}")
+    return rows
+
+
+def encode_labels(labels: Any, num_classes: int | None) -> tuple[np.ndarray, int, dict]:
+    """(codes 0..K-1 as int32, K, description). With `num_classes` the labels must be
+    integers in 0..num_classes-1; otherwise their distinct values, sorted, are the classes."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+    if num_classes is not None:
+        if np.issubdtype(labels.dtype, np.floating):
+            bad = np.flatnonzero(labels != np.round(labels))
+            if bad.size:
+                raise ValueError(f"labels must be integers: labels[{bad[0]}] = {labels[bad[0]]}")
+        elif not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be integers 0..K-1 here, got dtype {labels.dtype}")
+        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+        if bad.size:
+            raise ValueError(
+                f"labels must lie in 0..{num_classes - 1} (K = {num_classes}): "
+                f"labels[{bad[0]}] = {labels[bad[0]]}"
+            )
+        return labels.astype(np.int32), num_classes, {"encoding": f"0..{num_classes - 1}"}
+    values, codes = np.unique(labels, return_inverse=True)
+    K = values.size
+    contiguous = np.issubdtype(values.dtype, np.integer) and np.array_equal(values, np.arange(K))
+    desc = {"encoding": f"0..{K - 1}" if contiguous else "relabelled"}
+    if not contiguous:
+        desc["values"] = f"{K} distinct values, {values[0]!s} .. {values[-1]!s}, class k = k-th"
+    return codes.astype(np.int32).reshape(-1), K, desc
+
+
+def _bucket(n: int) -> int:
+    """Batches are padded to a power of two (at least 64): few shapes, few compiles."""
+    return max(64, 1 << (n - 1).bit_length())
+
+
+@jax.jit
+def _nc4_batch(X, y, W, b, means):
+    """Per-class agreement counts of one padded batch (label K = padding)."""
+    agree = agreement(X.astype(means.dtype).T, W, b, means)
+    return jax.ops.segment_sum(agree, y, W.shape[0] + 1)[:-1]
+
+
+class Accumulator:
+    """Streaming class statistics of labelled feature rows, then every metric.
+
+        acc = Accumulator(num_classes=K, dim=d)
+        for X, y in batches:          # X (B, d) any float dtype, y (B,) in 0..K-1
+            acc.update(X, y)
+        out = acc.report(W, b, samples=lambda: batches)   # samples: NC4's second pass
+
+    Memory: K (d + 2) + d^2 float64 numbers, whatever the number of samples.
+    """
+
+    def __init__(self, num_classes: int, dim: int, *, drop_nonfinite: bool = False):
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be an int >= 1, got {dim!r}")
+        self.K, self.d = num_classes, dim
+        self.drop_nonfinite = drop_nonfinite
+        self.stats = _stats.empty(num_classes, dim)
+        self.rows = 0  # rows seen, dropped ones included
+        self.dropped = 0
+        self.dtypes: set[str] = set()
+
+    def _clean(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Validate one batch; drop (or reject) non-finite rows. Advances `rows`."""
+        X, y = np.asarray(X), np.asarray(y)
+        if X.ndim != 2 or X.shape[1] != self.d or y.shape != (X.shape[0],):
+            raise ValueError(
+                f"a batch must be rows X (B, {self.d}) with labels y (B,), got {X.shape} and "
+                f"{y.shape}"
+            )
+        bad = (y < 0) | (y >= self.K)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"row {self.rows + i}: label {y[i]} outside 0..{self.K - 1}")
+        self.dtypes.add(str(X.dtype))
+        finite = np.isfinite(X).all(axis=1)
+        if not finite.all():
+            if not self.drop_nonfinite:
+                i = int(np.flatnonzero(~finite)[0])
+                raise ValueError(
+                    f"row {self.rows + i} of the features is not finite (nan or inf); "
+                    "drop such rows with drop_nonfinite=True (ufm metrics --drop-nonfinite)"
+                )
+            self.dropped += int(np.sum(~finite))
+            X, y = X[finite], y[finite]
+        self.rows += finite.size
+        return X, y
+
+    def _padded(self, X: np.ndarray, y: np.ndarray, size: int) -> Iterator[tuple]:
+        for start in range(0, X.shape[0], size):
+            Xb, yb = X[start : start + size], y[start : start + size]
+            pad = _bucket(Xb.shape[0]) - Xb.shape[0]
+            if pad:
+                Xb = np.concatenate([Xb, np.zeros((pad, self.d), Xb.dtype)])
+                yb = np.concatenate([yb, np.full(pad, self.K, yb.dtype)])
+            yield Xb, yb.astype(np.int32)
+
+    def update(self, X: Any, y: Any, *, batch_size: int = 4096) -> None:
+        """Add rows X (B, d) with labels y (B,) in 0..K-1."""
+        X, y = self._clean(X, y)
+        for Xb, yb in self._padded(X, y, batch_size):
+            self.stats = _stats.update(self.stats, Xb, yb)
+
+    def report(
+        self,
+        W: Any = None,
+        b: Any = None,
+        *,
+        samples: Callable[[], Iterable[tuple[Any, Any]]] | None = None,
+        weighted_mean: bool = True,
+        pair_block: int | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Every metric of the rows seen so far (see `report` for the result's layout).
+
+        NC4 needs the samples again: `samples()` must yield the same (X, y) batches (rows
+        dropped as non-finite are dropped again). Without it NC4 is left out."""
+        counts = np.asarray(self.stats.counts)
+        alive = counts > 0
+        K = int(alive.sum())
+        if K < 2:
+            raise ValueError(f"at least 2 classes need samples, got {K}")
+        W_all, b = _classifier(W, b, self.K, self.d)
+        idx = np.flatnonzero(alive)
+        stats = _stats.ClassStats(
+            self.stats.counts[idx], self.stats.means[:, idx], self.stats.within,
+            self.stats.sq_dev[idx],
+        )  # fmt: skip
+        W_alive = None if W_all is None else W_all[idx]
+        block = pair_block or min(K, 1024)
+        tick = None if progress is None else (lambda i, n: progress("pairs", i, n))
+        pairs = _core.pair_statistics(
+            stats, W_alive, weighted_mean=weighted_mean, block=block, progress=tick
+        )
+        values = _metrics_jit(stats, W_alive, pairs=pairs, weighted_mean=weighted_mean)
+        if W_all is not None and samples is not None:
+            values |= self._nc4(samples, W_all, b, alive, progress)
+        values = {k: float(values[k]) for k in DEFINITIONS if k in values}
+        return {
+            "metrics": values,
+            "data": self._data(counts, alive),
+            "geometry": _geometry(values, K, self.d),
+            "notes": self._notes(counts, alive, values, W_all is not None, samples is not None),
+            "definitions": {k: DEFINITIONS[k] for k in values},
+        }
+
+    def _nc4(self, samples, W, b, alive, progress) -> dict[str, float]:
+        means = jnp.where(jnp.asarray(alive)[None, :], self.stats.means, jnp.nan)
+        hits = np.zeros(self.K)
+        size = max(16, min(4096, 2**22 // self.K))
+        rows, seen = 0, self.rows
+        self.rows = 0
+        for X, y in samples():
+            X, y = self._clean(X, y)
+            for Xb, yb in self._padded(X, y, size):
+                hits += np.asarray(_nc4_batch(Xb, yb, W, b, means))
+            rows += X.shape[0]
+            if progress is not None:
+                progress("nc4", self.rows, seen)
+        self.rows = seen
+        counts = np.asarray(self.stats.counts)
+        if rows != int(counts.sum()):
+            raise ValueError(f"samples() gave {rows} rows, the accumulated data {counts.sum():g}")
+        return {
+            "nc4": float(hits.sum() / rows),
+            "nc4_per_class": float(np.mean(hits[alive] / counts[alive])),
+        }
+
+    def _data(self, counts: np.ndarray, alive: np.ndarray) -> dict[str, Any]:
+        n = counts[alive]
+        return {
+            "N": int(counts.sum()),
+            "K": int(alive.sum()),
+            "d": self.d,
+            "classes_given": self.K,
+            "empty_classes": int((~alive).sum()),
+            "singleton_classes": int((n == 1).sum()),
+            "class_size_min": int(n.min()),
+            "class_size_max": int(n.max()),
+            "rows_read": self.rows,
+            "rows_dropped_nonfinite": self.dropped,
+            "input_dtype": ", ".join(sorted(self.dtypes)) or None,
+            "dtype": str(self.stats.means.dtype),
+        }
+
+    def _notes(self, counts, alive, values, has_W, has_samples) -> list[str]:
+        K, d = int(alive.sum()), self.d
+        notes = []
+        if (~alive).any():
+            empty = int((~alive).sum())
+            notes.append(
+                f"{empty} of {self.K} classes have no samples: left out of every metric "
+                f"(K = {K}); their classifier rows count only in nc4"
+            )
+        singletons = int((counts[alive] == 1).sum())
+        if singletons:
+            notes.append(
+                f"{singletons} classes have one sample: zero within-class variance; "
+                "cdnv_ddof1 is undefined (nan)"
+            )
+        if self.dropped:
+            notes.append(f"{self.dropped} rows with nan/inf features were dropped")
+        low = sorted(self.dtypes - {"float64"})
+        if low:
+            notes.append(f"input {', '.join(low)} was converted to {self.stats.means.dtype}")
+        if K > d + 1:
+            notes.append(
+                f"K = {K} > d + 1 = {d + 1}: no simplex ETF exists in d = {d}; see "
+                "geometry.nc2_floor and GNC2"
+            )
+        if has_W and not has_samples:
+            notes.append("nc4 needs a second pass over the samples: not computed")
+        if np.any(counts[alive] != counts[alive][0]):
+            notes.append("imbalanced classes: mu_G is sample-weighted; Sigma_W divides by N")
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            notes.append(
+                f"not finite: {', '.join(bad)} (coinciding or zero class means, "
+                "singletons under ddof 1, or overflow)"
+            )
+        return notes
+
+
+_metrics_jit = jax.jit(_core.metrics, static_argnames=("weighted_mean", "riesz_s"))
+
+
+def _classifier(W: Any, b: Any, K: int, d: int):
+    if W is None:
+        if b is not None:
+            raise ValueError("a bias was given without a classifier W")
+        return None, None
+    W = jnp.asarray(np.asarray(W, dtype=np.float64))
+    if W.shape != (K, d):
+        raise ValueError(f"the classifier W must have shape (K, d) = ({K}, {d}), got {W.shape}")
+    if not bool(jnp.all(jnp.isfinite(W))):
+        raise ValueError("the classifier W holds nan or inf")
+    if b is not None:
+        b = jnp.asarray(np.asarray(b, dtype=np.float64))
+        if b.shape != (K,):
+            raise ValueError(f"the bias b must have shape (K,) = ({K},), got {b.shape}")
+    return W, b
+
+
+def _geometry(values: dict[str, float], K: int, d: int) -> dict[str, Any]:
+    """The class-mean geometry against the nearest simplex ETF and orthogonal frame.
+
+    A Gram G of rank <= d with ||G||_F = 1 has <G, P_K> <= sum of its eigenvalues
+    <= sqrt(d), so its distance to P_K/sqrt(K-1) is at least sqrt(2 - 2 sqrt(d/(K-1))),
+    reached by any K points whose centred Gram is a multiple of a rank-d projector inside
+    range(P_K) (e.g. the regular K-gon for d = 2); the same with I_K for the OF.
+    """
+    etf_floor = math.sqrt(2 - 2 * math.sqrt(d / (K - 1))) if d < K - 1 else 0.0
+    of_floor = math.sqrt(2 - 2 * math.sqrt(d / K)) if d < K else 0.0
+    cos_max = values["nc2_cos_max"]
+    angle = math.nan
+    if math.isfinite(cos_max):
+        angle = math.degrees(math.acos(min(1.0, max(-1.0, cos_max))))
+    return {
+        "etf_exists": d >= K - 1,
+        "nc2": values["nc2"],
+        "nc2_floor": etf_floor,
+        "of_exists": d >= K,
+        "nc2_of": values["nc2_of"],
+        "nc2_of_floor": of_floor,
+        "nearest": "simplex_etf" if values["nc2"] <= values["nc2_of"] else "orthogonal_frame",
+        "cos_mean": values["nc2_cos_mean"],
+        "cos_etf": -1 / (K - 1),
+        "min_angle_deg": angle,
+        "min_angle_etf_deg": math.degrees(math.acos(-1 / (K - 1))),
+        "gnc2_log_mean": values["gnc2_log_mean"],
+        "gnc2_log_mean_etf": -0.5 * math.log(2 * K / (K - 1)),
+    }
+
+
+def report(
+    H: Any,
+    labels: Any,
+    W: Any = None,
+    b: Any = None,
+    *,
+    layout: str | None = None,
+    num_classes: int | None = None,
+    weighted_mean: bool = True,
+    drop_nonfinite: bool = False,
+    batch_size: int = 4096,
+    pair_block: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Every NC metric of features H with `labels`, optionally against a classifier W, b.
+
+    H: (d, N) samples as columns (ufm's convention) or (N, d) rows as networks save them;
+    `layout` says which, or None infers it from len(labels). Any array with slicing works,
+    a `np.load(..., mmap_mode="r")` memmap included: it is read `batch_size` rows at a time.
+    labels: N values of any kind; with W (K, d) or `num_classes` they must be integers in
+    0..K-1 and classes without samples are reported as empty.
+
+    Returns {"metrics": {name: float}, "data": {...}, "geometry": {...}, "notes": [...],
+    "definitions": {name: formula and source}}. Metric names match `summary` (nc1 is the
+    pinv form, nc2 the ETF Gram error, nc3 the self-duality, nc4 the agreement) plus every
+    variant (`DEFINITIONS`). `progress(stage, done, total)` is called as the work advances.
+    """
+    labels = np.asarray(labels)
+    rows = _rows_of(H, labels.shape[0] if labels.ndim == 1 else -1, layout)
+    if W is not None:
+        K_W = np.shape(W)[0]
+        if num_classes is not None and num_classes != K_W:
+            raise ValueError(f"num_classes = {num_classes} but W has {K_W} rows")
+        num_classes = K_W
+    codes, K, label_desc = encode_labels(labels, num_classes)
+    N, d = rows.shape
+    acc = Accumulator(K, d, drop_nonfinite=drop_nonfinite)
+
+    def batches() -> Iterator[tuple[Any, np.ndarray]]:
+        for start in range(0, N, batch_size):
+            yield rows[start : start + batch_size], codes[start : start + batch_size]
+            if progress is not None:
+                progress("classes", min(start + batch_size, N), N)
+
+    for X, y in batches():
+        acc.update(X, y, batch_size=batch_size)
+    out = acc.report(
+        W, b, samples=batches, weighted_mean=weighted_mean, pair_block=pair_block,
+        progress=progress,
+    )  # fmt: skip
+    out["data"]["labels"] = label_desc
+    return out
