@@ -159,8 +159,9 @@ class Accumulator:
         self.dropped = 0
         self.dtypes: set[str] = set()
 
-    def _clean(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Validate one batch; drop (or reject) non-finite rows. Advances `rows`."""
+    def _clean(self, X: Any, y: Any, count: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Validate one batch; drop (or reject) non-finite rows. Advances `rows`, and
+        with `count` the tallies of dtypes and dropped rows (not on NC4's second pass)."""
         X, y = np.asarray(X), np.asarray(y)
         if X.ndim != 2 or X.shape[1] != self.d or y.shape != (X.shape[0],):
             raise ValueError(
@@ -171,7 +172,8 @@ class Accumulator:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(f"row {self.rows + i}: label {y[i]} outside 0..{self.K - 1}")
-        self.dtypes.add(str(X.dtype))
+        if count:
+            self.dtypes.add(str(X.dtype))
         finite = np.isfinite(X).all(axis=1)
         if not finite.all():
             if not self.drop_nonfinite:
@@ -180,14 +182,16 @@ class Accumulator:
                     f"row {self.rows + i} of the features is not finite (nan or inf); "
                     "drop such rows with drop_nonfinite=True (ufm metrics --drop-nonfinite)"
                 )
-            self.dropped += int(np.sum(~finite))
+            self.dropped += int(np.sum(~finite)) if count else 0
             X, y = X[finite], y[finite]
         self.rows += finite.size
         return X, y
 
     def _padded(self, X: np.ndarray, y: np.ndarray, size: int) -> Iterator[tuple]:
         for start in range(0, X.shape[0], size):
-            Xb, yb = X[start : start + size], y[start : start + size]
+            # cast here, not in the compiled update: one compile for every input dtype
+            Xb = np.asarray(X[start : start + size], dtype=self.stats.means.dtype)
+            yb = y[start : start + size]
             pad = _bucket(Xb.shape[0]) - Xb.shape[0]
             if pad:
                 Xb = np.concatenate([Xb, np.zeros((pad, self.d), Xb.dtype)])
@@ -250,7 +254,7 @@ class Accumulator:
         rows, seen = 0, self.rows
         self.rows = 0
         for X, y in samples():
-            X, y = self._clean(X, y)
+            X, y = self._clean(X, y, count=False)
             for Xb, yb in self._padded(X, y, size):
                 hits += np.asarray(_nc4_batch(Xb, yb, W, b, means))
             rows += X.shape[0]
@@ -406,6 +410,8 @@ def report(
             raise ValueError(f"num_classes = {num_classes} but W has {K_W} rows")
         num_classes = K_W
     codes, K, label_desc = encode_labels(labels, num_classes)
+    if K < 2:
+        raise ValueError(f"labels: at least 2 classes are needed, the labels hold {K}")
     N, d = rows.shape
     acc = Accumulator(K, d, drop_nonfinite=drop_nonfinite)
 
