@@ -202,6 +202,9 @@ class Accumulator:
         """Add rows X (B, d) with labels y (B,) in 0..K-1."""
         X, y = self._clean(X, y)
         for Xb, yb in self._padded(X, y, batch_size):
+            # one update in flight: the next batch is read and cast while this one runs, and
+            # the queue of dispatched updates (each holding its batch) cannot grow
+            jax.block_until_ready(self.stats)
             self.stats = _stats.update(self.stats, Xb, yb)
 
     def report(
@@ -418,11 +421,11 @@ def report(
     def batches() -> Iterator[tuple[Any, np.ndarray]]:
         for start in range(0, N, batch_size):
             yield rows[start : start + batch_size], codes[start : start + batch_size]
-            if progress is not None:
-                progress("classes", min(start + batch_size, N), N)
 
     for X, y in batches():
         acc.update(X, y, batch_size=batch_size)
+        if progress is not None:
+            progress("classes", acc.rows, N)
     out = acc.report(
         W, b, samples=batches, weighted_mean=weighted_mean, pair_block=pair_block,
         progress=progress,
