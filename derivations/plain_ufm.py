@@ -64,6 +64,31 @@ The argument, step by step:
    K = 4 with symbolic n_k.  For balanced data all three have lambda_max = n, and
    n <= N^2 lambda_W lambda_H is c^2 >= 1, i.e. c >= 1.
 
+10. Width below the rank (d < the number of target directions that would be on).  Step 1
+   needs d >= rank Z, so with collapsed features the problem is
+   min_{rank Z <= d} (1/(2N))||Z - T||^2 + mu ||Z||_*.  For Z with singular values
+   z_1 >= ... >= z_d >= 0, von Neumann's trace inequality <Z, T> <= sum_i z_i sigma_i
+   (sigma_1 >= sigma_2 >= ... those of T) holds with equality when Z shares T's singular
+   vectors, and ||Z||_F, ||Z||_* depend on the z_i only, so the problem separates:
+   min over z_1 >= ... >= z_d >= 0 of sum_{i <= d} [(z_i - sigma_i)^2/(2N) + mu z_i]
+   + sum_{i > d} sigma_i^2/(2N).  The per-direction minimizer of step 5,
+   z*(sigma) = max(0, sigma - N mu), is nondecreasing in sigma (slope 1 on the interior
+   branch), so it already satisfies the ordering constraint.  The gain of keeping a
+   direction, sigma^2/(2N) - min_z(...) = (sigma - N mu)^2/(2N) for sigma > N mu (0 below),
+   grows with sigma: gain(sigma_a) - gain(sigma_b) = (sigma_a - sigma_b)(sigma_a + sigma_b -
+   2 N mu)/(2N) > 0 for sigma_a > sigma_b > N mu.  Hence the optimum keeps the d largest
+   singular values of T and the others take their zero-branch value.  If the cut falls
+   between equal singular values, any orthonormal choice inside their singular space is
+   optimal: the minimizer is not unique beyond rotations, only the singular values of Z
+   (and everything unitarily invariant) are.
+11. Consequences.  Balanced, bias-free, d < K, c < 1: f* = (d/K)(c - c^2/2) + (K - d)/(2K);
+   Zbar = (1 - c) Pi with Pi any rank-d orthogonal projection of R^K, so W Hbar has d
+   singular values 1 - c; by step 1 Hbar^T Hbar = rho Pi and Hbar Hbar^T = rho I_d (the
+   class means are a tight frame of R^d, generally not equal-norm), rho as in step 6.  With
+   an unregularized bias (d < K - 1): f* = (d/K)(c - c^2/2) + (K - 1 - d)/(2K), Pi inside
+   the range of P_K.  Imbalanced, bias-free: the d classes with the largest n_k are kept
+   (when alive), the others cost n_k/(2N) each ("minority collapse by dimension").
+
 ``derive()`` returns the named results; balanced ones are in K, n, lambda_W, lambda_H (N = K n
 substituted), the imbalanced per-class ones in n_k, N, lambda_W, lambda_H.  Run
 ``python -m derivations.plain_ufm`` to print them and the worked examples of plain_ufm.md
@@ -91,6 +116,8 @@ sigma = sp.Symbol("sigma", positive=True)  # a singular value of the MSE target
 m = sp.Symbol("m", positive=True)  # K - 1, for sign arguments
 c_ = sp.Symbol("c", positive=True)  # K sqrt(n lambda_W lambda_H), the balanced constant
 n_vec = sp.symbols("n_1:5", positive=True)  # class counts of the K = 4 threshold check
+d = sp.Symbol("d", positive=True)  # feature dimension, below the number of directions on
+sigma_b = sp.Symbol("sigma_b", positive=True)  # a second singular value, sigma_b < sigma
 
 MU = sp.sqrt(lam_W * lam_H)
 S = sp.sqrt(n * lam_W * lam_H)
@@ -286,6 +313,45 @@ def _mse(fac: dict[str, sp.Expr], per: dict[str, sp.Expr]) -> dict[str, sp.Expr]
     }
 
 
+def _narrow(
+    fac: dict[str, sp.Expr], per: dict[str, sp.Expr], mse: dict[str, sp.Expr]
+) -> dict[str, sp.Expr]:
+    """Steps 10-11: width d below the number of switched-on directions."""
+    # step 10: the per-direction minimizer is monotone, and the gain of keeping grows
+    assert sp.diff(per["z"], sigma) == 1
+    gain = sp.factor(per["dead"] - per["alive"])
+    assert _is_zero(gain - (sigma - N * mu) ** 2 / (2 * N))
+    exchange = sp.factor(gain - gain.subs(sigma, sigma_b))
+    assert _is_zero(exchange - (sigma - sigma_b) * (sigma + sigma_b - 2 * N * mu) / (2 * N))
+    # positive for sigma > sigma_b > N mu: write sigma_b = N mu + t, sigma = sigma_b + u
+    t, u = sp.symbols("t u", positive=True)
+    assert sp.expand(exchange.subs(sigma, N * mu + t + u).subs(sigma_b, N * mu + t)).is_positive
+    # step 11, balanced: d directions sigma = sqrt(n) alive, the rest of the K (or K - 1) dead
+    sub_c = {mu: c_ / (K * sp.sqrt(n)), N: K * n}
+    c = K * S
+    alive = sp.factor(per["alive"].subs(sigma, sp.sqrt(n)).subs(sub_c)).subs(c_, c)
+    dead = sp.simplify(per["dead"].subs(sigma, sp.sqrt(n)).subs(BALANCED))
+    f = sp.simplify(d * alive + (K - d) * dead)
+    f_bias = sp.simplify(d * alive + (K - 1 - d) * dead)
+    assert _is_zero(f - (d / K * (c - c**2 / 2) + (K - d) / (2 * K)))
+    assert _is_zero(f_bias - (d / K * (c - c**2 / 2) + (K - 1 - d) / (2 * K)))
+    assert _is_zero(f.subs(d, K) - mse["mse_loss_collapsed"])  # d = K: no cut
+    assert _is_zero(f_bias.subs(d, K - 1) - mse["mse_bias_loss_collapsed"])
+    z_kept = per["z"].subs(sigma, sp.sqrt(n)).subs(sub_c)  # each kept singular value of Z
+    sv = sp.factor(z_kept / sp.sqrt(n)).subs(c_, c)
+    assert _is_zero(sv - (1 - c))  # the class-mean logits' nonzero singular values
+    # Hbar^T Hbar = sqrt(lambda_W/lambda_H) z Pi / n: the tight-frame scale is step 6's rho
+    rho = sp.factor(fac["h2"].subs(z, z_kept) / n, c_).subs(c_, c)
+    assert _is_zero(rho - mse["mse_rho"])
+    return {
+        "mse_narrow_gain": gain.subs(mu, MU),
+        "mse_narrow_loss_collapsed": f,
+        "mse_bias_narrow_loss_collapsed": f_bias,
+        "mse_narrow_logit_sv": sv,
+        "mse_narrow_frame_scale": rho,  # Hbar Hbar^T = rho I_d
+    }
+
+
 def _zero_thresholds() -> None:
     """Step 9: certificates at Z = 0 for K = 4, and their balanced reduction to c >= 1."""
     k = len(n_vec)
@@ -318,7 +384,8 @@ def derive() -> dict[str, sp.Expr]:
     fac = _factorization()
     per = _mse_direction()
     _zero_thresholds()
-    return {**_ce(fac), **_mse(fac, per)}
+    mse = _mse(fac, per)
+    return {**_ce(fac), **mse, **_narrow(fac, per, mse)}
 
 
 # plain_ufm.md section 8 (the notes' numbers)

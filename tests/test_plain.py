@@ -11,7 +11,9 @@ from helpers import IMB, SOLVER_CASES, plain
 
 import ufm
 from derivations import plain_ufm as dv
+from ufm.check import found_quantities, found_regime
 from ufm.models import plain as cf
+from ufm.theory import spectral_mse
 
 GRID = [
     (K, n, lw, lh)
@@ -323,3 +325,156 @@ def test_problem_is_a_pytree_with_array_hyperparameters():
     leaves = jax.tree.leaves(problem)
     assert len(leaves) == 3 and all(isinstance(x, jax.Array) for x in leaves)
     assert eqx.tree_equal(problem, ufm.make("plain", **problem.hyperparameters()))
+
+
+# --- MSE with d below the number of label directions (derivations/plain_ufm.py 10-11) ------
+NARROW_IMB = (8, 8, 8, 3, 2)  # N = 29: class k alive at any width iff n_k > 841 lW lH
+
+
+def test_narrow_mse_losses_match_derivation(derived):
+    args = (dv.K, dv.n, dv.d, dv.lam_W, dv.lam_H)
+    no_bias = lambdified(derived["mse_narrow_loss_collapsed"], *args)
+    bias = lambdified(derived["mse_bias_narrow_loss_collapsed"], *args)
+    sv = lambdified(derived["mse_narrow_logit_sv"], dv.K, dv.n, dv.lam_W, dv.lam_H)
+    checked = 0
+    for K, n, lw, lh in GRID:
+        if K < 4 or cf.threshold(K, n, lw, lh) >= 1:
+            continue  # interior branch, and room for d < K - 1
+        for d in range(1, K - 1):
+            np.testing.assert_allclose(
+                cf.mse_min_loss(K, n, lw, lh, False, d), no_bias(K, n, d, lw, lh), rtol=1e-13
+            )
+            np.testing.assert_allclose(
+                cf.mse_min_loss(K, n, lw, lh, True, d), bias(K, n, d, lw, lh), rtol=1e-13
+            )
+            checked += 1
+        # and the package's spectral route (ufm.theory) for one width
+        for has_bias in (False, True):
+            problem = ufm.make(
+                "plain", loss="mse", K=K, n=n, d=2, bias=has_bias, lambda_W=lw, lambda_H=lh
+            )
+            th = ufm.theory(problem)
+            assert (th.regime, th.geometry) == ("collapsed", "tight_frame")
+            expect = (bias if has_bias else no_bias)(K, n, 2, lw, lh)
+            assert th.loss == pytest.approx(expect, rel=1e-13)
+            np.testing.assert_allclose(
+                th.quantities["logits_sv"], [sv(K, n, lw, lh)] * 2 + [0] * (K - 2), atol=1e-13
+            )
+    assert checked > 20
+    # beyond the zero threshold the width changes nothing: r directions at 1/(2K) each
+    assert cf.mse_min_loss(4, 5, 0.2, 0.2, False, 2) == pytest.approx(0.5, abs=1e-15)
+    assert cf.mse_min_loss(4, 5, 0.2, 0.2, True, 2) == pytest.approx(3 / 8, abs=1e-15)
+
+
+def test_narrow_imbalanced_keeps_the_largest_classes(derived):
+    """Bias-free: the gain (sqrt(n_k) - N mu)^2/(2N) of keeping a class grows with n_k, so the
+    d largest are kept; the package's loss is the derivation's per-class sum."""
+    args = (dv.n_k, dv.N, dv.lam_W, dv.lam_H)
+    alive = lambdified(derived["gof_class_loss_alive"], *args)
+    dead = lambdified(derived["gof_class_loss_dead"], *args)
+    gain = lambdified(derived["mse_narrow_gain"], dv.sigma, *args[1:])
+    n = np.array(NARROW_IMB, float)
+    N = n.sum()
+    for lam, d, off in [(5e-3, 3, [3, 4]), (5e-3, 4, [4]), (0.055, 3, [3, 4]), (0.07, 3, [3, 4])]:
+        on = n > N**2 * lam * lam
+        g = np.where(on, gain(np.sqrt(n), N, lam, lam), 0.0)
+        kept = np.argsort(-g, kind="stable")[:d]
+        assert sorted(set(range(5)) - set(kept)) == off
+        keep = np.isin(np.arange(5), kept) & on
+        expect = np.sum(np.where(keep, alive(n, N, lam, lam), dead(n, N, lam, lam)))
+        problem = ufm.make("plain", loss="mse", K=5, n=NARROW_IMB, d=d, lambda_W=lam, lambda_H=lam)
+        th = ufm.theory(problem)
+        assert th.loss == pytest.approx(expect, rel=1e-13)
+        own = np.diag(th.quantities["logits"])
+        np.testing.assert_array_equal(own == 0, ~keep)
+        np.testing.assert_allclose(own[keep], cf.gof_own_logit(n, N, lam, lam)[keep], rtol=1e-13)
+        # rank d when the width binds (regime read off the rank, as check.found_regime does)
+        assert th.geometry == "general_orthogonal_frame"
+        assert th.regime == ("collapsed" if on.sum() >= d else "minority_collapse")
+
+
+@pytest.mark.parametrize(
+    "hyper",
+    [
+        plain("mse", d=3, lambda_W=0.05, lambda_H=0.01),
+        plain("mse", K=6, n=4, d=3, bias=True, lambda_W=0.01, lambda_H=0.01),
+        plain("mse", K=5, n=NARROW_IMB, d=3, lambda_W=5e-3, lambda_H=5e-3),
+        plain("mse", K=5, n=(8, 8, 3, 3, 2), d=3, lambda_W=5e-3, lambda_H=5e-3),
+        plain("mse", K=5, n=NARROW_IMB, d=3, bias=True, lambda_W=5e-3, lambda_H=5e-3),
+    ],
+    ids=["balanced", "free-bias", "imbalanced", "imbalanced-tie", "imbalanced-free-bias"],
+)
+def test_narrow_closed_form_minimizer(hyper):
+    """The realized minimizer attains theory.loss and is stationary; non-unique predictions
+    carry only invariant quantities; balanced class means form a tight frame of R^d."""
+    problem = ufm.make("plain", **hyper)
+    th = ufm.theory(problem)
+    params = {k: jnp.asarray(v) for k, v in th.params.items()}
+    assert float(problem.loss(params)) == pytest.approx(th.loss, rel=1e-12)
+    grad = jax.grad(problem.loss)(params)
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grad)) < 1e-10
+    tie = "not determined" in th.reason
+    assert tie == (set(th.quantities) <= {"logits_sv", "b"})
+    assert tie == (problem.balanced or hyper["n"] == (8, 8, 3, 3, 2))
+    if problem.balanced:
+        Hbar = th.params["H"][:, :: problem.counts[0]]  # one column per class
+        c = cf.threshold(problem.K, problem.counts[0], hyper["lambda_W"], hyper["lambda_H"])
+        rho = cf.mse_rho(problem.K, problem.counts[0], hyper["lambda_W"], hyper["lambda_H"])
+        np.testing.assert_allclose(Hbar @ Hbar.T, rho * np.eye(3), atol=1e-12)
+        np.testing.assert_allclose(th.quantities["logits_sv"][:3], 1 - c, rtol=1e-12)
+
+
+NARROW_SOLVER_CASES = [
+    pytest.param(plain("mse", K=6, n=4, d=3, lambda_W=0.01, lambda_H=0.01), id="balanced"),
+    pytest.param(
+        plain("mse", K=6, n=4, d=3, lambda_W=0.15, lambda_H=0.15), id="balanced-zero"
+    ),  # c = 1.8
+    pytest.param(
+        plain("mse", K=6, n=4, d=3, bias=True, lambda_W=0.01, lambda_H=0.01),
+        id="free-bias",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(  # the quick verify claim mse-narrow-imbalanced solves this point too
+        plain("mse", K=5, n=NARROW_IMB, d=3, lambda_W=5e-3, lambda_H=5e-3),
+        id="imbalanced",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(  # 841 lam^2 = 2.54: class 4 off by the threshold, class 3 by the width
+        plain("mse", K=5, n=NARROW_IMB, d=3, lambda_W=0.055, lambda_H=0.055),
+        id="imbalanced-threshold",
+    ),
+    pytest.param(  # 841 lam^2 = 4.1: only the three classes of 8 alive, the width is slack
+        plain("mse", K=5, n=NARROW_IMB, d=3, lambda_W=0.07, lambda_H=0.07),
+        id="imbalanced-width-slack",
+    ),
+    pytest.param(
+        plain("mse", K=5, n=(8, 8, 3, 3, 2), d=3, lambda_W=5e-3, lambda_H=5e-3),
+        id="imbalanced-tie",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        plain("mse", K=5, n=NARROW_IMB, d=3, bias=True, lambda_W=5e-3, lambda_H=5e-3),
+        id="imbalanced-free-bias",
+        marks=pytest.mark.slow,
+    ),
+]
+
+
+@pytest.mark.parametrize("hyper", NARROW_SOLVER_CASES)
+def test_narrow_solver_reaches_closed_form(hyper):
+    """The solver finds the truncated closed form, every restart the same value. The convex
+    certificate ||grad_Z L||_op <= mu fails exactly on the directions the width cuts: the
+    logit gradient has one singular value sigma_i/N > mu per cut direction."""
+    problem = ufm.make("plain", **hyper)
+    sol = ufm.solve(problem, restarts=3)
+    assert sol.converged, sol.status
+    assert sol.loss_spread <= 1e-12  # benign: every restart reaches the same value
+    th = ufm.theory(problem)
+    report = ufm.check(problem, sol)
+    assert report.verdict == "agrees", report.reason
+    assert found_regime(problem, found_quantities(problem, sol.params)) == th.regime
+    mu = np.sqrt(float(problem.lambda_W * problem.lambda_H))
+    G = np.asarray(logit_gradient(problem, sol.params))
+    above = int(np.sum(np.linalg.svd(G, compute_uv=False) > mu * (1 + 1e-6)))
+    counts = np.array(problem.counts)
+    assert above == spectral_mse(counts, mu, 1, problem.bias, width=problem.d).cut

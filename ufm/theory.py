@@ -5,12 +5,13 @@ Everything here is numpy in float64, whatever jax's x64 flag says: predictions a
 """
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.optimize
 
 RANK_RTOL = 1e-12  # singular values below this fraction of the largest are round-off
+TIE_RTOL = 1e-9  # singular values of the labels this close count as equal (eigh: ~1e-15)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,14 +20,19 @@ class Theory:
 
     regime: ``collapsed``, ``minority_collapse``, ``zero`` or ``not_applicable``.
     geometry: ``simplex_etf``, ``orthogonal_frame``, ``general_orthogonal_frame``,
-        ``general_frame``, ``zero``, or None when not applicable.
+        ``general_frame``, ``tight_frame`` (K > d class means spanning R^d with
+        Hbar Hbar^T proportional to I_d, any such frame: not unique), ``zero``, or None when
+        not applicable.
     loss: the predicted global minimum of the problem's loss (None when not applicable).
     reason: the branch taken, or why the theory does not apply.
     source: paper, theorem and derivation file.
     quantities: named predictions that do not depend on the rotation symmetry
         (Gram matrices ``W_gram`` = W W^T and ``Hbar_gram`` = Hbar^T Hbar, class-mean
         logits ``logits`` = W Hbar, bias ``b`` (``b_centred`` = b - mean(b) where only b up
-        to a constant is determined), squared norms ``w_norm2``, ``hbar_norm2``).
+        to a constant is determined), squared norms ``w_norm2``, ``hbar_norm2``). Where the
+        minimizer is not unique beyond rotations (which classes share a narrow width), only
+        quantities common to all minimizers are given, e.g. ``logits_sv``, the singular
+        values of W Hbar.
     params: one global minimizer realized in the problem's dimensions, or None.
     layers: for deep models, one dict per layer m = 1..M of predictions that the layer's
         factors and features must match: ``W_sv`` (singular values of W_m), ``W_norm2``,
@@ -161,7 +167,19 @@ def _own_fraction(gamma: float, depth: int) -> float:
     return a if g < 1 else 0.0
 
 
-def spectral_mse(counts: np.ndarray, mu: float, depth: int, bias: bool):
+class SpectralMSE(NamedTuple):
+    """What `spectral_mse` returns."""
+
+    logits: np.ndarray  # class-mean logits Zbar (K, K), one realization
+    loss: float  # the minimum
+    active: int  # directions kept and switched on
+    nonzero: int  # nonzero singular values of the target
+    b: np.ndarray | None  # the bias, or None without one
+    cut: int = 0  # directions on at any width but switched off because width < their number
+    tie: bool = False  # the width cuts through equal singular values: Zbar is not unique
+
+
+def spectral_mse(counts: np.ndarray, mu: float, depth: int, bias: bool, width: int | None = None):
     """MSE class-mean logits, minimum and active directions (deep_linear.md §1, §4).
 
     Without bias the target is Y: one direction per class, s_k = sqrt(n_k), aligned with
@@ -169,20 +187,49 @@ def spectral_mse(counts: np.ndarray, mu: float, depth: int, bias: bool):
     labels Y_c, Y_c Y_c^T = D - n n^T/N = U S^2 U^T, and Z = A Y_c with
     A = sum_i a_i u_i u_i^T, so Zbar = A (I - n 1^T/N). Each direction's own fraction a_i
     and value come from `direction_minimizer`.
-    Returns (logits, loss, active, nonzero, b or None).
+
+    `width` (depth 1 only; the feature dimension d): Z = W H has rank <= d, so at most d
+    directions can be on. By von Neumann's trace inequality the rank-constrained optimum
+    keeps the d largest singular values of the target (the gain of keeping a direction,
+    (s - N mu)^2/(2N), grows with s) and the others take their zero-branch value s^2/(2N)
+    (team derivation; derivations/plain_ufm.py steps 10-11). Where the cut falls between
+    equal singular values (balanced classes, or tied counts) any unit vector of their
+    singular space may be kept: the realization here keeps the first in a stable order, and
+    ``tie`` says that only rotation- and choice-invariant quantities are determined.
     """
     n = counts.astype(float)
     N = n.sum()
     K = n.size
+    if width is not None and depth != 1:
+        raise ValueError("spectral_mse: width is derived for depth 1 only")
     if not bias:
-        a, value = direction_minimizer(np.sqrt(n), int(N), mu, depth)
-        return np.diag(a), float(value.sum()), int(np.sum(a > 0)), K, None
-    evals, U = np.linalg.eigh(np.diag(n) - np.outer(n, n) / N)
-    nonzero = evals > 1e-12 * evals.max()  # D - n n^T/N always has the null vector 1
-    s = np.where(nonzero, np.sqrt(np.clip(evals, 0, None)), 0.0)
+        U, s, nonzero = np.eye(K), np.sqrt(n), K
+    else:
+        evals, U = np.linalg.eigh(np.diag(n) - np.outer(n, n) / N)
+        on = evals > 1e-12 * evals.max()  # D - n n^T/N always has the null vector 1
+        s, nonzero = np.where(on, np.sqrt(np.clip(evals, 0, None)), 0.0), int(np.sum(on))
     a, value = direction_minimizer(s, int(N), mu, depth)
-    logits = (U * a) @ U.T @ (np.eye(K) - np.outer(n, np.ones(K)) / N)
-    return logits, float(value.sum()), int(np.sum(a > 0)), int(np.sum(nonzero)), n / N
+    keep, cut, tie = _widest(s, a, width)
+    a = np.where(keep, a, 0.0)
+    value = np.where(keep, value, s**2 / (2 * N))
+    A = (U * a) @ U.T
+    b = None
+    if bias:
+        A, b = A @ (np.eye(K) - np.outer(n, np.ones(K)) / N), n / N
+    return SpectralMSE(A, float(value.sum()), int(np.sum(a > 0)), nonzero, b, cut, tie)
+
+
+def _widest(s: np.ndarray, a: np.ndarray, width: int | None) -> tuple[np.ndarray, int, bool]:
+    """(kept directions, how many switched-on ones the width cuts, whether the cut falls
+    between equal singular values). The on directions are the largest s (a is monotone)."""
+    on = int(np.sum(a > 0))
+    if width is None or on <= width:
+        return np.ones(s.size, bool), 0, False
+    order = np.argsort(-s, kind="stable")
+    keep = np.zeros(s.size, bool)
+    keep[order[:width]] = True
+    tie = bool(np.isclose(s[order[width - 1]], s[order[width]], rtol=TIE_RTOL, atol=0.0))
+    return keep, on - width, tie
 
 
 def _drop_roundoff(S: np.ndarray) -> np.ndarray:

@@ -8,7 +8,10 @@ every claim gets its expected verdict. Later models add their claims to `CATALOG
 
 Sources: Zhu et al. 2021 (arXiv 2105.02375) Thm 3.1; Tirer & Bruna 2022 (arXiv 2202.08087)
 Thms 3.1-3.2; Dang et al. 2023 (arXiv 2301.00437), M = 1; zero-solution certificate of
-../shared/theory/plain_ufm.md §5, §7 (team derivation, re-derived in derivations/).
+../shared/theory/plain_ufm.md §5, §7 (team derivation, re-derived in derivations/); MSE with
+d below the number of label directions (derivations/plain_ufm.py steps 10-11); CE with
+K > d + 1 against spherical codes (verify_codes.py: Jiang et al. 2023, arXiv 2310.05351;
+Alcala et al. 2026, arXiv 2603.20587; confirmed or refuted, not ``agrees``: no closed form).
 Provenance: the papers' main statements were checked against their abstracts; theorem
 numbers are as recalled in the theory notes ([R]). Every closed form is re-derived in
 derivations/plain_ufm.py and confirmed here by the numerics, which is what a verdict rests on.
@@ -27,10 +30,11 @@ import optax
 from .check import check, found_quantities
 from .models import deep_linear, make
 from .solve import solve
+from .verify_codes import PROCEDURES as CODE_PROCEDURES
 from .verify_mixup import PROCEDURES as MIXUP_PROCEDURES
 from .verify_vicinity import PROCEDURES as VICINITY_PROCEDURES
 
-PROCEDURES = VICINITY_PROCEDURES | MIXUP_PROCEDURES
+PROCEDURES = VICINITY_PROCEDURES | MIXUP_PROCEDURES | CODE_PROCEDURES
 
 ETF_RTOL = 1e-9  # a loss this far (relative) below the best ETF refutes ETF optimality
 
@@ -40,6 +44,7 @@ TB32 = "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.2"
 DANG = "Dang et al. 2023, arXiv 2301.00437, M=1 (imbalanced MSE)"
 ZERO = "zero-solution certificate, plain_ufm.md §5 [D, V]"
 TEAM = "plain_ufm.md §4 [D, V]; its spectrum is that of Liu 2024, arXiv 2411.17278 (abstract)"
+NARROW = "team derivation [D, V]: rank-d nuclear-norm problem; derivations/plain_ufm.py 10-11"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,13 +196,71 @@ PLAIN_CLAIMS: tuple[Claim, ...] = (
         _plain("mse", bias=True, lambda_W=0.12, lambda_H=0.12),
         quick=True,
     ),
+    # --- MSE, d below the number of label directions: the d largest are kept -----------------
     Claim(
-        "mse-narrow-not-applicable",
-        TB31,
-        "MSE, no bias, d = 3 < K: the orthogonal frame does not fit; ufm must not predict",
+        "mse-narrow-tight-frame",
+        NARROW,
+        "MSE, no bias, d = 3 < K = 4: the loss is 3/4 (c - c^2/2) + 1/8 = 0.26 and W Hbar has "
+        "3 singular values 1 - c = 0.8; which 3-dim subspace is free (a tight frame)",
         "plain",
         _plain("mse", d=3, lambda_W=0.05, lambda_H=0.01),
-        expect="inconclusive",
+    ),
+    Claim(
+        "mse-narrow-K6-d3",
+        NARROW,
+        "MSE, no bias, K=6, n=4, d=3 (c = 0.12): loss (d/K)(c - c^2/2) + (K-d)/(2K) = 0.3064, "
+        "W Hbar has d singular values 1 - c = 0.88",
+        "plain",
+        {"loss": "mse", "K": 6, "n": 4, "d": 3, "lambda_W": 0.01, "lambda_H": 0.01},
+    ),
+    Claim(
+        "mse-narrow-free-bias-K6-d3",
+        NARROW,
+        "MSE, unregularized bias, K=6, n=4, d=3 < K-1: loss (d/K)(c - c^2/2) + (K-1-d)/(2K) = "
+        "0.22307, b = 1/K, d singular values 1 - c",
+        "plain",
+        {"loss": "mse", "K": 6, "n": 4, "d": 3, "bias": True, "lambda_W": 0.01, "lambda_H": 0.01},
+    ),
+    Claim(
+        "mse-narrow-imbalanced",
+        NARROW,
+        "MSE, no bias, n = (8,8,8,3,2), d = 3: the three largest classes keep their GOF values, "
+        "classes 3 and 4 are off by the width although alive at any width (N^2 lW lH = 0.02)",
+        "plain",
+        {"loss": "mse", "K": 5, "n": (8, 8, 8, 3, 2), "d": 3, "lambda_W": 5e-3, "lambda_H": 5e-3},
+        quick=True,
+    ),
+    Claim(
+        "mse-narrow-imbalanced-threshold",
+        NARROW,
+        "MSE, no bias, n = (8,8,8,3,2), d = 3, N^2 lW lH = 2.54: class 4 off by the threshold, "
+        "class 3 (alive at any width) off by the width",
+        "plain",
+        {"loss": "mse", "K": 5, "n": (8, 8, 8, 3, 2), "d": 3, "lambda_W": 0.055, "lambda_H": 0.055},
+    ),
+    Claim(
+        "mse-narrow-imbalanced-tie",
+        NARROW,
+        "MSE, no bias, n = (8,8,3,3,2), d = 3: the cut falls between the two classes of 3, any "
+        "unit combination of them is kept; compared through singular values only",
+        "plain",
+        {"loss": "mse", "K": 5, "n": (8, 8, 3, 3, 2), "d": 3, "lambda_W": 5e-3, "lambda_H": 5e-3},
+    ),
+    Claim(
+        "mse-narrow-free-bias-imbalanced",
+        NARROW,
+        "MSE, unregularized bias, n = (8,8,8,3,2), d = 3: the 3 largest of the 4 directions of "
+        "the centred labels are kept, b = n/N",
+        "plain",
+        {
+            "loss": "mse",
+            "K": 5,
+            "n": (8, 8, 8, 3, 2),
+            "d": 3,
+            "bias": True,
+            "lambda_W": 5e-3,
+            "lambda_H": 5e-3,
+        },
     ),
     # --- MSE, imbalanced: general orthogonal frame and minority collapse ----------------------
     Claim(
@@ -773,7 +836,114 @@ MIXUP_CLAIMS: tuple[Claim, ...] = (
     ),
 )
 
-CATALOG = PLAIN_CLAIMS + DEEP_CLAIMS + VICINITY_CLAIMS + MIXUP_CLAIMS
+# --- cross-entropy with K > d + 1: spherical codes (verify_codes.py) -------------------------
+JIANG = (
+    "Jiang et al. 2023, arXiv 2310.05351 (abstract [P]: GNC, the minimum one-vs-rest margin "
+    "maximized, proved for the sphere-constrained UFM under conditions; the regular polygon "
+    "for d=2 [R]); for this weight-decay UFM: an observation, no theorem"
+)
+ALCALA = (
+    "Alcala, Andreeva, Kobzar, Mixon et al. 2026, arXiv 2603.20587 (abstract [P]: the codes "
+    "are characterized for d+2 <= K <= 2d; the orthoplex at K = 2d [R]); for this weight-decay "
+    "UFM: an observation, no theorem"
+)
+CODE_REPORT = (
+    "Report: no theorem for K > d+1 beyond the above; best known codes: Tammes (largest "
+    "minimum angle), Thomson / log energy (GNC2 uniformity, Liu et al. 2023, arXiv 2303.06484; "
+    "Wu & Papyan 2024, arXiv 2405.17767); see verify_codes.py for each code's provenance"
+)
+HOT_COLD = (
+    "Alcala et al. 2026, arXiv 2603.20587 (an author's summary [P]: two families of codes, "
+    "'hot' and 'cold' losses, in the orthoplex regime); observation"
+)
+
+
+def _codes(K: int, d: int, lam: float = 5e-3) -> dict[str, Any]:
+    return {"loss": "ce", "K": K, "n": 3, "d": d, "lambda_W": lam, "lambda_H": lam}
+
+
+CODE_CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "codes-ce-pentagon-K5-d2",
+        JIANG,
+        "CE, K=5, d=2: the centred class means are a regular pentagon (cosines within 1e-6)",
+        "plain",
+        _codes(5, 2),
+        quick=True,
+        judge="spherical_code",
+        expect="confirmed",
+    ),
+    Claim(
+        "codes-ce-heptagon-K7-d2",
+        JIANG,
+        "CE, K=7, d=2: the centred class means are a regular heptagon",
+        "plain",
+        _codes(7, 2),
+        judge="spherical_code",
+        expect="confirmed",
+    ),
+    Claim(
+        "codes-ce-orthoplex-K6-d3",
+        ALCALA,
+        "CE, K=6=2d, d=3: the centred class means are the cross-polytope (octahedron)",
+        "plain",
+        _codes(6, 3),
+        quick=True,
+        judge="spherical_code",
+        expect="confirmed",
+    ),
+    Claim(
+        "codes-ce-orthoplex-K8-d4",
+        ALCALA,
+        "CE, K=8=2d, d=4: the centred class means are the cross-polytope in R^4",
+        "plain",
+        _codes(8, 4),
+        judge="spherical_code",
+        expect="confirmed",
+    ),
+    Claim(
+        "codes-ce-icosahedron-K12-d3",
+        f"{JIANG}; icosahedron: Tammes and universally optimal (Cohn & Kumar 2007)",
+        "CE, K=12, d=3: the centred class means are the icosahedron (cosines +-1/sqrt 5, -1)",
+        "plain",
+        _codes(12, 3),
+        judge="spherical_code",
+        expect="confirmed",
+    ),
+    Claim(
+        "codes-ce-K8-d3-tammes",
+        CODE_REPORT,
+        "CE, K=8, d=3: the centred class means are the Tammes-optimal square antiprism (they "
+        "are not: a square antiprism with h^2 = 0.299, between Tammes 0.2612 and the "
+        "log-optimal 0.3188; GNC2 reported for all three)",
+        "plain",
+        _codes(8, 3),
+        judge="spherical_code",
+        expect="refuted",
+    ),
+    Claim(
+        "codes-ce-K5-d3-bipyramid",
+        CODE_REPORT,
+        "CE, K=5, d=3 (lambda = 5e-3): the class-mean directions are the triangular bipyramid "
+        "(Thomson and log-energy optimum; GNC2 equal), though the norms are not equal",
+        "plain",
+        _codes(5, 3),
+        judge="spherical_code",
+        expect="confirmed",
+    ),
+    Claim(
+        "codes-ce-K5-d3-cold",
+        HOT_COLD,
+        "CE, K=5, d=3, lambda = 2e-4: the class-mean directions are the triangular bipyramid "
+        "(they are not: a lower-symmetry code, min angle 87.3 deg, appears at small lambda)",
+        "plain",
+        _codes(5, 3, 2e-4),
+        judge="spherical_code",
+        expect="refuted",
+    ),
+)
+
+CATALOG = PLAIN_CLAIMS + DEEP_CLAIMS + VICINITY_CLAIMS + MIXUP_CLAIMS + CODE_CLAIMS
 
 
 def select(names: Iterable[str] = (), quick: bool = False) -> list[Claim]:
@@ -843,7 +1013,7 @@ def judge(claim: Claim, problem, sol, report) -> tuple[str, str, dict[str, Any] 
 
 
 def _run_procedure(claim: Claim, problem, start: float) -> dict[str, Any]:
-    """A claim judged by one of `verify_vicinity.PROCEDURES` rather than by one solve."""
+    """A claim judged by one of `PROCEDURES` (vicinity, mixup, codes) rather than one solve."""
     outcome = PROCEDURES[claim.judge](problem)
     return {
         "claim": claim.name,

@@ -296,7 +296,7 @@ class DeepLinearProblem(AbstractClassProblem):
     def _theory_mse(self) -> th.Theory:
         K, M = self.K, self.depth
         n = np.array(self.counts, dtype=float)
-        logits, loss, active, nonzero, b = th.spectral_mse(n, self._mu(), M, self.bias)
+        logits, loss, active, nonzero, b, *_ = th.spectral_mse(n, self._mu(), M, self.bias)
         if active == 0:
             regime, geometry = "zero", "zero"
         else:

@@ -12,8 +12,12 @@ Closed forms: ../shared/theory/plain_ufm.md, derived in derivations/plain_ufm.py
   Thm 3.2 (unregularized bias: simplex ETF); imbalanced MSE: the M=1 case of Dang et al. 2023
   (arXiv 2301.00437), a general orthogonal frame with minority classes switched off.
   The zero solution: the certificate ||grad_Z L(0)||_op <= sqrt(lambda_W lambda_H) (§5, §7).
+  MSE with d below the number of label directions the threshold leaves on: the nuclear-norm
+  problem under rank Z <= d keeps the d largest (von Neumann; team derivation).
+  CE with d < K - 1 has no closed form: not applicable.
 """
 
+import dataclasses
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -32,6 +36,10 @@ SOURCE_MSE_BIAS = "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.2; derivations/pl
 SOURCE_GOF = "Dang et al. 2023, arXiv 2301.00437 (M=1 case); derivations/plain_ufm.py"
 SOURCE_MSE_BIAS_IMB = "plain_ufm.md §4 (unregularized bias, imbalanced; team derivation)"
 SOURCE_ZERO = "zero-solution certificate, plain_ufm.md §5 and §7; derivations/plain_ufm.py"
+SOURCE_NARROW = (
+    "nuclear-norm problem (plain_ufm.md §7) under rank Z <= d, von Neumann's trace inequality "
+    "(team derivation [D, V]); derivations/plain_ufm.py steps 10-11"
+)
 
 
 # ----------------------------------------------------------------------------------------
@@ -68,11 +76,17 @@ def ce_h_norm2(K, n, lambda_W, lambda_H):
     return lambda_W / (n * lambda_H) * ce_w_norm2(K, n, lambda_W, lambda_H)
 
 
-def mse_min_loss(K, n, lambda_W, lambda_H, bias):
-    """No bias: c - c^2/2 (c < 1) else 1/2; unregularized bias: (K-1)/K times that."""
+def mse_min_loss(K, n, lambda_W, lambda_H, bias, d=None):
+    """No bias: c - c^2/2 (c < 1) else 1/2; unregularized bias: (K-1)/K times that.
+
+    Width d below the r = K (no bias) or K - 1 (bias) label directions: only min(d, r) of
+    them can be on, the others cost 1/(2K) each: (d/K)(c - c^2/2) + (r - d)/(2K) for d < r
+    and c < 1 (derivations/plain_ufm.py step 11)."""
     c = threshold(K, n, lambda_W, lambda_H)
-    f = np.where(c < 1, c - c**2 / 2, 0.5)
-    return (K - 1) / K * f if bias else f
+    per = np.where(c < 1, c - c**2 / 2, 0.5) / K  # one direction's share
+    r = K - 1 if bias else K
+    kept = r if d is None else np.minimum(d, r)
+    return kept * per + (r - kept) / (2 * K)
 
 
 def mse_rho(K, n, lambda_W, lambda_H):
@@ -238,28 +252,33 @@ class PlainProblem(AbstractClassProblem):
             reason = f"c = K sqrt(n lambda_W lambda_H) = {threshold(K, n[0], lW, lH):.6g} < 1"
             if self.bias:
                 b = np.zeros(K)  # lambda_b = 0: any constant vector; compared centred
-        elif not self.bias:
-            logits = np.diag(gof_own_logit(n, N, lW, lH))
-            loss = float(np.sum(gof_class_loss(n, N, lW, lH)))
-            dead = int(np.sum(~gof_alive(n, N, lW, lH)))
-            geometry = "orthogonal_frame" if self.balanced else "general_orthogonal_frame"
-            source = SOURCE_MSE if self.balanced else SOURCE_GOF
-            regime = "minority_collapse" if dead else "collapsed"
-            reason = (
-                f"{K - dead} of {K} classes alive (n_k > N^2 lambda_W lambda_H = "
-                f"{N**2 * lW * lH:.6g})"
-            )
         else:
-            logits, loss, active, nonzero, b = th.spectral_mse(n, mu, 1, bias=True)
-            if self.balanced:
-                geometry, source = "simplex_etf", SOURCE_MSE_BIAS
+            spec = th.spectral_mse(n, mu, 1, bias=self.bias, width=d)
+            if spec.cut:
+                return self._theory_narrow_mse(spec)
+            if not self.bias:
+                logits = np.diag(gof_own_logit(n, N, lW, lH))
+                loss = float(np.sum(gof_class_loss(n, N, lW, lH)))
+                dead = int(np.sum(~gof_alive(n, N, lW, lH)))
+                geometry = "orthogonal_frame" if self.balanced else "general_orthogonal_frame"
+                source = SOURCE_MSE if self.balanced else SOURCE_GOF
+                # read off the rank, as check.found_regime does: all of min(K, d) used
+                regime = "minority_collapse" if K - dead < min(K, d) else "collapsed"
+                reason = (
+                    f"{K - dead} of {K} classes alive (n_k > N^2 lambda_W lambda_H = "
+                    f"{N**2 * lW * lH:.6g})"
+                )
             else:
-                geometry, source = "general_frame", SOURCE_MSE_BIAS_IMB
-            regime = "minority_collapse" if active < nonzero else "collapsed"
-            reason = (
-                f"{active} of {nonzero} directions of the centred labels survive the "
-                f"threshold N sqrt(lambda_W lambda_H) = {N * mu:.6g}"
-            )
+                logits, loss, active, nonzero, b = spec[:5]
+                if self.balanced:
+                    geometry, source = "simplex_etf", SOURCE_MSE_BIAS
+                else:
+                    geometry, source = "general_frame", SOURCE_MSE_BIAS_IMB
+                regime = "minority_collapse" if active < min(nonzero, d) else "collapsed"
+                reason = (
+                    f"{active} of {nonzero} directions of the centred labels survive the "
+                    f"threshold N sqrt(lambda_W lambda_H) = {N * mu:.6g}"
+                )
 
         rank = th.logits_rank(logits)
         if rank > d:
@@ -270,6 +289,45 @@ class PlainProblem(AbstractClassProblem):
                 source,
             )
         return self._prediction(regime, geometry, loss, reason, source, logits, b)
+
+    def _theory_narrow_mse(self, spec: th.SpectralMSE) -> th.Theory:
+        """MSE (no bias, or an unregularized one) with d below the number of label directions
+        that would be on: the d largest are kept (`ufm.theory.spectral_mse`). All d
+        dimensions are used, so the regime is ``collapsed`` (as `ufm.check.found_regime`
+        reads it off the rank); the classes or directions past d are off.
+
+        Balanced classes, or counts tied at the cut: any d-dimensional choice within the tied
+        singular space is a minimizer (the class means form any tight frame of R^d in the
+        balanced case), so only the singular values of W Hbar (and b) are predicted."""
+        K, d = self.K, self.d
+        what = "classes" if not self.bias else "directions of the centred labels"
+        if spec.tie:
+            geometry = "tight_frame" if self.balanced else "general_frame"
+        else:
+            geometry = "general_frame" if self.bias else "general_orthogonal_frame"
+        reason = (
+            f"d={d} is below the {spec.active + spec.cut} {what} that would be on at any "
+            f"width: the d largest singular values of the {'centred ' if self.bias else ''}"
+            f"labels are kept, {spec.cut} more {'is' if spec.cut == 1 else 'are'} off"
+        )
+        if spec.tie:
+            reason += (
+                "; the cut falls between equal singular values, so which combination is "
+                "kept is not determined: compared through the singular values of the "
+                "class-mean logits (and b) only"
+            )
+        elif not self.bias:
+            off = [k for k in range(K) if spec.logits[k, k] == 0]
+            reason += f" (class{'es' if len(off) > 1 else ''} {off} off)"
+        theory = self._prediction(
+            "collapsed", geometry, spec.loss, reason, SOURCE_NARROW, spec.logits, spec.b
+        )
+        if not spec.tie:
+            return theory
+        invariant = {"logits_sv": np.linalg.svd(spec.logits, compute_uv=False)}
+        if spec.b is not None:
+            invariant["b"] = spec.b
+        return dataclasses.replace(theory, quantities=invariant)
 
     def _zero_point(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(best bias b, softmax or MSE logits p) at W = H = 0; None if b has no closed form."""
@@ -294,7 +352,8 @@ class PlainProblem(AbstractClassProblem):
         ``zero``: the zero-solution certificate (zero iff mu >= this). MSE without bias, or
         with an unregularized bias: direction i of the (centred) labels, singular value s_i,
         switches off at mu = s_i/N (Dang et al.; without bias s_i = sqrt(n_k): class k
-        dies). Used to draw phase boundaries; `theory` decides the regime itself.
+        dies); with width d only the d largest directions ever switch on. Used to draw
+        phase boundaries; `theory` decides the regime itself.
         """
         out = []
         zero = self._zero_point()
@@ -308,6 +367,7 @@ class PlainProblem(AbstractClassProblem):
                 )
             else:
                 s = np.sqrt(n)
+            s = np.sort(s)[::-1][: self.d]  # the others stay off at any lambda (width d)
             for value in sorted(set(np.round(s[s < s.max() * (1 - 1e-12)], 12)), reverse=True):
                 if value > 1e-9:
                     out.append(("minority off", float(value) / self.N))

@@ -187,12 +187,14 @@ def _load(H0, K, n, d) -> tuple[np.ndarray, int, tuple[int, ...], str]:
 def _generate(K, counts, d, lambda_W, lambda_H, noise, seed) -> np.ndarray:
     """The plain MSE UFM's closed-form minimizer (fixed rotation) plus noise of relative
     Frobenius size `noise` (absolute when the minimizer is zero)."""
+    if d < K:  # the plain theory predicts a tight frame there, but Cor 2.2 needs d >= K
+        raise ValueError(
+            f"H0 cannot be generated with d={d} < K={K}: the vicinity theory needs the "
+            "orthogonal-frame minimizer (d >= K); pass H0 instead"
+        )
     base = PlainProblem.make(loss="mse", K=K, n=list(counts), d=d, lambda_W=lambda_W,
                              lambda_H=lambda_H).theory()  # fmt: skip
-    if base.params is None:
-        raise ValueError(
-            f"H0 cannot be generated with d={d} < K={K}: {base.reason}; pass H0 instead"
-        )
+    assert base.params is not None  # bias-free MSE always has a prediction
     H = base.params["H"]
     E = np.random.default_rng(seed).standard_normal(H.shape)
     size = np.linalg.norm(H) if np.any(H) else 1.0
