@@ -305,7 +305,8 @@ class Accumulator:
                 "cdnv_ddof1 is undefined (nan)"
             )
         if self.dropped:
-            notes.append(f"{self.dropped} rows with nan/inf features were dropped")
+            rows = "row was" if self.dropped == 1 else "rows were"
+            notes.append(f"{self.dropped} {rows} dropped: nan or inf features")
         low = sorted(self.dtypes - {"float64"})
         if low:
             notes.append(f"input {', '.join(low)} was converted to {self.stats.means.dtype}")
