@@ -32,30 +32,42 @@ def _within_energy(stats: ClassStats, U: Array) -> Array:
     return jnp.sum(U * (stats.within @ U), axis=0) / stats.num_samples
 
 
-def nc1_pinv(stats: ClassStats, *, rtol: float | None = None, weighted_mean: bool = True) -> Array:
+def nc1_pinv(
+    stats: ClassStats,
+    *,
+    rtol: float | None = None,
+    weighted_mean: bool = True,
+    between: tuple[Array, Array] | None = None,
+) -> Array:
     """Papyan's NC1 = (1/K) Tr(Sigma_W Sigma_B^+) (Papyan, Han & Donoho 2020, PNAS; Tirer et
     al. 2023 Sec. 5), as a sum of nonnegative terms so it is never negative (metrics.md §7):
 
         (1/K) sum_{i: s_i > rtol s_1} u_i^T Sigma_W u_i / s_i^2
 
     over the SVD of Mtilde/sqrt(K). `rtol` defaults to max(d, K) eps (numpy's pinv cut-off).
-    Blind to within-class variance orthogonal to span(Mtilde). nan when Sigma_B = 0."""
+    Blind to within-class variance orthogonal to span(Mtilde). nan when Sigma_B = 0.
+    `between` is `_between_svd` of the centred means when the caller already has it."""
     d, K = stats.means.shape
     if rtol is None:
         rtol = max(d, K) * float(jnp.finfo(stats.means.dtype).eps)
-    U, s = _between_svd(stats.centred_means(weighted_mean))
+    U, s = between or _between_svd(stats.centred_means(weighted_mean))
     keep = s > rtol * s[0]
     terms = jnp.where(keep, _within_energy(stats, U) / jnp.where(keep, s, 1.0) ** 2, 0.0)
     return jnp.where(s[0] > 0, jnp.sum(terms) / K, jnp.nan)
 
 
-def nc1_svd(stats: ClassStats, *, weighted_mean: bool = True) -> Array:
+def nc1_svd(
+    stats: ClassStats,
+    *,
+    weighted_mean: bool = True,
+    between: tuple[Array, Array] | None = None,
+) -> Array:
     """Han et al. 2022's NC1: (1/K) sum_{i <= min(K-1, d)} u_i^T Sigma_W u_i / s_i^2 over the
     top eigenpairs of Sigma_B (rhubarbwu `covariance_pinv(svd=True)`, which omits the 1/K).
     Equals `nc1_pinv` when Sigma_B has rank min(K-1, d); inf when its rank is lower."""
     d, K = stats.means.shape
     r = min(K - 1, d)
-    U, s = _between_svd(stats.centred_means(weighted_mean))
+    U, s = between or _between_svd(stats.centred_means(weighted_mean))
     energy = _within_energy(stats, U[:, :r])
     return jnp.where(s[0] > 0, jnp.sum(energy / s[:r] ** 2) / K, jnp.nan)
 
@@ -128,14 +140,14 @@ def metrics(
     `pairs` is `pair_statistics(...)` when already computed (in blocks, by `report`);
     otherwise it is computed here in one block, which keeps this function traceable."""
     d, K = stats.means.shape
-    inp = pair_inputs(stats, W, weighted_mean)
     if pairs is None:
-        pairs = _pairs.reduce(inp, riesz_s=d - 2 if riesz_s is None else riesz_s)
-    Hbar = stats.means
-    norms = jnp.linalg.norm(inp.Mt, axis=0)
+        pairs = pair_statistics(stats, W, weighted_mean=weighted_mean, riesz_s=riesz_s)
+    Mt = stats.centred_means(weighted_mean)
+    between = _between_svd(Mt)  # one SVD (a QR of K x d first when K > d) for both NC1s
+    norms = jnp.linalg.norm(Mt, axis=0)
     out = {
-        "nc1": nc1_pinv(stats, weighted_mean=weighted_mean),
-        "nc1_svd": nc1_svd(stats, weighted_mean=weighted_mean),
+        "nc1": nc1_pinv(stats, weighted_mean=weighted_mean, between=between),
+        "nc1_svd": nc1_svd(stats, weighted_mean=weighted_mean, between=between),
         "nc1_trace": nc1_trace(stats, weighted_mean=weighted_mean),
         "cdnv": pairs["cdnv"],
         "cdnv_ddof1": pairs["cdnv_ddof1"],
@@ -155,12 +167,12 @@ def metrics(
     }
     if W is None:
         return out
-    cosines = duality_cosines(W, inp.Mt)
+    cosines = duality_cosines(W, Mt)
     out |= {
         "nc2_W": pairs["W_etf"],
         "nc2_W_equinorm": coefficient_of_variation(jnp.linalg.norm(W, axis=1)),
-        "nc3": nc3_self_duality(W, inp.Mt),
-        "nc3_uncentred": nc3_self_duality(W, Hbar),
+        "nc3": nc3_self_duality(W, Mt),
+        "nc3_uncentred": nc3_self_duality(W, stats.means),
         "nc3_alignment": pairs["alignment"],
         "nc3_cos_mean": jnp.mean(cosines),
         "unc3": coefficient_of_variation(cosines),
