@@ -91,7 +91,7 @@ def log_optimal_antiprism() -> np.ndarray:
     """The square antiprism of least log energy (best GNC2 log mean), h^2 found numerically
     (0.31879); the log-energy and Thomson optima for 8 points are believed to be square
     antiprisms (numerical record, e.g. Ballinger et al. 2009, arXiv math/0611451)."""
-    return square_antiprism(_best_h2(_log_energy))
+    return square_antiprism(_best_h2(lambda V: gnc2(V)[0]))
 
 
 def triangular_bipyramid() -> np.ndarray:
@@ -159,13 +159,6 @@ def cosine_gap(V: np.ndarray, code: np.ndarray) -> float:
     return float(np.max(np.abs(pair_cosines(V) - pair_cosines(code))))
 
 
-def _log_energy(V: np.ndarray) -> float:
-    """Mean over pairs of log 1/|u_k - u_k'| (what `gnc2` computes, in numpy)."""
-    U = _unit(V)
-    i, j = np.triu_indices(len(U), 1)
-    return float(np.mean(-np.log(np.linalg.norm(U[i] - U[j], axis=1))))
-
-
 def _best_h2(objective) -> float:
     """The antiprism height^2 in (0.05, 0.6) minimizing `objective(vectors)`."""
     res = scipy.optimize.minimize_scalar(
@@ -179,10 +172,9 @@ def _best_h2(objective) -> float:
 
 def centred_means(problem, params) -> tuple[np.ndarray, np.ndarray]:
     """(class means minus their mean (K, d), classifier rows W (K, d)) of a solution."""
-    H = np.asarray(params["H"], dtype=float)
-    labels = problem.labels
-    means = np.stack([H[:, labels == k].mean(axis=1) for k in range(problem.K)])
-    return means - means.mean(axis=0), np.asarray(problem.classifier(params), dtype=float)
+    H, labels = np.asarray(params["H"], dtype=float), np.asarray(problem.labels)
+    Mt = metrics.centred_means(H, labels, problem.K, weighted_mean=False)
+    return np.asarray(Mt).T, np.asarray(problem.classifier(params), dtype=float)
 
 
 def _text(name: str, info: dict) -> str:
