@@ -6,6 +6,7 @@ from ._solution import RESULTS as RESULTS
 from ._solution import Solution as Solution
 from .check import Report as Report
 from .check import check as check
+from .errors import InputError as InputError
 from .models import REGISTRY as REGISTRY
 from .models import make as make
 from .solve import solve as solve

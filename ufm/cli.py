@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
+
 RESTARTS_HELP = "independent random starts, vmapped; the best converged one is reported"
 
 
@@ -305,10 +307,10 @@ def _sweep(args) -> int:
     for text in args.grid:
         name, values, spacing = parse_axis(text)
         if name in grid:
-            raise ValueError(f"--grid {name}: given twice")
+            raise InputError(f"--grid {name}: given twice")
         grid[name] = (values, spacing)
     if not grid:
-        raise ValueError(
+        raise InputError(
             "--grid: give at least one grid dimension, e.g. --grid lambda_W=1e-4:1:16:log"
         )
     start = time.perf_counter()
@@ -376,10 +378,10 @@ def _plot(args) -> int:
     for text in args.sel:
         name, sep, value = text.partition("=")
         if not sep:
-            raise ValueError(f"--sel {text!r}: expected NAME=VALUE")
+            raise InputError(f"--sel {text!r}: expected NAME=VALUE")
         sel[name.replace("-", "_")] = value
     if args.out.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise ValueError(f"--out: {str(args.out)!r} must end in .png, .pdf or .svg")
+        raise InputError(f"--out: {str(args.out)!r} must end in .png, .pdf or .svg")
     ax = phase_diagram(
         args.result,
         args.x,
@@ -483,7 +485,7 @@ def _check_output_paths(args) -> None:
             continue  # ufm.sweep checks it (an existing store needs --resume)
         path = getattr(args, flag, None)
         if isinstance(path, Path) and not path.parent.is_dir():
-            raise ValueError(f"--{flag}: directory {str(path.parent)!r} does not exist")
+            raise InputError(f"--{flag}: directory {str(path.parent)!r} does not exist")
 
 
 def main(argv: list[str] | None = None) -> int:

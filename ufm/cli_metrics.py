@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
+
 KEYS = {
     "features": ("features", "H"),
     "labels": ("labels", "y"),
@@ -61,13 +63,13 @@ def add_parser(commands) -> None:
 def _load(path: Path, what: str, mmap: bool = False) -> Any:
     """An .npy array (memory-mapped if asked) or an .npz archive; errors name the flag."""
     if not path.is_file():
-        raise ValueError(f"{what}: no such file {str(path)!r}")
+        raise InputError(f"{what}: no such file {str(path)!r}")
     if path.suffix not in (".npy", ".npz"):
-        raise ValueError(f"{what}: {str(path)!r} must be an .npy or .npz file")
+        raise InputError(f"{what}: {str(path)!r} must be an .npy or .npz file")
     try:
         return np.load(path, mmap_mode="r" if mmap and path.suffix == ".npy" else None)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{what}: cannot read {str(path)!r} ({error})") from None
+        raise InputError(f"{what}: cannot read {str(path)!r} ({error})") from None
 
 
 def _member(archive, name: str, path: Path, what: str, required: bool) -> Any:
@@ -76,7 +78,7 @@ def _member(archive, name: str, path: Path, what: str, required: bool) -> Any:
             return archive[key]
     if required:
         keys = " or ".join(repr(k) for k in KEYS[name])
-        raise ValueError(f"{what}: {str(path)!r} holds {sorted(archive.files)}, none of {keys}")
+        raise InputError(f"{what}: {str(path)!r} holds {sorted(archive.files)}, none of {keys}")
     return None
 
 
@@ -112,11 +114,11 @@ def read_inputs(args) -> tuple[Any, np.ndarray, Any, Any, str]:
     labels = _single(args.labels, "labels", "--labels") if args.labels else labels
     b = _single(args.bias, "b", "--bias") if args.bias else b
     if labels is None:
-        raise ValueError(f"--labels: {str(args.features)!r} holds no labels; give a labels file")
+        raise InputError(f"--labels: {str(args.features)!r} holds no labels; give a labels file")
     if W is not None and np.ndim(W) != 2:
-        raise ValueError(f"--classifier: W must be a (K, d) matrix, got shape {np.shape(W)}")
+        raise InputError(f"--classifier: W must be a (K, d) matrix, got shape {np.shape(W)}")
     if b is not None and W is None:
-        raise ValueError("--bias: a bias needs a classifier (--classifier)")
+        raise InputError("--bias: a bias needs a classifier (--classifier)")
     return features, np.asarray(labels), W, b, layout
 
 
@@ -138,9 +140,9 @@ def run(args) -> int:
     from .metrics import report
 
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.num_classes is not None and args.num_classes < 2:
-        raise ValueError(f"--num-classes must be >= 2, got {args.num_classes}")
+        raise InputError(f"--num-classes must be >= 2, got {args.num_classes}")
     features, labels, W, b, layout = read_inputs(args)
     start = time.perf_counter()
     bar = Progress(

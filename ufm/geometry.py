@@ -23,10 +23,12 @@ import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike, DTypeLike
 
+from .errors import InputError
+
 
 def _check_K(K: int, minimum: int) -> None:
     if not isinstance(K, int) or K < minimum:
-        raise ValueError(f"K must be a python int >= {minimum}, got {K!r}")
+        raise InputError(f"K must be a python int >= {minimum}, got {K!r}")
 
 
 def _scale_array(scale: ArrayLike, dtype: DTypeLike | None) -> Array:
@@ -71,7 +73,7 @@ def simplex_etf(
     _check_K(K, 2)
     d = K if d is None else d
     if not isinstance(d, int) or d < K - 1:
-        raise ValueError(f"a simplex ETF of K={K} classes needs d >= K-1 = {K - 1}, got d={d!r}")
+        raise InputError(f"a simplex ETF of K={K} classes needs d >= K-1 = {K - 1}, got d={d!r}")
     scale = _scale_array(scale, dtype)
     dtype = scale.dtype
     if d == K - 1:
@@ -92,7 +94,7 @@ def orthogonal_frame(
     _check_K(K, 1)
     d = K if d is None else d
     if not isinstance(d, int) or d < K:
-        raise ValueError(f"an orthogonal frame of K={K} classes needs d >= K, got d={d!r}")
+        raise InputError(f"an orthogonal frame of K={K} classes needs d >= K, got d={d!r}")
     scale = _scale_array(scale, dtype)
     return jnp.eye(K, d, dtype=scale.dtype) * scale
 
@@ -137,5 +139,5 @@ def gram_distance(G: ArrayLike, target: ArrayLike) -> Array:
     """
     G, target = jnp.asarray(G), jnp.asarray(target)
     if G.shape != target.shape:
-        raise ValueError(f"G and target must have the same shape, got {G.shape} and {target.shape}")
+        raise InputError(f"G and target must have the same shape, got {G.shape} and {target.shape}")
     return _norm(_unit(G) - _unit(target))

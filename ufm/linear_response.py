@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import metrics
+from .errors import InputError
 from .models.vicinity import VicinityProblem, eq5_spectrum, theorem_4_2
 
 Operator = Callable[[jax.Array], jax.Array]
@@ -53,7 +54,7 @@ def response(
     if approximation == "eq5":
         return lambda dH: dH - S0(dH) / beta
     if approximation != "exact":
-        raise ValueError(f"approximation must be 'exact' or 'eq5'; got {approximation!r}")
+        raise InputError(f"approximation must be 'exact' or 'eq5'; got {approximation!r}")
 
     def apply(dH):
         maxiter = 10 * dH.size
@@ -69,7 +70,7 @@ def _base(problem: VicinityProblem) -> jax.Array:
     """The collapsed minimizer H* nearest to H0 (`VicinityProblem.collapsed_base`)."""
     base, _ = problem.collapsed_base()
     if base is None:
-        raise ValueError(
+        raise InputError(
             "no collapsed minimizer to linearize at: the theory needs balanced classes and d >= K"
         )
     return jnp.asarray(base, dtype=problem.H0.dtype)
@@ -115,7 +116,7 @@ def theorem_4_2_check(problem: VicinityProblem, *, rtol: float = 1e-9) -> dict[s
     spectrum of F_00 against `vicinity.eq5_spectrum`."""
     K, n, d = problem.K, problem.counts[0], problem.d
     if d <= K:
-        raise ValueError(f"Thm 4.2 needs d > K; got d={d}, K={K}")
+        raise InputError(f"Thm 4.2 needs d > K; got d={d}, K={K}")
     lW, lH, beta = float(problem.lambda_W), float(problem.lambda_H), float(problem.beta)
     F, _ = at_base(problem, "eq5")
     diag = np.linalg.svd(blocks(F, problem, 0, 0), compute_uv=False)

@@ -16,6 +16,7 @@ import xarray as xr
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm, Normalize
 from matplotlib.patches import Patch, Rectangle
 
+from .errors import InputError
 from .sweeps import COORD_NAMES, open_result
 
 FORMATS = (".png", ".pdf", ".svg")
@@ -48,35 +49,35 @@ def select(ds: xr.Dataset, x: str, y: str | None, sel: dict[str, str]) -> xr.Dat
     grid_dims = [d for d in ds.dims if d != "seed"]
     for name, coord in coords.items():
         if coord not in grid_dims:
-            raise ValueError(
+            raise InputError(
                 f"{'x' if name == x else 'y'}: {name!r} is not a grid dimension of this sweep; "
                 f"grid: {', '.join(grid_dims) or 'none'}"
             )
     if y is not None and coords[x] == coords[y]:
-        raise ValueError(f"x and y are both {x!r}")
+        raise InputError(f"x and y are both {x!r}")
     indexers = {}
     for name, text in sel.items():
         coord = COORD_NAMES.get(name, name)
         if coord not in grid_dims:
-            raise ValueError(f"sel: {name!r} is not a grid dimension; grid: {', '.join(grid_dims)}")
+            raise InputError(f"sel: {name!r} is not a grid dimension; grid: {', '.join(grid_dims)}")
         values = ds[coord].values
         if values.dtype.kind in "fiu":
             try:
                 target = float(text)
             except ValueError:
-                raise ValueError(f"sel: {name}={text!r} is not a number") from None
+                raise InputError(f"sel: {name}={text!r} is not a number") from None
             indexers[coord] = int(np.argmin(np.abs(values - target)))
         else:
             matches = [i for i, v in enumerate(values) if str(v) == str(text)]
             if not matches:
-                raise ValueError(f"sel: {name}={text!r}; values: {', '.join(map(str, values))}")
+                raise InputError(f"sel: {name}={text!r}; values: {', '.join(map(str, values))}")
             indexers[coord] = matches[0]
     rest = [d for d in grid_dims if d not in coords.values() and d not in indexers]
     for d in rest:
         if ds.sizes[d] == 1:
             indexers[d] = 0
         else:
-            raise ValueError(
+            raise InputError(
                 f"the sweep also varies {d} ({', '.join(map(str, ds[d].values))}); "
                 f"choose one with sel={{{d!r}: VALUE}} (--sel {d}=VALUE)"
             )
@@ -130,7 +131,7 @@ def phase_diagram(
     color = ALIASES.get(color, color)
     if color not in ds.data_vars:
         names = sorted(set(ds.data_vars) - {"done", "reason", "status"})
-        raise ValueError(
+        raise InputError(
             f"color: {color!r} is not a variable of this sweep; one of {', '.join(names)}"
         )
     ds = best_seed(select(ds, x, y, dict(sel or {})))
@@ -266,7 +267,7 @@ def _line(ds, x, color, ax, title):
     cx = COORD_NAMES.get(x, x)
     values = ds[color].values
     if values.dtype.kind not in "fiub":
-        raise ValueError(f"color: {color!r} is categorical; a 1-D plot needs a numeric variable")
+        raise InputError(f"color: {color!r} is categorical; a 1-D plot needs a numeric variable")
     px, labels = _positions(ds, cx)
     values = values.astype(float)
     if color == "loss_gap":
@@ -299,9 +300,9 @@ def save(ax, path) -> Path:
     """Write the figure of `ax` to a .png, .pdf or .svg file."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
-        raise ValueError(f"out: {str(path)!r} must end in {', '.join(FORMATS)}")
+        raise InputError(f"out: {str(path)!r} must end in {', '.join(FORMATS)}")
     if not path.parent.is_dir():
-        raise ValueError(f"out: directory {str(path.parent)!r} does not exist")
+        raise InputError(f"out: directory {str(path.parent)!r} does not exist")
     ax.figure.savefig(path, dpi=150)
     plt.close(ax.figure)
     return path

@@ -12,6 +12,7 @@ import optax
 import optax.tree_utils as otu
 
 from ._solution import RESULTS, Solution
+from .errors import InputError
 from .models import AbstractProblem
 
 METHODS = ("lbfgs", "adam", "sgd")
@@ -160,14 +161,14 @@ def check_options(
 ) -> None:
     """A one-line ValueError naming the first solver option out of range."""
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+        raise InputError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
     for name, value, low in (
         ("restarts", restarts, 1),
         ("max_steps", max_steps, 1),
         ("memory_size", memory_size, 1),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+            raise InputError(f"{name} must be an integer >= {low}; got {value!r}")
     for name, value in (
         ("gtol", gtol),
         ("init_scale", init_scale),
@@ -175,9 +176,9 @@ def check_options(
         ("learning_rate", learning_rate),
     ):
         if not (isinstance(value, int | float) and 0 < value < float("inf")):
-            raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+            raise InputError(f"{name} must be a finite number > 0; got {value!r}")
     if init_spread < 1:
-        raise ValueError(f"init_spread must be a finite number >= 1; got {init_spread!r}")
+        raise InputError(f"init_spread must be a finite number >= 1; got {init_spread!r}")
 
 
 def solve(

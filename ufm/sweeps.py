@@ -44,6 +44,7 @@ from .check import (
     judge,
     quantity_errors,
 )
+from .errors import InputError
 from .models import REGISTRY, make
 from .solve import check_options, restart_keys, solve_starts, starts
 
@@ -76,25 +77,25 @@ def parse_axis(text: str) -> tuple[str, list[str] | np.ndarray, str]:
     name, sep, spec = text.partition("=")
     name = name.strip().replace("-", "_")
     if not sep or not name or not spec:
-        raise ValueError(f"--grid {text!r}: expected {form}")
+        raise InputError(f"--grid {text!r}: expected {form}")
     if ":" not in spec:
         return name, [v.strip() for v in spec.split(",")], "list"
     parts = spec.split(":")
     if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] not in ("log", "lin")):
-        raise ValueError(f"--grid {text!r}: expected {form}")
+        raise InputError(f"--grid {text!r}: expected {form}")
     try:
         start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"--grid {text!r}: START and STOP must be numbers, NUM an integer"
         ) from None
     log = len(parts) == 4 and parts[3] == "log"
     if num < 1:
-        raise ValueError(f"--grid {text!r}: NUM must be an integer >= 1; got {num}")
+        raise InputError(f"--grid {text!r}: NUM must be an integer >= 1; got {num}")
     if not (np.isfinite(start) and np.isfinite(stop)):
-        raise ValueError(f"--grid {text!r}: START and STOP must be finite")
+        raise InputError(f"--grid {text!r}: START and STOP must be finite")
     if log and (start <= 0 or stop <= 0):
-        raise ValueError(f"--grid {text!r}: a log range needs START > 0 and STOP > 0")
+        raise InputError(f"--grid {text!r}: a log range needs START > 0 and STOP > 0")
     values = np.geomspace(start, stop, num) if log else np.linspace(start, stop, num)
     return name, values, "log" if log else "linear"
 
@@ -102,7 +103,7 @@ def parse_axis(text: str) -> tuple[str, list[str] | np.ndarray, str]:
 def _axis(model: str, name: str, values, spacing: str | None) -> Axis:
     hyper = {h.name: h for h in REGISTRY[model].hypers}[name]
     if isinstance(values, str | bytes) or np.ndim(values) != 1 or len(values) == 0:
-        raise ValueError(f"grid {name!r}: expected a non-empty 1-D list of values; got {values!r}")
+        raise InputError(f"grid {name!r}: expected a non-empty 1-D list of values; got {values!r}")
     convert = {"int": int, "counts": int, "float": float, "floats": float}.get(hyper.kind)
     if hyper.kind == "flag":
         convert = _flag
@@ -111,11 +112,11 @@ def _axis(model: str, name: str, values, spacing: str | None) -> Axis:
             convert(v) if convert else (v.item() if hasattr(v, "item") else v) for v in values
         )
     except (TypeError, ValueError):
-        raise ValueError(
+        raise InputError(
             f"grid {name!r}: values must be {hyper.kind} values ({hyper.help}); got {values!r}"
         ) from None
     if len(set(values)) != len(values):
-        raise ValueError(f"grid {name!r}: values repeat: {list(values)}")
+        raise InputError(f"grid {name!r}: values repeat: {list(values)}")
     if spacing is None or spacing == "list":
         numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
         positive = numeric and min(values) > 0
@@ -132,7 +133,7 @@ def _flag(v) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ValueError(v)
+    raise InputError(v)
 
 
 def _jsonable(value):
@@ -331,7 +332,7 @@ def _open_store(
     else:
         path = Path(out)
         if path.exists() and not resume:
-            raise ValueError(
+            raise InputError(
                 f"out: {str(path)!r} exists; pass resume=True (--resume) to continue it, "
                 "or choose another path"
             )
@@ -339,18 +340,18 @@ def _open_store(
             group = zarr.open_group(path, mode="r+" if writer else "r")
             saved = group.attrs.asdict()
             if saved.get("format") != FORMAT:
-                raise ValueError(f"resume: {str(path)!r} is not a ufm sweep ({FORMAT})")
+                raise InputError(f"resume: {str(path)!r} is not a ufm sweep ({FORMAT})")
             for key in ("model", "fixed", "grid", "seeds", "solver", "check"):
                 if saved.get(key) != attrs[key]:
-                    raise ValueError(
+                    raise InputError(
                         f"resume: {str(path)!r} was made with {key}={saved.get(key)}, "
                         f"not {attrs[key]}; resume with the same settings or use another path"
                     )
             return _Store(group, dims, shape, writer)
         if not path.parent.is_dir():
-            raise ValueError(f"out: directory {str(path.parent)!r} does not exist")
+            raise InputError(f"out: directory {str(path.parent)!r} does not exist")
         if not writer:
-            raise ValueError(f"resume: {str(path)!r} does not exist")
+            raise InputError(f"resume: {str(path)!r} does not exist")
         group = zarr.open_group(path, mode="w")
     group.attrs.update(attrs)
     for axis in axes:
@@ -376,13 +377,13 @@ def open_result(path) -> xr.Dataset:
     """A saved sweep as an xarray Dataset (loaded into memory)."""
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"result: {str(path)!r} does not exist")
+        raise InputError(f"result: {str(path)!r} does not exist")
     try:
         ds = xr.open_zarr(path, consolidated=False)
     except Exception as error:  # zarr raises several kinds for a non-zarr path
-        raise ValueError(f"result: {str(path)!r} is not a zarr store ({error})") from None
+        raise InputError(f"result: {str(path)!r} is not a zarr store ({error})") from None
     if ds.attrs.get("format") != FORMAT:
-        raise ValueError(f"result: {str(path)!r} is not a ufm sweep ({FORMAT})")
+        raise InputError(f"result: {str(path)!r} is not a ufm sweep ({FORMAT})")
     return _plain_strings(ds.load())
 
 
@@ -455,18 +456,18 @@ def sweep(
     grid spec or value raises a ValueError naming it before anything is solved.
     """
     if model not in REGISTRY:
-        raise ValueError(f"model must be one of {', '.join(map(repr, REGISTRY))}; got {model!r}")
+        raise InputError(f"model must be one of {', '.join(map(repr, REGISTRY))}; got {model!r}")
     allowed = [h.name for h in REGISTRY[model].hypers]
     fixed, grid = dict(fixed or {}), dict(grid or {})
     for where, names in (("fixed", fixed), ("grid", grid)):
         for name in names:
             if name not in allowed:
-                raise ValueError(
+                raise InputError(
                     f"{where}: unknown parameter {name!r} for model {model!r}; "
                     f"allowed: {', '.join(allowed)}"
                 )
     if both := sorted(set(fixed) & set(grid)):
-        raise ValueError(f"{', '.join(both)}: given both fixed and on the grid")
+        raise InputError(f"{', '.join(both)}: given both fixed and on the grid")
     axes = []
     for name, values in grid.items():
         spacing = None
@@ -486,13 +487,13 @@ def sweep(
     )
     check_options(**options)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1; got {chunk_size!r}")
+        raise InputError(f"chunk_size must be an integer >= 1; got {chunk_size!r}")
     if (
         isinstance(save_every, bool)
         or not isinstance(save_every, int | float)
         or not (0 <= save_every < float("inf"))
     ):
-        raise ValueError(f"save_every must be a finite number of seconds >= 0; got {save_every!r}")
+        raise InputError(f"save_every must be a finite number of seconds >= 0; got {save_every!r}")
 
     # every problem is built (and so validated) before anything is solved
     shape = tuple(len(a.values) for a in axes)
@@ -503,7 +504,7 @@ def sweep(
             problems[index] = make(model, **fixed, **point)
         except ValueError as error:
             where = ", ".join(f"{k}={v}" for k, v in point.items())
-            raise ValueError(f"grid point {where}: {error}" if point else str(error)) from None
+            raise InputError(f"grid point {where}: {error}" if point else str(error)) from None
 
     attrs = _canonical(
         {
@@ -606,16 +607,16 @@ def sweep(
 
 def _seeds(seeds) -> list[int]:
     if isinstance(seeds, bool):
-        raise ValueError(f"seeds must be a count >= 1 or a list of integers; got {seeds!r}")
+        raise InputError(f"seeds must be a count >= 1 or a list of integers; got {seeds!r}")
     if isinstance(seeds, int | np.integer):
         if seeds < 1:
-            raise ValueError(f"seeds must be a count >= 1 or a list of integers; got {seeds!r}")
+            raise InputError(f"seeds must be a count >= 1 or a list of integers; got {seeds!r}")
         return list(range(int(seeds)))
     out = list(seeds)
     if not out or not all(isinstance(s, int | np.integer) and s >= 0 for s in out):
-        raise ValueError(f"seeds must be a count >= 1 or a list of integers >= 0; got {seeds!r}")
+        raise InputError(f"seeds must be a count >= 1 or a list of integers >= 0; got {seeds!r}")
     if len(set(out)) != len(out):
-        raise ValueError(f"seeds repeat: {out}")
+        raise InputError(f"seeds repeat: {out}")
     return [int(s) for s in out]
 
 

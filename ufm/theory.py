@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.optimize
 
+from .errors import InputError
+
 RANK_RTOL = 1e-12  # singular values below this fraction of the largest are round-off
 TIE_RTOL = 1e-9  # singular values of the labels this close count as equal (eigh: ~1e-15)
 
@@ -102,7 +104,7 @@ def realize(
     S = _drop_roundoff(S)  # a root of 1e-16 would put 1e-8 into the factors
     rank = int(np.count_nonzero(S))
     if rank > d:
-        raise ValueError(f"d={d} is below the rank {rank} of the predicted logits")
+        raise InputError(f"d={d} is below the rank {rank} of the predicted logits")
     lam = np.asarray(lambdas, dtype=float)
     depth = lam.size - 1
     mu = float(np.exp(np.mean(np.log(lam))))
@@ -201,7 +203,7 @@ def spectral_mse(counts: np.ndarray, mu: float, depth: int, bias: bool, width: i
     N = n.sum()
     K = n.size
     if width is not None and depth != 1:
-        raise ValueError("spectral_mse: width is derived for depth 1 only")
+        raise InputError("spectral_mse: width is derived for depth 1 only")
     if not bias:
         U, s, nonzero = np.eye(K), np.sqrt(n), K
     else:

@@ -28,6 +28,7 @@ import numpy as np
 import optax
 
 from .check import check, found_quantities
+from .errors import InputError
 from .models import deep_linear, make
 from .solve import solve
 from .verify_codes import PROCEDURES as CODE_PROCEDURES
@@ -952,7 +953,7 @@ def select(names: Iterable[str] = (), quick: bool = False) -> list[Claim]:
     known = {c.name for c in CATALOG}
     unknown = [x for x in names if x not in known]
     if unknown:
-        raise ValueError(f"unknown claim {unknown[0]!r}; `ufm verify --list` lists the catalog")
+        raise InputError(f"unknown claim {unknown[0]!r}; `ufm verify --list` lists the catalog")
     return [c for c in CATALOG if (not names or c.name in names) and (c.quick or not quick)]
 
 

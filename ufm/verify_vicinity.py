@@ -15,6 +15,7 @@ import numpy as np
 from . import central_path, linear_response
 from ._outcome import Outcome
 from ._outcome import verdict as _verdict
+from .errors import InputError
 from .models.vicinity import VicinityProblem, nc1_ratio
 from .solve import solve
 
@@ -99,7 +100,7 @@ def first_order(problem: VicinityProblem) -> Outcome:
     minimizer with F[eps E] (exact F at H*): the error must fall like eps^2."""
     base = np.asarray(problem.H0)
     if problem.collapsed_base()[1] > 1e-10:
-        raise ValueError("first_order needs H0 = a collapsed minimizer (noise=0)")
+        raise InputError("first_order needs H0 = a collapsed minimizer (noise=0)")
     F, _ = linear_response.at_base(problem)
     H_base = _solved_H(problem)
     E = _noise(problem, seed=0, size=1.0)

@@ -41,6 +41,7 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from .. import geometry
+from ..errors import InputError
 from . import _core, _pairs
 from ._stats import class_stats
 
@@ -48,11 +49,11 @@ from ._stats import class_stats
 def _check_data(H: ArrayLike, y: ArrayLike, K: int) -> tuple[Array, Array]:
     H, y = jnp.asarray(H), jnp.asarray(y)
     if not isinstance(K, int) or K < 2:
-        raise ValueError(f"K must be a python int >= 2, got {K!r}")
+        raise InputError(f"K must be a python int >= 2, got {K!r}")
     if H.ndim != 2 or not jnp.issubdtype(H.dtype, jnp.floating):
-        raise ValueError(f"H must be a floating (d, N) array, got {H.dtype} {H.shape}")
+        raise InputError(f"H must be a floating (d, N) array, got {H.dtype} {H.shape}")
     if y.shape != (H.shape[1],) or not jnp.issubdtype(y.dtype, jnp.integer):
-        raise ValueError(
+        raise InputError(
             f"y must be integer labels of shape ({H.shape[1]},), got {y.dtype} {y.shape}"
         )
     return H, y
@@ -63,18 +64,18 @@ def _check_classifier(
 ) -> tuple[Array, Array | None]:
     W = jnp.asarray(W)
     if W.shape != (K, d):
-        raise ValueError(f"W must have shape (K, d) = ({K}, {d}), got {W.shape}")
+        raise InputError(f"W must have shape (K, d) = ({K}, {d}), got {W.shape}")
     if b is not None:
         b = jnp.asarray(b)
         if b.shape != (K,):
-            raise ValueError(f"b must have shape (K,) = ({K},), got {b.shape}")
+            raise InputError(f"b must have shape (K,) = ({K},), got {b.shape}")
     return W, b
 
 
 def _check_vectors(vectors: ArrayLike) -> Array:
     vectors = jnp.asarray(vectors)
     if vectors.ndim != 2 or vectors.shape[0] < 2:
-        raise ValueError(f"vectors must be (K, p) with K >= 2 rows, got {vectors.shape}")
+        raise InputError(f"vectors must be (K, p) with K >= 2 rows, got {vectors.shape}")
     return vectors
 
 
@@ -200,7 +201,7 @@ def gnc2(vectors: ArrayLike, *, kernel: str = "log", s: float | None = None) -> 
     simplex ETF has log mean -(1/2) log(2K/(K-1)) and variance 0.
     """
     if kernel not in ("log", "riesz"):
-        raise ValueError(f"kernel must be 'log' or 'riesz', got {kernel!r}")
+        raise InputError(f"kernel must be 'log' or 'riesz', got {kernel!r}")
     pairs = _vector_pairs(vectors, s)
     return pairs[f"gnc2_{kernel}_mean"], pairs[f"gnc2_{kernel}_var"]
 
@@ -208,7 +209,7 @@ def gnc2(vectors: ArrayLike, *, kernel: str = "log", s: float | None = None) -> 
 def _check_gram(G: ArrayLike) -> Array:
     G = jnp.asarray(G)
     if G.ndim != 2 or G.shape[0] != G.shape[1] or G.shape[0] < 2:
-        raise ValueError(f"G must be a (K, K) Gram with K >= 2, got {G.shape}")
+        raise InputError(f"G must be a (K, K) Gram with K >= 2, got {G.shape}")
     return G
 
 
@@ -239,7 +240,7 @@ def nc2_of_error(G: ArrayLike) -> Array:
 def _check_duality(W: ArrayLike, means: ArrayLike) -> tuple[Array, Array]:
     W, means = jnp.asarray(W), jnp.asarray(means)
     if W.ndim != 2 or means.shape != W.T.shape:
-        raise ValueError(f"W must be (K, d) and the means (d, K), got {W.shape} and {means.shape}")
+        raise InputError(f"W must be (K, d) and the means (d, K), got {W.shape} and {means.shape}")
     return W, means
 
 
@@ -324,7 +325,7 @@ def summary(
     """
     H, y = _check_data(H, y, K)
     if W is None and b is not None:
-        raise ValueError("b was given without W")
+        raise InputError("b was given without W")
     if W is not None:
         W, b = _check_classifier(W, b, K, H.shape[0])
     stats = class_stats(H, y, K)

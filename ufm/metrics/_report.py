@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import InputError
 from . import _core, _stats
 from ._data import agreement
 
@@ -79,19 +80,19 @@ def _rows_of(H: Any, n_labels: int, layout: str | None) -> Any:
     if not hasattr(H, "ndim"):
         H = np.asarray(H)
     if H.ndim != 2:
-        raise ValueError(f"features must be a 2-D array, got shape {H.shape}")
+        raise InputError(f"features must be a 2-D array, got shape {H.shape}")
     if layout is None:
         layout = "columns" if H.shape[1] == n_labels else "rows"
     if layout not in ("rows", "columns"):
-        raise ValueError(f"layout must be 'rows', 'columns' or None, got {layout!r}")
+        raise InputError(f"layout must be 'rows', 'columns' or None, got {layout!r}")
     rows = H.T if layout == "columns" else H
     if rows.shape[0] != n_labels:
-        raise ValueError(
+        raise InputError(
             f"features of shape {H.shape} do not match {n_labels} labels "
             f"(samples as {layout}; pass layout='rows' or 'columns')"
         )
     if not (np.issubdtype(rows.dtype, np.floating) or np.issubdtype(rows.dtype, np.integer)):
-        raise ValueError(f"features must be real numbers, got dtype {rows.dtype}")
+        raise InputError(f"features must be real numbers, got dtype {rows.dtype}")
     return rows
 
 
@@ -100,17 +101,17 @@ def encode_labels(labels: Any, num_classes: int | None) -> tuple[np.ndarray, int
     integers in 0..num_classes-1; otherwise their distinct values, sorted, are the classes."""
     labels = np.asarray(labels)
     if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+        raise InputError(f"labels must be 1-D, got shape {labels.shape}")
     if num_classes is not None:
         if np.issubdtype(labels.dtype, np.floating):
             bad = np.flatnonzero(labels != np.round(labels))
             if bad.size:
-                raise ValueError(f"labels must be integers: labels[{bad[0]}] = {labels[bad[0]]}")
+                raise InputError(f"labels must be integers: labels[{bad[0]}] = {labels[bad[0]]}")
         elif not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels must be integers 0..K-1 here, got dtype {labels.dtype}")
+            raise InputError(f"labels must be integers 0..K-1 here, got dtype {labels.dtype}")
         bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
         if bad.size:
-            raise ValueError(
+            raise InputError(
                 f"labels must lie in 0..{num_classes - 1} (K = {num_classes}): "
                 f"labels[{bad[0]}] = {labels[bad[0]]}"
             )
@@ -149,9 +150,9 @@ class Accumulator:
 
     def __init__(self, num_classes: int, dim: int, *, drop_nonfinite: bool = False):
         if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+            raise InputError(f"num_classes must be an int >= 2, got {num_classes!r}")
         if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be an int >= 1, got {dim!r}")
+            raise InputError(f"dim must be an int >= 1, got {dim!r}")
         self.K, self.d = num_classes, dim
         self.drop_nonfinite = drop_nonfinite
         self.stats = _stats.empty(num_classes, dim)
@@ -164,21 +165,21 @@ class Accumulator:
         with `count` the tallies of dtypes and dropped rows (not on NC4's second pass)."""
         X, y = np.asarray(X), np.asarray(y)
         if X.ndim != 2 or X.shape[1] != self.d or y.shape != (X.shape[0],):
-            raise ValueError(
+            raise InputError(
                 f"a batch must be rows X (B, {self.d}) with labels y (B,), got {X.shape} and "
                 f"{y.shape}"
             )
         bad = (y < 0) | (y >= self.K)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"row {self.rows + i}: label {y[i]} outside 0..{self.K - 1}")
+            raise InputError(f"row {self.rows + i}: label {y[i]} outside 0..{self.K - 1}")
         if count:
             self.dtypes.add(str(X.dtype))
         finite = np.isfinite(X).all(axis=1)
         if not finite.all():
             if not self.drop_nonfinite:
                 i = int(np.flatnonzero(~finite)[0])
-                raise ValueError(
+                raise InputError(
                     f"row {self.rows + i} of the features is not finite (nan or inf); "
                     "drop such rows with drop_nonfinite=True (ufm metrics --drop-nonfinite)"
                 )
@@ -225,7 +226,7 @@ class Accumulator:
         alive = counts > 0
         K = int(alive.sum())
         if K < 2:
-            raise ValueError(f"at least 2 classes need samples, got {K}")
+            raise InputError(f"at least 2 classes need samples, got {K}")
         W_all, b = _classifier(W, b, self.K, self.d)
         idx = np.flatnonzero(alive)
         stats = _stats.ClassStats(
@@ -266,7 +267,7 @@ class Accumulator:
         self.rows = seen
         counts = np.asarray(self.stats.counts)
         if rows != int(counts.sum()):
-            raise ValueError(f"samples() gave {rows} rows, the accumulated data {counts.sum():g}")
+            raise InputError(f"samples() gave {rows} rows, the accumulated data {counts.sum():g}")
         return {
             "nc4": float(hits.sum() / rows),
             "nc4_per_class": float(np.mean(hits[alive] / counts[alive])),
@@ -334,17 +335,17 @@ _metrics_jit = jax.jit(_core.metrics, static_argnames=("weighted_mean", "riesz_s
 def _classifier(W: Any, b: Any, K: int, d: int):
     if W is None:
         if b is not None:
-            raise ValueError("a bias was given without a classifier W")
+            raise InputError("a bias was given without a classifier W")
         return None, None
     W = jnp.asarray(np.asarray(W, dtype=np.float64))
     if W.shape != (K, d):
-        raise ValueError(f"the classifier W must have shape (K, d) = ({K}, {d}), got {W.shape}")
+        raise InputError(f"the classifier W must have shape (K, d) = ({K}, {d}), got {W.shape}")
     if not bool(jnp.all(jnp.isfinite(W))):
-        raise ValueError("the classifier W holds nan or inf")
+        raise InputError("the classifier W holds nan or inf")
     if b is not None:
         b = jnp.asarray(np.asarray(b, dtype=np.float64))
         if b.shape != (K,):
-            raise ValueError(f"the bias b must have shape (K,) = ({K},), got {b.shape}")
+            raise InputError(f"the bias b must have shape (K,) = ({K},), got {b.shape}")
     return W, b
 
 
@@ -411,11 +412,11 @@ def report(
     if W is not None:
         K_W = np.shape(W)[0]
         if num_classes is not None and num_classes != K_W:
-            raise ValueError(f"num_classes = {num_classes} but W has {K_W} rows")
+            raise InputError(f"num_classes = {num_classes} but W has {K_W} rows")
         num_classes = K_W
     codes, K, label_desc = encode_labels(labels, num_classes)
     if K < 2:
-        raise ValueError(f"labels: at least 2 classes are needed, the labels hold {K}")
+        raise InputError(f"labels: at least 2 classes are needed, the labels hold {K}")
     N, d = rows.shape
     acc = Accumulator(K, d, drop_nonfinite=drop_nonfinite)
 

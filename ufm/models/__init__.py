@@ -1,5 +1,6 @@
 """The registry behind `ufm.make` and the CLI: model name -> problem class."""
 
+from ..errors import InputError
 from ._base import AbstractProblem as AbstractProblem
 from ._base import Hyper as Hyper
 from .deep_linear import DeepLinearProblem as DeepLinearProblem
@@ -23,12 +24,12 @@ def make(name: str, **hyper) -> AbstractProblem:
     ValueError naming the parameter and what is allowed.
     """
     if name not in REGISTRY:
-        raise ValueError(f"model must be one of {', '.join(map(repr, REGISTRY))}; got {name!r}")
+        raise InputError(f"model must be one of {', '.join(map(repr, REGISTRY))}; got {name!r}")
     cls = REGISTRY[name]
     allowed = [h.name for h in cls.hypers]
     for key in hyper:
         if key not in allowed:
-            raise ValueError(
+            raise InputError(
                 f"unknown parameter {key!r} for model {name!r}; allowed: {', '.join(allowed)}"
             )
     return cls.make(**hyper)

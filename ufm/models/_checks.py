@@ -4,26 +4,28 @@ import math
 import numbers
 from collections.abc import Sequence
 
+from ..errors import InputError
+
 
 def integer(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+        raise InputError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
 
 
 def real(name: str, value, *, positive: bool) -> float:
     allowed = "a finite number > 0" if positive else "a finite number >= 0"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+        raise InputError(f"{name} must be {allowed}; got {value!r}")
     x = float(value)
     if not math.isfinite(x) or x < 0 or (positive and x == 0):
-        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+        raise InputError(f"{name} must be {allowed}; got {value!r}")
     return x
 
 
 def choice(name: str, value, allowed: Sequence[str]) -> str:
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+        raise InputError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
     return value
 
 
@@ -32,11 +34,11 @@ def counts(value, K: int) -> tuple[int, ...]:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return (integer("n", value, 1),) * K
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ValueError(
+        raise InputError(
             f"n must be a positive integer or a sequence of K={K} of them; got {value!r}"
         )
     if len(value) != K:
-        raise ValueError(f"n must have K={K} entries (one count per class); got {len(value)}")
+        raise InputError(f"n must have K={K} entries (one count per class); got {len(value)}")
     return tuple(integer(f"n[{k}]", v, 1) for k, v in enumerate(value))
 
 
@@ -45,7 +47,7 @@ def reals(name: str, value, count: int) -> tuple[float, ...]:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return (real(name, value, positive=True),) * count
     if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != count:
-        raise ValueError(
+        raise InputError(
             f"{name} must be a finite number > 0 or a sequence of depth={count} of them; "
             f"got {value!r}"
         )

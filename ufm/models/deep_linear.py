@@ -29,6 +29,7 @@ import scipy.optimize
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import theory as th
+from ..errors import InputError
 from . import _checks
 from ._base import AbstractClassProblem, Hyper
 from .plain import PlainProblem
@@ -177,7 +178,7 @@ class DeepLinearProblem(AbstractClassProblem):
         K = _checks.integer("K", K, 2)
         depth = _checks.integer("depth", depth, 1)
         if not isinstance(bias, bool):
-            raise ValueError(f"bias must be True or False; got {bias!r}")
+            raise InputError(f"bias must be True or False; got {bias!r}")
         return cls(
             loss_name=_checks.choice("loss", loss, ("ce", "mse")),
             counts=_checks.counts(n, K),

@@ -43,6 +43,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import _linalg, geometry
 from .. import theory as th
+from ..errors import InputError
 from . import _checks
 from ._base import AbstractProblem, Hyper
 
@@ -73,9 +74,9 @@ def parse_mix(mix) -> dict[str, Any]:
             elif len(parts) == 4 and parts[2] == "sampled":
                 out = {"kind": "sampled", "alpha": alpha, "seed": int(parts[3])}
             else:
-                raise ValueError
+                raise InputError
         except (ValueError, IndexError):
-            raise ValueError(bad) from None
+            raise InputError(bad) from None
         _checks.real("mix alpha", alpha, positive=True)
         if out["kind"] == "quadrature":
             _checks.integer("mix nodes", out["nodes"], 1)
@@ -86,13 +87,13 @@ def parse_mix(mix) -> dict[str, Any]:
         try:
             mix = [float(x) for x in mix.split(",")]
         except ValueError:
-            raise ValueError(bad) from None
+            raise InputError(bad) from None
     try:
         lams = tuple(float(x) for x in np.atleast_1d(np.asarray(mix, dtype=float)))
     except (TypeError, ValueError):
-        raise ValueError(bad) from None
+        raise InputError(bad) from None
     if not lams or not all(0 <= x <= 1 for x in lams):
-        raise ValueError(bad)
+        raise InputError(bad)
     return {"kind": "fixed", "lams": lams}
 
 
@@ -249,7 +250,7 @@ class MixupProblem(AbstractProblem):
         K = _checks.integer("K", K, 2)
         d = _checks.integer("d", d, 1)
         if d < K - 1:
-            raise ValueError(f"d must be >= K-1 = {K - 1} (a simplex ETF needs it); got d={d}")
+            raise InputError(f"d must be >= K-1 = {K - 1} (a simplex ETF needs it); got d={d}")
         n = _checks.integer("n", n, 1)
         spec = parse_mix(mix)
         columns = make_columns(K, n, spec)

@@ -27,6 +27,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import theory as th
+from ..errors import InputError
 from . import _checks
 from ._base import AbstractClassProblem, Hyper
 
@@ -160,9 +161,9 @@ class PlainProblem(AbstractClassProblem):
         K = _checks.integer("K", K, 2)
         lambda_b = _checks.real("lambda_b", lambda_b, positive=False)
         if not isinstance(bias, bool):
-            raise ValueError(f"bias must be True or False; got {bias!r}")
+            raise InputError(f"bias must be True or False; got {bias!r}")
         if lambda_b and not bias:
-            raise ValueError(f"lambda_b={lambda_b} needs bias=True (there is no bias to penalize)")
+            raise InputError(f"lambda_b={lambda_b} needs bias=True (there is no bias to penalize)")
         return cls(
             loss_name=_checks.choice("loss", loss, ("ce", "mse")),
             counts=_checks.counts(n, K),

@@ -33,6 +33,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import _linalg
 from .. import theory as th
+from ..errors import InputError
 from . import _checks
 from ._base import AbstractClassProblem, Hyper
 from .plain import PlainProblem, mse_rho, threshold
@@ -109,11 +110,11 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(H0 as (d, N), labels or None) from a .npy (d, N) or an .npz holding ``H0`` (d, N)
     or ``features`` (N, d), and optionally ``labels`` (N,)."""
     if not path.is_file():
-        raise ValueError(f"H0: file {str(path)!r} does not exist")
+        raise InputError(f"H0: file {str(path)!r} does not exist")
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as error:  # numpy raises several types for a bad file
-        raise ValueError(f"H0: cannot read {str(path)!r} as .npy or .npz ({error})") from None
+        raise InputError(f"H0: cannot read {str(path)!r} as .npy or .npz ({error})") from None
     if isinstance(data, np.ndarray):
         return data, None
     with data:
@@ -123,7 +124,7 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             return data["H0"], labels
         if "features" in keys:
             return np.asarray(data["features"]).T, labels
-    raise ValueError(
+    raise InputError(
         f"H0: {str(path)!r} holds {sorted(keys)}; expected 'H0' (d x N) or 'features' (N x d)"
     )
 
@@ -132,15 +133,15 @@ def _sort_by_labels(H0: np.ndarray, labels, K) -> tuple[np.ndarray, int, tuple[i
     """Columns sorted by class (stable); classes are the sorted distinct labels."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.size != H0.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"H0: labels must have one entry per column of H0 ({H0.shape[1]}); "
             f"got shape {labels.shape}"
         )
     if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"H0: labels must be integers; got dtype {labels.dtype}")
+        raise InputError(f"H0: labels must be integers; got dtype {labels.dtype}")
     classes, y, counts = np.unique(labels, return_inverse=True, return_counts=True)
     if K is not None and classes.size != K:
-        raise ValueError(f"H0: its labels have {classes.size} classes but K={K}")
+        raise InputError(f"H0: its labels have {classes.size} classes but K={K}")
     order = np.argsort(y, kind="stable")
     return H0[:, order], classes.size, tuple(int(c) for c in counts), tuple(int(c) for c in classes)
 
@@ -157,30 +158,30 @@ def _load(H0, K, n, d) -> tuple[np.ndarray, int, tuple[int, ...], str]:
     if H0.ndim != 2 or not (
         np.issubdtype(H0.dtype, np.floating) or np.issubdtype(H0.dtype, np.integer)
     ):
-        raise ValueError(f"H0 must be a real 2-D array (d x N); got shape {H0.shape}, {H0.dtype}")
+        raise InputError(f"H0 must be a real 2-D array (d x N); got shape {H0.shape}, {H0.dtype}")
     H0 = H0.astype(float)
     bad = np.flatnonzero(~np.all(np.isfinite(H0), axis=0))
     if bad.size:
-        raise ValueError(f"H0 has a non-finite entry (nan or inf) in column {bad[0]}")
+        raise InputError(f"H0 has a non-finite entry (nan or inf) in column {bad[0]}")
     if labels is not None:
         H0, K, counts, classes = _sort_by_labels(H0, labels, K)
         if n is not None and _checks.counts(n, K) != counts:
-            raise ValueError(f"H0: its labels give class counts {list(counts)}, but n={n!r}")
+            raise InputError(f"H0: its labels give class counts {list(counts)}, but n={n!r}")
     else:
         if K is None:
-            raise ValueError("K is needed when H0 has no labels (its columns sorted by class)")
+            raise InputError("K is needed when H0 has no labels (its columns sorted by class)")
         K = _checks.integer("K", K, 2)
         N = H0.shape[1]
         if n is None:
             if N % K:
-                raise ValueError(f"H0 has N={N} columns, not a multiple of K={K}; pass n")
+                raise InputError(f"H0 has N={N} columns, not a multiple of K={K}; pass n")
             n = N // K
         counts = _checks.counts(n, K)
         if sum(counts) != N:
-            raise ValueError(f"H0 has N={N} columns, but n={n!r} gives {sum(counts)} samples")
+            raise InputError(f"H0 has N={N} columns, but n={n!r} gives {sum(counts)} samples")
     if d is not None and _checks.integer("d", d, 1) != H0.shape[0]:
         hint = " (transposed? an .npz 'features' array is N x d)" if H0.shape[1] == d else ""
-        raise ValueError(f"H0 has shape {H0.shape}; expected d={d} rows{hint}")
+        raise InputError(f"H0 has shape {H0.shape}; expected d={d} rows{hint}")
     return H0, K, counts, {"H0": source} | ({"labels": classes} if classes else {})
 
 
@@ -188,7 +189,7 @@ def _generate(K, counts, d, lambda_W, lambda_H, noise, seed) -> np.ndarray:
     """The plain MSE UFM's closed-form minimizer (fixed rotation) plus noise of relative
     Frobenius size `noise` (absolute when the minimizer is zero)."""
     if d < K:  # the plain theory predicts a tight frame there, but Cor 2.2 needs d >= K
-        raise ValueError(
+        raise InputError(
             f"H0 cannot be generated with d={d} < K={K}: the vicinity theory needs the "
             "orthogonal-frame minimizer (d >= K); pass H0 instead"
         )
@@ -272,12 +273,12 @@ class VicinityProblem(AbstractClassProblem):
             origin = {"H0": None, "noise": noise, "noise_seed": noise_seed}
         else:
             if noise:
-                raise ValueError(f"noise={noise} only applies to a generated H0 (H0 was given)")
+                raise InputError(f"noise={noise} only applies to a generated H0 (H0 was given)")
             H0, K, counts, origin = _load(H0, K, n, d)
             d = H0.shape[0]
         if units == "paper":
             if len(set(counts)) > 1:
-                raise ValueError("units='paper' needs balanced classes (one n)")
+                raise InputError("units='paper' needs balanced classes (one n)")
             lam = from_paper(K, counts[0], **lam)
         if H0 is None:
             H0 = _generate(K, counts, d, lam["lambda_W"], lam["lambda_H"], noise, noise_seed)
@@ -417,7 +418,7 @@ class VicinityProblem(AbstractClassProblem):
         A generated H0 is regenerated for the new lambdas (same noise and seed, so it stays
         near the new collapsed minimizer); a given H0 is kept."""
         if name not in ("lambda_W", "lambda_H", "beta"):
-            raise ValueError(f"name must be 'lambda_W', 'lambda_H' or 'beta'; got {name!r}")
+            raise InputError(f"name must be 'lambda_W', 'lambda_H' or 'beta'; got {name!r}")
         value = _checks.real(name, value, positive=True)
         if self.origin["H0"] is None:
             return VicinityProblem.make(**(self.hyperparameters() | {name: value}))
