@@ -2,7 +2,7 @@
 
 Problem (issue 3): deep linear, depth M = 3, MSE, no bias, K=10, n=100, d=64,
 lambda_W1 = lambda_W2 = lambda_W3 = lambda_H = 5e-4.
-  ufm:      optax L-BFGS in float64 to gradient norm <= 1e-10 (jitted while_loop).
+  ufm:      optax L-BFGS in float64 to its default tolerance (jitted while_loop).
   baseline: full-batch SGD with momentum 0.9, lr 0.1, 30,000 steps, float32, every factor
             (H, W1, W2, W3) initialised i.i.d. N(0, 0.1^2) -- the method of Dang et al. 2023's
             public code, written here in JAX and jitted (lax.fori_loop), so it runs faster

@@ -1,7 +1,7 @@
 """ufm's L-BFGS solve of the plain CE UFM against the published method, in one run.
 
 Problem (issue 2): CE, K=10, n=100, d=64, bias, lambda_W = lambda_H = lambda_b = 5e-4.
-  ufm:      optax L-BFGS in float64 to gradient norm <= 1e-10 (jitted while_loop).
+  ufm:      optax L-BFGS in float64 to its default tolerance (jitted while_loop).
   baseline: full-batch SGD with momentum 0.9, lr 0.1, 30,000 steps, float32 -- the method of
             the papers' public scripts, written here in JAX and jitted (lax.fori_loop), so it
             runs faster than those PyTorch loops would; the ratio is conservative.

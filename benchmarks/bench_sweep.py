@@ -1,7 +1,7 @@
 """A phase diagram as one sweep against the same points solved one by one, in one run.
 
 Problem (issue 6): the plain MSE UFM, K=4, n=5, d=8, no bias, on a 64 x 64 grid of
-lambda_W, lambda_H in [1e-4, 1] (log-spaced), float64, gradient norm <= 1e-10.
+lambda_W, lambda_H in [1e-4, 1] (log-spaced), float64, the default gradient tolerance.
   sweep, checked: `ufm.sweep(...)`, the default: every point solved, compared with
             ufm.theory, its NC metrics and regime computed, saved to zarr; cold (the first
             sweep in the process: compilation included, what a user waits for) and warm.

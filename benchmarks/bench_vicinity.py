@@ -3,9 +3,9 @@
 Problem (issue 4): vicinity UFM, K=10, n=100, d=64, lambda_W = lambda_H = 5e-4,
 beta = 0.01 (paper units beta^T = N beta = 10), H0 = the collapsed minimizer plus noise of
 relative size 0.5 (seed 0): no closed form, so the reference is ufm's own minimum, whose
-gradient norm is <= 1e-10.
+gradient norm meets the default tolerance.
   ufm:      optax L-BFGS over W in float64, H eliminated in closed form (ridge regression
-            towards H0), to gradient norm <= 1e-10 on (W, H).
+            towards H0), to the default tolerance on the gradient of (W, H).
   baseline: full-batch SGD with momentum 0.9, lr 0.1, 30,000 steps, float32, from
             W ~ N(0, 0.1^2) and H = H0 (the paper published no code; this is the method of the
             other UFM papers' code, written in JAX and jitted, so the ratio is conservative).

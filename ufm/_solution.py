@@ -11,17 +11,19 @@ from jaxtyping import Array, Bool, Float, Int
 class RESULTS(eqx.Enumeration):
     """Why the solver stopped. Only ``successful`` counts as converged."""
 
-    successful = "converged: gradient norm <= gtol"
+    successful = "converged: gradient norm <= gtol x weight decay x max(||params||, 1)"
     max_steps_reached = (
-        "not converged: max_steps reached before the gradient norm fell to gtol; "
-        "raise max_steps, loosen gtol, or add restarts"
+        "not converged: max_steps reached before the gradient norm fell to the tolerance "
+        "(gtol x weight decay x max(||params||, 1)); raise max_steps or add restarts"
     )
     nonfinite = (
         "not converged: the loss became nan or inf; lower init_scale or check the hyperparameters"
     )
     stalled = (
-        "not converged: the optimizer stopped moving (line search failed) above gtol; "
-        "gtol may be below what this precision can resolve"
+        "not converged: the optimizer stopped moving (line search failed) above the tolerance: "
+        "the gradient cannot be resolved that finely in this precision (rounding is ~1e-16 "
+        "of the gradient's terms in float64; a tiny weight decay makes the tolerance tiny); "
+        "the point may still be the minimum, but this run cannot tell"
     )
 
 
@@ -33,6 +35,9 @@ def messages(result: eqx.Enumeration) -> list[str]:
 
 class Solution(eqx.Module):
     """The best of `restarts` runs (lowest loss among converged runs, else lowest loss).
+
+    ``gtol`` is the relative tolerance asked for, ``grad_tol`` the gradient norm it meant at
+    the returned point (`ufm.solve.tolerance`); converged means grad_norm <= grad_tol.
 
     ``params`` holds arrays named as in the papers (``W``, ``H``, ``b``, ...).
     ``restart_losses`` and ``restart_converged`` keep every run, so a global-optimality
@@ -47,6 +52,7 @@ class Solution(eqx.Module):
     restart_losses: Float[Array, " R"]
     restart_converged: Bool[Array, " R"]
     gtol: Float[Array, ""]
+    grad_tol: Float[Array, ""]
     method: str = eqx.field(static=True)
 
     @property
@@ -55,7 +61,13 @@ class Solution(eqx.Module):
 
     @property
     def status(self) -> str:
-        return "; ".join(dict.fromkeys(messages(self.result)))
+        status = "; ".join(dict.fromkeys(messages(self.result)))
+        if not self.converged and np.asarray(self.loss).dtype == np.float32:
+            status += (
+                "; the problem is float32 (jax_enable_x64 is off): run "
+                'jax.config.update("jax_enable_x64", True) before building it'
+            )
+        return status
 
     @property
     def loss_spread(self) -> float:
@@ -72,6 +84,7 @@ class Solution(eqx.Module):
             "steps": int(self.steps),
             "method": self.method,
             "gtol": float(self.gtol),
+            "grad_tol": float(self.grad_tol),
             "restarts": int(jnp.size(self.restart_losses)),
             "restart_losses": [float(x) for x in np.asarray(self.restart_losses)],
             "loss_spread": self.loss_spread,

@@ -11,7 +11,7 @@ from ._solution import Solution
 from .models import AbstractProblem
 from .theory import Theory, layer_quantities
 
-LOSS_RTOL = 1e-9  # float64 solves to gtol=1e-10 reach the closed-form loss to ~1e-13
+LOSS_RTOL = 1e-9  # converged float64 solves (default gtol) reach the closed-form loss to ~1e-13
 QUANTITY_TOL = 1e-5  # Grams converge like sqrt(loss error) along flat directions
 
 

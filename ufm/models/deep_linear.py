@@ -29,7 +29,6 @@ import scipy.optimize
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import theory as th
-from ..errors import InputError
 from . import _checks
 from ._base import AbstractClassProblem, Hyper
 from .plain import PlainProblem
@@ -177,8 +176,7 @@ class DeepLinearProblem(AbstractClassProblem):
     ) -> "DeepLinearProblem":
         K = _checks.integer("K", K, 2)
         depth = _checks.integer("depth", depth, 1)
-        if not isinstance(bias, bool):
-            raise InputError(f"bias must be True or False; got {bias!r}")
+        bias = _checks.flag("bias", bias)
         return cls(
             loss_name=_checks.choice("loss", loss, ("ce", "mse")),
             counts=_checks.counts(n, K),

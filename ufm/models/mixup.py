@@ -321,6 +321,12 @@ class MixupProblem(AbstractProblem):
     def classifier(self, params: dict[str, Array]) -> Array:
         return params["W"] if self.learned else self.fixed_classifier(params["H"].dtype)
 
+    def weight_decay(self) -> Float[Array, ""]:
+        """Column m's penalty is count_m lambda_H/2 |h_m|^2; lambda_W counts only if W is
+        learned."""
+        features = self.lambda_H * jnp.min(self.counts)
+        return jnp.minimum(features, self.lambda_W) if self.learned else features
+
     def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
         H = params["H"]
         W = self.classifier(params)

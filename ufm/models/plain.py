@@ -63,7 +63,8 @@ def ce_min_loss(K, n, lambda_W, lambda_H):
     """-ln(1 - (K-1) s) + (K-1) s a* if c < 1, else ln K."""
     s = np.sqrt(n * lambda_W * lambda_H)
     with np.errstate(invalid="ignore", divide="ignore"):
-        inner = -np.log(1 - (K - 1) * s) + (K - 1) * s * ce_margin(K, n, lambda_W, lambda_H)
+        # log1p: at s ~ 1e-12, 1 - (K-1) s loses ~1e-5 of the result to rounding
+        inner = -np.log1p(-(K - 1) * s) + (K - 1) * s * ce_margin(K, n, lambda_W, lambda_H)
     return np.where(K * s < 1, inner, np.log(K))
 
 
@@ -160,8 +161,7 @@ class PlainProblem(AbstractClassProblem):
     ) -> "PlainProblem":
         K = _checks.integer("K", K, 2)
         lambda_b = _checks.real("lambda_b", lambda_b, positive=False)
-        if not isinstance(bias, bool):
-            raise InputError(f"bias must be True or False; got {bias!r}")
+        bias = _checks.flag("bias", bias)
         if lambda_b and not bias:
             raise InputError(f"lambda_b={lambda_b} needs bias=True (there is no bias to penalize)")
         return cls(

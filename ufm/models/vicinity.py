@@ -301,6 +301,10 @@ class VicinityProblem(AbstractClassProblem):
     def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
         return self.beta_free_loss(params) + self.beta / 2 * jnp.sum((params["H"] - self.H0) ** 2)
 
+    def weight_decay(self) -> Float[Array, ""]:
+        """W has curvature lambda_W from its penalty, H lambda_H + beta."""
+        return jnp.minimum(self.lambda_W, self.lambda_H + self.beta)
+
     def beta_free_loss(self, params: dict[str, Array]) -> Float[Array, ""]:
         """f_0: the loss without the beta term (the plain MSE UFM, Eq. 1)."""
         W, H = params["W"], params["H"]
