@@ -4,8 +4,8 @@
 - Real networks' features at any scale: `report(H, labels, W=None)` and `Accumulator`
   (streaming class statistics, tiled pair statistics), behind `ufm metrics FILE`.
 
-Definitions, sources and where peers disagree: `DEFINITIONS`, the docstrings, and
-../shared/theory/metrics.md.
+Definitions, sources (each reference implementation at the commit that was checked) and
+where peers disagree: `DEFINITIONS` and the docstrings.
 """
 
 from ._core import metrics as from_stats

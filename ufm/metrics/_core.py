@@ -1,8 +1,14 @@
 """Every NC1-NC3 metric from class statistics (`ClassStats`) and, for NC2/NC3 of the
 classifier, W (K, d). One definition per metric: the raw-feature functions of `_data` and
 the streaming `report` both come here. Formulas and sources: the docstrings below and
-../shared/theory/metrics.md. Empty classes are not allowed here (their means are
-undefined): `report` removes them first and says so.
+`DEFINITIONS`. Empty classes are not allowed here (their means are undefined): `report`
+removes them first and says so.
+
+Reference implementations checked, by commit (definitions and tolerances only):
+  - Papyan, Han & Donoho's notebook, github.com/neuralcollapse/neuralcollapse @ 7f12011
+    (2022-02-08), `neuralcollapse.ipynb`;
+  - rhubarbwu/neural-collapse @ c05a0b8 (2025-02-06), `neural_collapse/measure.py`;
+  - felixsh/nc-toolbox @ a527f99 (2025-04-16), `nc_toolbox/metrics.py`.
 """
 
 import math
@@ -32,28 +38,68 @@ def _within_energy(stats: ClassStats, U: Array) -> Array:
     return jnp.sum(U * (stats.within @ U), axis=0) / stats.num_samples
 
 
+def pinv_rtol(d: int, dtype=None) -> float:
+    """The default relative cut of `nc1_pinv`: d eps (eps of `dtype`, float64 by default).
+
+    It is torch.linalg.pinv's default rtol = max(m, n) eps for the d x d matrix Sigma_B
+    (rhubarbwu/neural-collapse @ c05a0b8 calls it with no tolerance), and
+    numpy.linalg.pinv(rtol=None)'s; numpy's own default rcond = 1e-15 (nc-toolbox @
+    a527f99) equals it at d = 4.5."""
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    return d * float(jnp.finfo(dtype).eps)
+
+
+def between_directions(d: int, K: int) -> int:
+    """min(K-1, d): the most directions Sigma_B (rank <= K-1, d x d) can have."""
+    return min(K - 1, d)
+
+
+def _kept(s: Array, rtol: float | Array) -> Array:
+    """Mask of the eigenvalues s_i^2 of Sigma_B above the cut: s_i^2 > rtol s_1^2 (in
+    singular values s_i > sqrt(rtol) s_1, which cannot underflow)."""
+    return s > jnp.sqrt(jnp.asarray(rtol, s.dtype)) * s[0]
+
+
 def nc1_pinv(
     stats: ClassStats,
     *,
     rtol: float | None = None,
     weighted_mean: bool = True,
     between: tuple[Array, Array] | None = None,
-) -> Array:
-    """Papyan's NC1 = (1/K) Tr(Sigma_W Sigma_B^+) (Papyan, Han & Donoho 2020, PNAS; Tirer et
-    al. 2023 Sec. 5), as a sum of nonnegative terms so it is never negative (metrics.md §7):
+    return_dropped: bool = False,
+) -> Array | tuple[Array, Array]:
+    """Papyan's NC1 = (1/K) Tr(Sigma_W Sigma_B^+) (Papyan, Han & Donoho 2020, PNAS;
+    Tirer et al. 2023 Sec. 5), as a sum of nonnegative terms, so it is never negative:
 
-        (1/K) sum_{i: s_i > rtol s_1} u_i^T Sigma_W u_i / s_i^2
+        (1/K) sum_{i: lambda_i > rtol lambda_1} u_i^T Sigma_W u_i / lambda_i
 
-    over the SVD of Mtilde/sqrt(K). `rtol` defaults to max(d, K) eps (numpy's pinv cut-off).
-    Blind to within-class variance orthogonal to span(Mtilde). nan when Sigma_B = 0.
-    `between` is `_between_svd` of the centred means when the caller already has it."""
+    over the eigenpairs (u_i, lambda_i = s_i^2) of Sigma_B, from the SVD of Mtilde/sqrt(K)
+    (never from the rounded product Mtilde Mtilde^T). The pseudo-inverse drops every
+    eigenvalue lambda_i <= rtol lambda_1, the largest: the cut is relative to the
+    EIGENVALUES of Sigma_B, as torch.linalg.pinv(Sigma_B) (rhubarbwu/neural-collapse @
+    c05a0b8, `covariance_ratio(metric="pinv")`) and numpy.linalg.pinv(Sigma_B)
+    (felixsh/nc-toolbox @ a527f99, `nc1_strong`) apply it. `rtol` defaults to
+    `pinv_rtol(d)` = d eps, torch's default for the d x d Sigma_B (2.2e-16 d in float64;
+    in singular values of Mtilde, sqrt(d eps) = 1.5e-8 sqrt(d)). Two class means closer
+    than that, relative to the spread of the means (minority collapse, or solver noise),
+    span no direction of Sigma_B^+, as in those implementations, instead of one with a
+    rounding-error eigenvalue that makes NC1 blow up.
+
+    Blind to within-class variance orthogonal to the kept directions. nan when
+    Sigma_B = 0. With `return_dropped`, also the number of the min(K-1, d) possible
+    directions that fell below the cut (an int array; `report` states it). `between` is
+    `_between_svd` of the centred means when the caller already has it."""
     d, K = stats.means.shape
     if rtol is None:
-        rtol = max(d, K) * float(jnp.finfo(stats.means.dtype).eps)
+        rtol = pinv_rtol(d, stats.means.dtype)
     U, s = between or _between_svd(stats.centred_means(weighted_mean))
-    keep = s > rtol * s[0]
+    keep = _kept(s, rtol)
     terms = jnp.where(keep, _within_energy(stats, U) / jnp.where(keep, s, 1.0) ** 2, 0.0)
-    return jnp.where(s[0] > 0, jnp.sum(terms) / K, jnp.nan)
+    value = jnp.where(s[0] > 0, jnp.sum(terms) / K, jnp.nan)
+    if not return_dropped:
+        return value
+    dropped = jnp.maximum(between_directions(d, K) - jnp.sum(keep), 0)
+    return value, dropped
 
 
 def nc1_svd(
@@ -62,11 +108,20 @@ def nc1_svd(
     weighted_mean: bool = True,
     between: tuple[Array, Array] | None = None,
 ) -> Array:
-    """Han et al. 2022's NC1: (1/K) sum_{i <= min(K-1, d)} u_i^T Sigma_W u_i / s_i^2 over the
-    top eigenpairs of Sigma_B (rhubarbwu `covariance_pinv(svd=True)`, which omits the 1/K).
-    Equals `nc1_pinv` when Sigma_B has rank min(K-1, d); inf when its rank is lower."""
+    """Han, Papyan & Donoho's top-(K-1) NC1 (Han et al. 2022):
+
+        (1/K) sum_{i <= min(K-1, d)} u_i^T Sigma_W u_i / lambda_i
+
+    over the top eigenpairs of Sigma_B, with no cut. It is what Papyan et al.'s notebook
+    (neuralcollapse/neuralcollapse @ 7f12011: scipy svds(Sb, k=C-1), then
+    trace(Sw @ inv_Sb), without the 1/C; muG the unweighted mean of class means) and
+    rhubarbwu/neural-collapse @ c05a0b8 (`covariance_ratio(metric="svd")`, with 1/K)
+    compute. Equals `nc1_pinv` when Sigma_B has min(K-1, d) eigenvalues above the pinv
+    cut. When it has fewer (means that coincide up to rounding) it inverts an eigenvalue
+    at the rounding level and blows up; the size of that blow-up is rounding noise, so
+    two implementations then disagree by orders of magnitude (`report` notes it)."""
     d, K = stats.means.shape
-    r = min(K - 1, d)
+    r = between_directions(d, K)
     U, s = between or _between_svd(stats.centred_means(weighted_mean))
     energy = _within_energy(stats, U[:, :r])
     return jnp.where(s[0] > 0, jnp.sum(energy / s[:r] ** 2) / K, jnp.nan)
@@ -81,9 +136,10 @@ def scatter_traces(stats: ClassStats, *, weighted_mean: bool = True) -> tuple[Ar
 
 
 def nc1_trace(stats: ClassStats, *, weighted_mean: bool = True) -> Array:
-    """Tr Sigma_W / Tr Sigma_B (Tirer et al. 2023 Eq. (3), their NC1-tilde; rhubarbwu
-    `covariance_ratio` up to its Sigma_B divisor). Sees all within-class variance. nan when
-    Tr Sigma_B = 0."""
+    """Tr Sigma_W / Tr Sigma_B (Tirer et al. 2023 Eq. (3), their NC1-tilde;
+    rhubarbwu/neural-collapse @ c05a0b8 `covariance_ratio(metric="quotient")`, whose
+    Sigma_B divides by K as ours; before its commit 1ab766b it divided by d). Sees all
+    within-class variance. nan when Tr Sigma_B = 0."""
     tr_W, tr_B = scatter_traces(stats, weighted_mean=weighted_mean)
     return jnp.where(tr_B > 0, tr_W / jnp.where(tr_B > 0, tr_B, 1.0), jnp.nan)
 
@@ -95,8 +151,10 @@ def coefficient_of_variation(x: Array) -> Array:
 
 def nc3_self_duality(W: Array, Mt: Array) -> Array:
     """Papyan's self-duality || W^T/||W||_F - Mtilde/||Mtilde||_F ||_F^2, W (K, d)
-    uncentred, Mtilde (d, K) centred (metrics.md `nc3_papyan`; nc-toolbox). At a bias-free
-    MSE optimum (an OF) it is 2 - 2 sqrt((K-1)/K), not 0: use `nc3_uncentred` there."""
+    uncentred, Mtilde (d, K) centred (Papyan et al.'s notebook @ 7f12011, `W_M_dist`;
+    felixsh/nc-toolbox @ a527f99 `nc3_self_duality` returns its square root). At a
+    bias-free MSE optimum (an OF) it is 2 - 2 sqrt((K-1)/K), not 0: use `nc3_uncentred`
+    there."""
     return jnp.sum((W.T / jnp.linalg.norm(W) - Mt / jnp.linalg.norm(Mt)) ** 2)
 
 
@@ -135,7 +193,9 @@ def metrics(
     riesz_s: float | None = None,
     pairs: dict[str, Array] | None = None,
 ) -> dict[str, Array]:
-    """Every metric but NC4 (which needs the samples), by its name in `DEFINITIONS`.
+    """Every metric but NC4 (which needs the samples), by its name in `DEFINITIONS`, and
+    ``nc1_dropped``: how many of the min(K-1, d) between-class directions fell below the
+    pinv cut of `nc1_pinv` (an int array, not a metric).
 
     `pairs` is `pair_statistics(...)` when already computed (in blocks, by `report`);
     otherwise it is computed here in one block, which keeps this function traceable."""
@@ -145,8 +205,12 @@ def metrics(
     Mt = stats.centred_means(weighted_mean)
     between = _between_svd(Mt)  # one SVD (a QR of K x d first when K > d) for both NC1s
     norms = jnp.linalg.norm(Mt, axis=0)
+    nc1, nc1_dropped = nc1_pinv(
+        stats, weighted_mean=weighted_mean, between=between, return_dropped=True
+    )
     out = {
-        "nc1": nc1_pinv(stats, weighted_mean=weighted_mean, between=between),
+        "nc1": nc1,
+        "nc1_dropped": nc1_dropped,
         "nc1_svd": nc1_svd(stats, weighted_mean=weighted_mean, between=between),
         "nc1_trace": nc1_trace(stats, weighted_mean=weighted_mean),
         "cdnv": pairs["cdnv"],

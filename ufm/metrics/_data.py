@@ -15,15 +15,16 @@ definition of its metric in `_core` (pair statistics: `_pairs`). Every public fu
 jitted, with K and the options static; shape and dtype errors are ValueErrors at trace
 time. For features that do not fit in memory, or real networks' files: `report`.
 
-Where rhubarbwu/neural-collapse differs:
+Where rhubarbwu/neural-collapse (checked at commit c05a0b8, 2025-02-06) differs:
   - it stores features and means as rows (N, d) and (K, d); we use columns;
-  - its default global mean is the unweighted (1/K) sum_k mu_k; ours is sample-weighted
-    (`weighted_mean=False` gives theirs; the two agree for balanced classes);
-  - its Sigma_B (`covariance_pinv`, `covariance_ratio` at commit c3864c2) is
-    Mtilde Mtilde^T / d instead of / K, so its NC1 values are ours times d/K;
+  - its default global mean (`MeanAccumulator.compute(weighted=False)`) is the
+    unweighted (1/K) sum_k mu_k; ours is sample-weighted (`weighted_mean=False` gives
+    theirs; the two agree for balanced classes);
+  - its Sigma_B (`covariance_ratio`) is Mtilde Mtilde^T / K as ours; before its commit
+    1ab766b (2024-11-01, `variability_pinv`) it was / d, giving NC1 values d/K times ours;
   - its `self_duality_error` compares W Mtilde with P_K, a different metric from our
     `nc3_self_duality` (Papyan's); ours under that name is `nc3_alignment` in `report`;
-  - its NC4 accumulator ignores the bias; ours uses b when given.
+  - its NC4 accumulator (`DecAccumulator`) ignores the bias; ours uses b when given.
 Every divisor is the plain count (ddof 0) unless a `ddof` argument says otherwise.
 
 Degenerate inputs: NC1 and CDNV are undefined when the class means coincide (zero
@@ -110,17 +111,29 @@ def centred_means(H: ArrayLike, y: ArrayLike, K: int, *, weighted_mean: bool = T
 # --------------------------------------------------------------------------- NC1
 
 
-@functools.partial(jax.jit, static_argnames=("K", "rtol", "weighted_mean"))
+@functools.partial(jax.jit, static_argnames=("K", "rtol", "weighted_mean", "return_dropped"))
 def nc1_pinv(
-    H: ArrayLike, y: ArrayLike, K: int, *, rtol: float | None = None, weighted_mean: bool = True
-) -> Array:
-    """Papyan's NC1 = (1/K) Tr(Sigma_W Sigma_B^+); see `_core.nc1_pinv`."""
-    return _core.nc1_pinv(_stats(H, y, K), rtol=rtol, weighted_mean=weighted_mean)
+    H: ArrayLike,
+    y: ArrayLike,
+    K: int,
+    *,
+    rtol: float | None = None,
+    weighted_mean: bool = True,
+    return_dropped: bool = False,
+) -> Array | tuple[Array, Array]:
+    """Papyan's NC1 = (1/K) Tr(Sigma_W Sigma_B^+), dropping the eigenvalues of Sigma_B at
+    or below rtol times the largest (default rtol = d eps, torch.linalg.pinv's default for
+    the d x d Sigma_B); see `_core.nc1_pinv`. With `return_dropped`, (nc1, number of the
+    min(K-1, d) between-class directions below that cut)."""
+    return _core.nc1_pinv(
+        _stats(H, y, K), rtol=rtol, weighted_mean=weighted_mean, return_dropped=return_dropped
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("K", "weighted_mean"))
 def nc1_svd(H: ArrayLike, y: ArrayLike, K: int, *, weighted_mean: bool = True) -> Array:
-    """Han et al. 2022's top-(K-1) NC1; see `_core.nc1_svd`."""
+    """Han et al. 2022's top-(K-1) NC1, as Papyan et al.'s notebook computes it (no cut,
+    so it blows up when Sigma_B has fewer directions); see `_core.nc1_svd`."""
     return _core.nc1_svd(_stats(H, y, K), weighted_mean=weighted_mean)
 
 
@@ -146,9 +159,11 @@ def cdnv(H: ArrayLike, y: ArrayLike, K: int, *, p: float = 1, ddof: int = 0) -> 
         sigma_k^2 = (1/(n_k - ddof)) sum_{i: y_i = k} ||h_i - mu_k||^2.
 
     p = 1 is Galanti's (scale-invariant); the Linguistic Collapse analysis (Wu & Papyan
-    2024) uses p = 2 (rhubarbwu `dist_exp`; `cdnv_lc` in `report`). ddof 0 as rhubarbwu,
-    ddof 1 as nc-toolbox (needs n_k >= 2). Ignores centring. inf or nan when two class
-    means coincide.
+    2024; rhubarbwu/linguistic-collapse @ 9e25020 `analyze.py` calls
+    `variability_cdnv(V, M, 2)`, the `dist_exp` of rhubarbwu/neural-collapse @ c05a0b8)
+    uses p = 2 (`cdnv_lc` in `report`). ddof 0 as rhubarbwu/neural-collapse @ c05a0b8,
+    ddof 1 as felixsh/nc-toolbox @ a527f99 (`class_embedding_variances`; needs
+    n_k >= 2). Ignores centring. inf or nan when two class means coincide.
     """
     stats = _stats(H, y, K)
     inp = _core.pair_inputs(stats, None, True)._replace(variances=stats.variances(ddof)[None])
@@ -216,7 +231,8 @@ def _check_gram(G: ArrayLike) -> Array:
 @jax.jit
 def nc2_etf_error(G: ArrayLike) -> Array:
     """|| G/||G||_F - P_K/sqrt(K-1) ||_F for a (K, K) Gram G (Tirer et al. 2023 Sec. 5;
-    rhubarbwu `simplex_etf_error`; Zhu et al. 2021 use G = W W^T).
+    rhubarbwu/neural-collapse @ c05a0b8 `simplex_etf_error`; Zhu et al. 2021 use
+    G = W W^T, tding1/Neural-Collapse @ 04ef586 `compute_ETF`).
 
     Use the CENTRED mean Gram Mtilde^T Mtilde (or W W^T); with uncentred means an OF
     scores sqrt(2 - 2 sqrt((K-1)/K)), not 0. A zero G gives 1.0. For K > d+1 no ETF
@@ -288,8 +304,8 @@ def nc4_agreement(
 
     (Papyan's NC4, as agreement; disagreement is 1 - this). y only defines the means,
     never the decision. b = None means no bias. `per_class=True` averages the per-class
-    rates instead of pooling samples (rhubarbwu's `weighted=False`). Ties go to the lower
-    class index.
+    rates instead of pooling samples (`clf_ncc_agreement(weighted=False)` of
+    rhubarbwu/neural-collapse @ c05a0b8). Ties go to the lower class index.
     """
     H, y = _check_data(H, y, K)
     W, b = _check_classifier(W, b, K, H.shape[0])

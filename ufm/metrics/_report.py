@@ -7,15 +7,21 @@ classifier decision with its nearest class mean, is a second pass over the sampl
 
 Everything is computed in float64 (with x64 on): float16 and float32 inputs are cast
 batch by batch. Handling of awkward inputs, each stated in the report's ``notes``:
+  - a square H (d = N) is rejected unless `layout` says which axis holds the samples;
   - labels that are not 0..K-1 are relabelled in sorted order (``data.labels``), unless a
-    classifier or `num_classes` fixes K, when they must be integers in 0..K-1;
+    classifier or `num_classes` fixes K, when they must be integers in 0..K-1; a nan
+    label is an error naming its index, never a class of its own;
   - empty classes (possible only when K is fixed) are left out of every metric;
   - classes with one sample count fully, with zero within-class variance (ddof 0);
     `cdnv_ddof1` is then undefined (nan);
   - K > d+1: no simplex ETF exists; ``geometry`` gives the least ETF (and OF) Gram error
     any configuration in d dimensions can have;
   - rows holding nan or inf are an error naming the first such row, unless
-    ``drop_nonfinite`` is set, when they are skipped and counted.
+    ``drop_nonfinite`` is set, when they are skipped and counted;
+  - between-class directions below the pinv cut of nc1 (eigenvalues of Sigma_B at or
+    below d eps times the largest: class means that coincide up to rounding) are dropped
+    from nc1 and counted (``data.nc1_dropped_directions``); nc1_svd keeps them and is
+    then unreliable.
 """
 
 import math
@@ -33,39 +39,46 @@ from ._data import agreement
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 DEFINITIONS: dict[str, str] = {
-    "nc1": "(1/K) Tr(Sigma_W Sigma_B^+), Papyan, Han & Donoho 2020 (pinv; default NC1)",
-    "nc1_svd": "(1/K) sum over the top K-1 eigenpairs of Sigma_B of u^T Sigma_W u / s^2, "
-    "Han et al. 2022",
+    "nc1": "(1/K) Tr(Sigma_W Sigma_B^+), Papyan, Han & Donoho 2020 (default NC1); the "
+    "pinv drops eigenvalues of Sigma_B <= d eps x the largest, as torch.linalg.pinv in "
+    "rhubarbwu/neural-collapse @ c05a0b8 (count: data.nc1_dropped_directions)",
+    "nc1_svd": "(1/K) sum over the top min(K-1, d) eigenpairs of Sigma_B of u^T Sigma_W u / "
+    "lambda, no cut: Han et al. 2022, as Papyan et al.'s notebook computes it "
+    "(neuralcollapse/neuralcollapse @ 7f12011, which leaves out the 1/K)",
     "nc1_trace": "Tr Sigma_W / Tr Sigma_B, Tirer et al. 2023 Eq. (3)",
     "cdnv": "mean over pairs of (s_k^2 + s_k'^2)/2 / ||mu_k - mu_k'||^2, ddof 0, "
     "Galanti et al. 2022 (default CDNV)",
-    "cdnv_ddof1": "cdnv with s_k^2 = sum ||h - mu_k||^2 / (n_k - 1) (nc-toolbox)",
+    "cdnv_ddof1": "cdnv with s_k^2 = sum ||h - mu_k||^2 / (n_k - 1) (felixsh/nc-toolbox @ a527f99)",
     "cdnv_lc": "cdnv with ||mu_k - mu_k'||^4 (distance exponent 2), Wu & Papyan 2024 "
-    "(Linguistic Collapse analysis); not scale-free",
+    "(rhubarbwu/linguistic-collapse @ 9e25020 analyze.py); not scale-free",
     "nc2": "|| G/||G|| - P_K/sqrt(K-1) ||_F, G = Gram of centred means: distance to the "
     "simplex ETF, Tirer et al. 2023 Sec. 5",
     "nc2_of": "|| G/||G|| - I/sqrt(K) ||_F, G = Gram of uncentred means: distance to an "
     "orthogonal frame (bias-free MSE)",
     "nc2_equinorm": "std/mean of ||mu_k - mu_G||, Papyan et al. 2020",
-    "nc2_equinorm_sq": "std/mean of ||mu_k - mu_G||^2 (Linguistic Collapse analysis code)",
+    "nc2_equinorm_sq": "std/mean of ||mu_k - mu_G||^2 (rhubarbwu/linguistic-collapse @ "
+    "93a42a0; @ 9e25020 it uses norms and log-norms)",
     "nc2_equiangularity": "std over pairs of cos(mu_k - mu_G, mu_k' - mu_G), Papyan et al. 2020",
     "nc2_maxangle": "mean over pairs of |cos + 1/(K-1)|, Papyan et al. 2020",
-    "nc2_cos_mean": "mean over pairs of the cosines (Linguistic Collapse 'interference')",
+    "nc2_cos_mean": "mean over pairs of the cosines (Linguistic Collapse 'interference', "
+    "rhubarbwu/linguistic-collapse @ 93a42a0; @ 9e25020 raw dot products)",
     "nc2_cos_max": "largest cosine between two centred means: cos of the smallest angle",
     "gnc2": "variance over pairs of log(1/||u_k - u_k'||), u = unit centred means: GNC2 "
-    "hyperspherical uniformity, Wu & Papyan 2024 (rhubarbwu kernel_stats)",
+    "hyperspherical uniformity, Wu & Papyan 2024 (rhubarbwu/neural-collapse @ c05a0b8 "
+    "kernel_stats with log_kernel)",
     "gnc2_log_mean": "mean over pairs of log(1/||u_k - u_k'||): logarithmic energy, "
     "Liu et al. 2023",
     "gnc2_riesz_mean": "mean over pairs of sign(s) ||u_k - u_k'||^-s, s = d-2 (Riesz kernel, "
     "Liu et al. 2023); overflows for large d",
     "gnc2_riesz_var": "variance over pairs of the Riesz kernel",
-    "nc2_W": "nc2 of the classifier Gram W W^T, Zhu et al. 2021",
+    "nc2_W": "nc2 of the classifier Gram W W^T, Zhu et al. 2021 (tding1/Neural-Collapse "
+    "@ 04ef586 compute_ETF)",
     "nc2_W_equinorm": "std/mean of ||w_k||",
     "nc3": "|| W^T/||W|| - Mtilde/||Mtilde|| ||_F^2, centred means: self-duality, "
     "Papyan et al. 2020 (default NC3)",
     "nc3_uncentred": "nc3 with uncentred means (orthogonal-frame self-duality)",
-    "nc3_alignment": "|| W Mtilde/||W Mtilde|| - P_K/sqrt(K-1) ||_F (rhubarbwu "
-    "self_duality/alignment error)",
+    "nc3_alignment": "|| W Mtilde/||W Mtilde|| - P_K/sqrt(K-1) ||_F "
+    "(rhubarbwu/neural-collapse @ c05a0b8 self_duality_error)",
     "nc3_cos_mean": "mean over k of cos(w_k, mu_k - mu_G)",
     "unc3": "std/mean over k of cos(w_k, mu_k - mu_G): uniform duality UNC3, Wu & Papyan 2024",
     "nc4": "fraction of samples where argmax_k (W h + b)_k is the nearest class mean, "
@@ -76,15 +89,21 @@ DEFINITIONS: dict[str, str] = {
 
 def _rows_of(H: Any, n_labels: int, layout: str | None) -> Any:
     """H as (N, d) rows: `layout` "rows" (N, d), "columns" (d, N, ufm's convention), or None
-    to infer it from the number of labels (a square H is taken as columns)."""
+    to infer it from the number of labels. A square H (d = N) cannot say which axis holds
+    the samples: without `layout` it is an error, never a guess."""
     if not hasattr(H, "ndim"):
         H = np.asarray(H)
     if H.ndim != 2:
         raise InputError(f"features must be a 2-D array, got shape {H.shape}")
-    if layout is None:
-        layout = "columns" if H.shape[1] == n_labels else "rows"
-    if layout not in ("rows", "columns"):
+    if layout not in (None, "rows", "columns"):
         raise InputError(f"layout must be 'rows', 'columns' or None, got {layout!r}")
+    if layout is None:
+        if H.shape[0] == H.shape[1] == n_labels:
+            raise InputError(
+                f"features of shape {H.shape} are square, so the samples could be either the "
+                f"rows or the columns: pass layout='rows' (N, d) or layout='columns' (d, N)"
+            )
+        layout = "columns" if H.shape[1] == n_labels else "rows"
     rows = H.T if layout == "columns" else H
     if rows.shape[0] != n_labels:
         raise InputError(
@@ -102,6 +121,12 @@ def encode_labels(labels: Any, num_classes: int | None) -> tuple[np.ndarray, int
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise InputError(f"labels must be 1-D, got shape {labels.shape}")
+    missing = _nan_labels(labels)
+    if missing.size:
+        raise InputError(
+            f"labels[{missing[0]}] is nan ({missing.size} nan labels): a label must name a "
+            "class; drop those samples first"
+        )
     if num_classes is not None:
         if np.issubdtype(labels.dtype, np.floating):
             bad = np.flatnonzero(labels != np.round(labels))
@@ -123,6 +148,22 @@ def encode_labels(labels: Any, num_classes: int | None) -> tuple[np.ndarray, int
     if not contiguous:
         desc["values"] = f"{K} distinct values, {values[0]!s} .. {values[-1]!s}, class k = k-th"
     return codes.astype(np.int32).reshape(-1), K, desc
+
+
+def _nan_labels(labels: np.ndarray) -> np.ndarray:
+    """Indices of the nan entries of 1-D `labels` (floats, or objects such as float('nan'))."""
+    if np.issubdtype(labels.dtype, np.inexact):
+        return np.flatnonzero(np.isnan(labels))
+    if labels.dtype == object:
+
+        def nan(value: Any) -> bool:
+            try:
+                return bool(value != value)
+            except (TypeError, ValueError):
+                return False
+
+        return np.flatnonzero([nan(value) for value in labels])
+    return np.zeros(0, dtype=np.intp)
 
 
 def _bucket(n: int) -> int:
@@ -169,6 +210,15 @@ class Accumulator:
                 f"a batch must be rows X (B, {self.d}) with labels y (B,), got {X.shape} and "
                 f"{y.shape}"
             )
+        if np.issubdtype(y.dtype, np.floating):
+            bad = np.flatnonzero(y != np.round(y))  # nan included: nan != nan
+            if bad.size:
+                i = int(bad[0])
+                raise InputError(
+                    f"row {self.rows + i}: label {y[i]} is not an integer class 0..{self.K - 1}"
+                )
+        elif not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
+            raise InputError(f"labels must be integers 0..{self.K - 1}, got dtype {y.dtype}")
         bad = (y < 0) | (y >= self.K)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -240,14 +290,20 @@ class Accumulator:
             stats, W_alive, weighted_mean=weighted_mean, block=block, progress=tick
         )
         values = _metrics_jit(stats, W_alive, pairs=pairs, weighted_mean=weighted_mean)
+        nc1 = {
+            "nc1_directions": _core.between_directions(self.d, K),
+            "nc1_dropped_directions": int(values["nc1_dropped"]),
+            "nc1_pinv_rtol": _core.pinv_rtol(self.d, self.stats.means.dtype),
+        }
         if W_all is not None and samples is not None:
             values |= self._nc4(samples, W_all, b, alive, progress)
         values = {k: float(values[k]) for k in DEFINITIONS if k in values}
+        notes = self._notes(counts, alive, values, W_all is not None, samples is not None)
         return {
             "metrics": values,
-            "data": self._data(counts, alive),
+            "data": self._data(counts, alive) | nc1,
             "geometry": _geometry(values, K, self.d),
-            "notes": self._notes(counts, alive, values, W_all is not None, samples is not None),
+            "notes": _nc1_note(**nc1) + notes,
             "definitions": {k: DEFINITIONS[k] for k in values},
         }
 
@@ -330,6 +386,17 @@ class Accumulator:
 
 
 _metrics_jit = jax.jit(_core.metrics, static_argnames=("weighted_mean", "riesz_s"))
+
+
+def _nc1_note(nc1_directions: int, nc1_dropped_directions: int, nc1_pinv_rtol: float):
+    if not nc1_dropped_directions:
+        return []
+    return [
+        f"nc1: {nc1_dropped_directions} of {nc1_directions} between-class directions were "
+        f"below the pinv cut (an eigenvalue of Sigma_B <= {nc1_pinv_rtol:.3g} x the largest: "
+        "class means that coincide up to rounding) and were dropped; nc1_svd inverts them "
+        "and is unreliable"
+    ]
 
 
 def _classifier(W: Any, b: Any, K: int, d: int):
