@@ -1,5 +1,6 @@
 """ufm: global minimizers of unconstrained features models, checked against theory."""
 
+from . import _startup  # noqa: F401  (first: see its docstring)
 from . import geometry as geometry
 from . import metrics as metrics
 from ._solution import RESULTS as RESULTS

@@ -1,9 +1,15 @@
 """`ufm solve`, `ufm sweep`, `ufm plot`, `ufm metrics` and `ufm verify`: a thin layer over
 the library (`ufm metrics` lives in `cli_metrics`).
 
-Bad input exits with code 2 and a one-line message naming the parameter; nothing is computed
-before the input is validated, `ufm verify --json FILE` rewrites FILE after every claim, and
-`ufm sweep` writes every chunk of points as it is done (Ctrl-C keeps them; --resume goes on).
+Exit codes: 0 success; 2 bad input (an `InputError` or an argparse error: a one-line
+message naming the parameter, no traceback); 1 a failure of ufm itself (any other
+exception: the traceback and a message saying it is not the input's fault), a result that
+could not be written (the report is then printed on stdout), or an unexpected verdict of
+`ufm verify`. Nothing is computed before the input is validated: the output paths are
+checked and sizes that cannot fit in memory refused up front. Every JSON file is strict
+(`_output.dumps`: null for nan and inf) and replaced atomically. `ufm verify --json FILE`
+rewrites FILE after every claim, and `ufm sweep` writes every chunk of points as it is
+done (Ctrl-C keeps them; --resume goes on).
 """
 
 import argparse
@@ -11,11 +17,13 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import _argv, _budget, _output
 from .errors import InputError
 
 RESTARTS_HELP = "independent random starts, vmapped; the best converged one is reported"
@@ -60,11 +68,11 @@ def _add_model_flags(parser: argparse.ArgumentParser, hypers, suppress: bool = F
             )
             continue
         kind = {
-            "int": int,
+            "int": _argv.integer,
             "float": float,
             "floats": _number_list(float, "a number or comma-separated numbers like 1e-3,5e-4"),
             "counts": _number_list(
-                int, "a positive integer or comma-separated integers like 50,20,5"
+                _argv.to_int, "a positive integer or comma-separated integers like 50,20,5"
             ),
             "choice": str,
             "path": str,
@@ -81,12 +89,19 @@ def _add_model_flags(parser: argparse.ArgumentParser, hypers, suppress: bool = F
 
 
 def _add_solver_flags(sub: argparse.ArgumentParser) -> None:
-    from .solve import METHODS
+    from .solve import DEFAULT_GTOL, METHODS
 
-    sub.add_argument("--restarts", type=int, default=1, help=RESTARTS_HELP)
+    sub.add_argument("--restarts", type=_argv.integer, default=1, help=RESTARTS_HELP)
     sub.add_argument("--method", choices=METHODS, default="lbfgs", help="optimizer")
-    sub.add_argument("--gtol", type=float, default=1e-10, help="stop at this gradient norm")
-    sub.add_argument("--max-steps", type=int, default=10_000, help="step limit")
+    sub.add_argument(
+        "--gtol",
+        type=float,
+        default=DEFAULT_GTOL,
+        help="converged when |grad| <= gtol x weight decay x max(|params|, 1): a relative "
+        "distance to a critical point, the same test at any weight decay "
+        f"(default {DEFAULT_GTOL:g})",
+    )
+    sub.add_argument("--max-steps", type=_argv.integer, default=10_000, help="step limit")
     sub.add_argument("--init-scale", type=float, default=1.0, help="scale of the random init")
     sub.add_argument(
         "--init-spread",
@@ -95,7 +110,7 @@ def _add_solver_flags(sub: argparse.ArgumentParser) -> None:
         help="restarts' init scales run from init-scale/spread to init-scale*spread",
     )
     sub.add_argument("--learning-rate", type=float, default=1e-2, help="for adam and sgd")
-    sub.add_argument("--memory-size", type=int, default=3, help="L-BFGS stored pairs")
+    sub.add_argument("--memory-size", type=_argv.integer, default=3, help="L-BFGS stored pairs")
 
 
 def _solver_options(args) -> dict[str, Any]:
@@ -136,11 +151,18 @@ def _parser() -> argparse.ArgumentParser:
     for name, cls in REGISTRY.items():
         sub = models.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0])
         _add_model_flags(sub, cls.hypers)
-        sub.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+        sub.add_argument("--seed", type=_argv.integer, default=0, help="PRNG seed (default 0)")
         _add_solver_flags(sub)
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         sub.add_argument("--out", type=Path, help="also write the JSON report to this file")
         sub.add_argument("--params", type=Path, help="write the minimizer (W, H, b, y) to a .npz")
+        sub.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="show the step, loss and gradient norm on stderr every 2 s (default: from a "
+            "million unknowns x restarts up)",
+        )
 
     sweep = commands.add_parser(
         "sweep", help="solve and check a model over a hyperparameter grid (a phase diagram)"
@@ -162,7 +184,9 @@ def _parser() -> argparse.ArgumentParser:
         _add_solver_flags(sub)
         sub.add_argument("--out", type=Path, required=True, help="zarr directory for the results")
         sub.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-        sub.add_argument("--chunk-size", type=int, default=256, help="points per compiled call")
+        sub.add_argument(
+            "--chunk-size", type=_argv.integer, default=256, help="points per compiled call"
+        )
         sub.add_argument(
             "--save-every", type=float, default=2.0, help="seconds between writes (default 2)"
         )
@@ -189,6 +213,11 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--title", help="figure title")
     plot.add_argument("--out", type=Path, required=True, help="image file: .png, .pdf or .svg")
 
+    repair = commands.add_parser(
+        "repair", help="mark the points of a damaged sweep store unsolved, for --resume"
+    )
+    repair.add_argument("result", type=Path, metavar="RESULT", help="a sweep's zarr directory")
+
     from . import cli_metrics
 
     cli_metrics.add_parser(commands)
@@ -201,7 +230,48 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _solve_report(args) -> dict[str, Any]:
+def _solve(args) -> int:
+    """Solve, check, write --params and --out, print the report. A file that cannot be
+    written at the end (a full disk) is named, the JSON report goes to stdout instead, and
+    the exit code is 1."""
+    result, arrays = _solve_report(args)
+    text = _output.dumps(result)
+    writes = [
+        (args.params, "--params", lambda path: _output.write_npz(path, arrays)),
+        (args.out, "--out", lambda path: _output.write_text(path, text + "\n")),
+    ]
+    failed = _write_all(writes)
+    if args.json or failed:
+        print(text)
+    else:
+        _print_solve(result)
+    return 1 if failed else 0
+
+
+def _write_all(writes) -> bool:
+    """Run each (path, flag, write) whose path is set; say on stderr which failed."""
+    failed = False
+    for path, flag, write in writes:
+        if path is None:
+            continue
+        try:
+            write(path)
+        except OSError as error:
+            failed = True
+            _unwritten(flag, path, error)
+    return failed
+
+
+def _unwritten(flag: str, path: Path, error: OSError) -> None:
+    print(
+        f"ufm: error: {flag}: could not write {str(path)!r} ({error.strerror or error}); "
+        "the JSON report is printed on stdout instead",
+        file=sys.stderr,
+    )
+
+
+def _solve_report(args) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(the JSON report, the arrays --params saves) of one solve."""
     import jax
 
     from .check import check
@@ -209,8 +279,9 @@ def _solve_report(args) -> dict[str, Any]:
     from .solve import solve
 
     hyper = {h.name: getattr(args, h.name) for h in REGISTRY[args.model].hypers}
+    _budget.check_hypers(args.model, hyper, _solver_options(args))  # before make allocates
     problem = make(args.model, **hyper)
-    options = dict(seed=args.seed) | _solver_options(args)
+    options = dict(seed=args.seed, progress=args.progress) | _solver_options(args)
     start = time.perf_counter()
     sol = solve(problem, **options)
     jax.block_until_ready(sol.loss)
@@ -222,10 +293,8 @@ def _solve_report(args) -> dict[str, Any]:
     if report.layer_metrics:
         out["layers"] = _layers(problem, sol, report)
     out |= problem.extra_report(sol.params, report.theory)
-    if args.params:
-        arrays = {k: np.asarray(v) for k, v in sol.params.items()} | problem.data_arrays()
-        np.savez(args.params, **arrays, y=problem.labels)
-    return out
+    arrays = {k: np.asarray(v) for k, v in sol.params.items()} | problem.data_arrays()
+    return out, arrays | {"y": problem.labels}
 
 
 def _layers(problem, sol, report) -> list[dict[str, Any]]:
@@ -257,7 +326,7 @@ def _print_solve(r: dict[str, Any]) -> None:
     lines = [
         f"model     {r['model']}: {params}",
         f"solver    {r['method']}, {r['restarts']} restart(s), {r['steps']} steps, "
-        f"{r['seconds']:.2f} s; |grad| = {r['grad_norm']:.2e}",
+        f"{r['seconds']:.2f} s; |grad| = {r['grad_norm']:.2e} (tolerance {r['grad_tol']:.2e})",
         f"status    {r['status']}",
         f"loss      {r['loss']:.15g}",
     ]
@@ -298,8 +367,10 @@ def _print_solve(r: dict[str, Any]) -> None:
 
 
 def _sweep(args) -> int:
+    """Exit 0 when the sweep is complete; on SIGINT (Ctrl-C) or SIGTERM it saves what is
+    finished, says how much, and exits 128 + the signal (130, 143)."""
     from .models import REGISTRY
-    from .sweeps import parse_axis, sweep
+    from .sweeps import SweepInterrupted, interrupts, parse_axis, sweep
 
     hypers = [h.name for h in REGISTRY[args.model].hypers]
     fixed = {name: getattr(args, name) for name in hypers if hasattr(args, name)}
@@ -315,30 +386,27 @@ def _sweep(args) -> int:
         )
     start = time.perf_counter()
     try:
-        ds = sweep(
-            args.model,
-            fixed,
-            grid,
-            seeds=args.seeds,
-            out=args.out,
-            resume=args.resume,
-            chunk_size=args.chunk_size,
-            save_every=args.save_every,
-            progress=not args.no_progress,
-            check=not args.no_check,
-            **_solver_options(args),
-        )
-    except KeyboardInterrupt:
-        import zarr
-
-        saved = zarr.open_group(args.out, mode="r")["done"][...]
-        done, total = int(np.sum(saved)), int(saved.size)
-        print(
-            f"ufm: interrupted; {done} of {total} points are saved in {args.out}; "
-            "run the same command with --resume to continue",
-            file=sys.stderr,
-        )
-        return 130
+        with interrupts():  # a signal from here on is a flag that sweep() honours
+            ds = sweep(
+                args.model,
+                fixed,
+                grid,
+                seeds=args.seeds,
+                out=args.out,
+                resume=args.resume,
+                chunk_size=args.chunk_size,
+                save_every=args.save_every,
+                progress=not args.no_progress,
+                check=not args.no_check,
+                **_solver_options(args),
+            )
+    except SweepInterrupted as stop:
+        print(f"ufm: {stop.describe('--resume')}", file=sys.stderr)
+        if stop.forced:  # leave now: do not wait for the chunk still on the devices
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + stop.signum)
+        return 128 + stop.signum
     summary = _sweep_summary(ds, time.perf_counter() - start, args.out)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -395,6 +463,21 @@ def _plot(args) -> int:
     return 0
 
 
+def _repair(args) -> int:
+    from .sweeps import repair
+
+    if not args.result.is_dir():
+        raise InputError(f"RESULT: {str(args.result)!r} is not a sweep's zarr directory")
+    found = repair(args.result)
+    for d in found:
+        print(f"{d.file}: {d.why}; its points are marked unsolved")
+    print(
+        f"{args.result}: {len(found)} damaged chunk file(s)"
+        + ("; run the same sweep with --resume to solve their points again" if found else "")
+    )
+    return 0
+
+
 def _verify(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -413,6 +496,8 @@ def _verify(args) -> int:
     for col in ("claim", "parameters", "predicted", "found", "verdict", "time"):
         table.add_column(col, overflow="fold")
     results: list[dict] = []
+    unwritten: list[OSError] = []  # why --json could not be written (then it is not retried)
+    report = lambda: {"claims": results, "complete": len(results) == len(claims)}
 
     def record(r: dict) -> None:
         results.append(r)
@@ -435,8 +520,11 @@ def _verify(args) -> int:
         console.print(
             f"[{len(results)}/{len(claims)}] {r['claim']}: {r['verdict']}", highlight=False
         )
-        if args.json:
-            _write_json(args.json, {"claims": results, "complete": len(results) == len(claims)})
+        if args.json and not unwritten:
+            try:
+                _write_json(args.json, report())
+            except OSError as error:
+                unwritten.append(error)
 
     start = time.perf_counter()
     verify.run_all(claims, record)
@@ -450,7 +538,10 @@ def _verify(args) -> int:
     for r in results:
         if not r["passed"]:
             console.print(f"  {r['claim']}: {r['reason']}", highlight=False)
-    return 1 if failed else 0
+    if unwritten:
+        print(_output.dumps(report()))
+        _unwritten("--json", args.json, unwritten[0])
+    return 1 if failed or unwritten else 0
 
 
 def _short(parameters: dict[str, Any]) -> str:
@@ -473,47 +564,77 @@ def _short(parameters: dict[str, Any]) -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    tmp.replace(path)
+    _output.write_text(path, _output.dumps(data) + "\n")
 
 
 def _check_output_paths(args) -> None:
-    """Fail before any work, not after it, when a result could not be written."""
+    """Fail before any work, not after it, when a result could not be written: a
+    directory, a missing parent, a place where no file can be created."""
+    if args.command == "sweep":
+        # a zarr directory: an existing one is ufm.sweep's (--resume), a new one needs a parent
+        if args.out.exists() and not args.out.is_dir():
+            raise InputError(f"--out: {str(args.out)!r} exists and is not a zarr directory")
+        if not args.out.exists():
+            _output.check_writable(args.out, "--out")
+        return
+    if getattr(args, "params", None) is not None:
+        args.params = _npz(args.params)
     for flag in ("out", "params", "json"):
-        if args.command == "sweep" and flag == "out":
-            continue  # ufm.sweep checks it (an existing store needs --resume)
         path = getattr(args, flag, None)
-        if isinstance(path, Path) and not path.parent.is_dir():
-            raise InputError(f"--{flag}: directory {str(path.parent)!r} does not exist")
+        if isinstance(path, Path):
+            _output.check_writable(path, f"--{flag}")
+
+
+def _npz(path: Path) -> Path:
+    """The file `np.savez` writes for `path`: '.npz' is appended unless it is there."""
+    return path if path.name.endswith(".npz") else path.with_name(path.name + ".npz")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_argv.join_negative_values(argv))
     _setup_jax()
     try:
-        _check_output_paths(args)
-        if args.command == "verify":
-            return _verify(args)
-        if args.command == "sweep":
-            return _sweep(args)
-        if args.command == "plot":
-            return _plot(args)
-        if args.command == "metrics":
-            from . import cli_metrics
-
-            return cli_metrics.run(args)
-        result = _solve_report(args)
-    except ValueError as error:
+        return _run(args)
+    except InputError as error:
         print(f"ufm: error: {error}", file=sys.stderr)
         return 2
-    if args.out:
-        _write_json(args.out, result)
-    if args.json:
-        print(json.dumps(result, indent=2, default=float))
-    else:
-        _print_solve(result)
-    return 0
+    except Exception as error:  # not the input: a failure of ufm (KeyboardInterrupt passes)
+        return _internal_error(error)
+
+
+def _run(args) -> int:
+    _check_output_paths(args)
+    if args.command == "verify":
+        return _verify(args)
+    if args.command == "sweep":
+        return _sweep(args)
+    if args.command == "plot":
+        return _plot(args)
+    if args.command == "repair":
+        return _repair(args)
+    if args.command == "metrics":
+        from . import cli_metrics
+
+        return cli_metrics.run(args)
+    return _solve(args)
+
+
+def _internal_error(error: Exception) -> int:
+    """Exit 1 with the traceback and a message that blames ufm, not the input."""
+    traceback.print_exc()
+    kind = "a failure of ufm"
+    if isinstance(error, ArithmeticError | np.linalg.LinAlgError):
+        kind = "a numerical failure"
+    elif isinstance(error, MemoryError):
+        kind = "out of memory"
+    print(
+        f"ufm: internal error ({kind}, not a problem with the input): "
+        f"{type(error).__name__}: {error}\n"
+        "ufm accepted the input as valid and then failed; please report this with the "
+        "command line and the traceback above",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -7,15 +7,15 @@ d x N), with --labels. --labels, --classifier and --bias take .npy files (or .np
 holding `labels`, `W`, `b`) and override what FEATURES holds.
 """
 
-import json
-import math
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import _argv, _budget, _output
 from .errors import InputError
 
 KEYS = {
@@ -43,7 +43,7 @@ def add_parser(commands) -> None:
     )
     p.add_argument(
         "--num-classes",
-        type=int,
+        type=_argv.integer,
         help="labels are 0..K-1 with K this (classes without samples are reported as empty)",
     )
     p.add_argument(
@@ -54,7 +54,7 @@ def add_parser(commands) -> None:
         action="store_true",
         help="centre on the mean of the class means (rhubarbwu) instead of the sample mean",
     )
-    p.add_argument("--batch-size", type=int, default=4096, help="rows read at a time")
+    p.add_argument("--batch-size", type=_argv.integer, default=4096, help="rows read at a time")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--out", type=Path, help="also write the JSON report to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -66,16 +66,23 @@ def _load(path: Path, what: str, mmap: bool = False) -> Any:
         raise InputError(f"{what}: no such file {str(path)!r}")
     if path.suffix not in (".npy", ".npz"):
         raise InputError(f"{what}: {str(path)!r} must be an .npy or .npz file")
+    if path.suffix == ".npz" and not zipfile.is_zipfile(path):  # np.load would leak the file
+        raise InputError(f"{what}: cannot read {str(path)!r} (not an .npz archive: no zip file)")
     try:
         return np.load(path, mmap_mode="r" if mmap and path.suffix == ".npy" else None)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # numpy raises several kinds for a bad file
         raise InputError(f"{what}: cannot read {str(path)!r} ({error})") from None
 
 
 def _member(archive, name: str, path: Path, what: str, required: bool) -> Any:
     for key in KEYS[name]:
         if key in archive.files:
-            return archive[key]
+            try:
+                return archive[key]
+            except Exception as error:  # a pickled or corrupt member: numpy, zipfile errors
+                raise InputError(
+                    f"{what}: cannot read {key!r} from {str(path)!r} ({error})"
+                ) from None
     if required:
         keys = " or ".join(repr(k) for k in KEYS[name])
         raise InputError(f"{what}: {str(path)!r} holds {sorted(archive.files)}, none of {keys}")
@@ -97,10 +104,8 @@ def read_inputs(args) -> tuple[Any, np.ndarray, Any, Any, str]:
     if isinstance(data, np.ndarray):
         features, layout = data, "columns" if args.dxn else "rows"
     else:
-        if "features" in data.files:
-            features, layout = data["features"], "rows"
-        else:
-            features, layout = _member(data, "features", args.features, "FEATURES", True), "columns"
+        layout = "rows" if "features" in data.files else "columns"
+        features = _member(data, "features", args.features, "FEATURES", True)
         labels = _member(data, "labels", args.features, "FEATURES", False)
         W = _member(data, "W", args.features, "FEATURES", False)
         b = _member(data, "b", args.features, "FEATURES", False)
@@ -122,17 +127,6 @@ def read_inputs(args) -> tuple[Any, np.ndarray, Any, Any, str]:
     return features, np.asarray(labels), W, b, layout
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no nan or inf: they become null (the report's notes say which and why)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def run(args) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -144,6 +138,7 @@ def run(args) -> int:
     if args.num_classes is not None and args.num_classes < 2:
         raise InputError(f"--num-classes must be >= 2, got {args.num_classes}")
     features, labels, W, b, layout = read_inputs(args)
+    _check_budget(args, features, layout, W)
     start = time.perf_counter()
     bar = Progress(
         TextColumn("{task.description:<8}"),
@@ -174,14 +169,35 @@ def run(args) -> int:
             progress=progress,
         )
     result = {"file": str(args.features), "seconds": round(time.perf_counter() - start, 3)} | result
-    result = _finite(result)
+    # JSON has no nan or inf: they become null (the report's notes say which and why)
+    result = _output.jsonable(result)
+    text = _output.dumps(result)
+    failed = False
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result, indent=2))
+        try:
+            _output.write_text(args.out, text + "\n")
+        except OSError as error:
+            failed = True
+            print(
+                f"ufm: error: --out: could not write {str(args.out)!r} "
+                f"({error.strerror or error}); the JSON report is printed on stdout instead",
+                file=sys.stderr,
+            )
+    if args.json or failed:
+        print(text)
     else:
         _print(result)
-    return 0
+    return 1 if failed else 0
+
+
+def _check_budget(args, features, layout: str, W) -> None:
+    """Refuse sizes that cannot fit (--num-classes 1e9) before anything is allocated."""
+    shape = np.shape(features)
+    if len(shape) != 2:
+        return  # report() says what is wrong with the features
+    N, d = shape if layout == "rows" else shape[::-1]
+    K = args.num_classes if args.num_classes is not None else (None if W is None else len(W))
+    _budget.check_metrics(N, d, K, args.batch_size, W is not None)
 
 
 def _fmt(value: Any) -> str:

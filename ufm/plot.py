@@ -31,6 +31,7 @@ CATEGORY_COLORS = {
     "inconclusive": "#bdbdbd",
 }
 ALIASES = {"gap": "loss_gap"}
+SEL_RTOL = 1e-6  # --sel matches a grid value within this relative difference
 
 
 def best_seed(ds: xr.Dataset) -> xr.Dataset:
@@ -66,7 +67,7 @@ def select(ds: xr.Dataset, x: str, y: str | None, sel: dict[str, str]) -> xr.Dat
                 target = float(text)
             except ValueError:
                 raise InputError(f"sel: {name}={text!r} is not a number") from None
-            indexers[coord] = int(np.argmin(np.abs(values - target)))
+            indexers[coord] = _grid_index(name, text, target, values)
         else:
             matches = [i for i, v in enumerate(values) if str(v) == str(text)]
             if not matches:
@@ -82,6 +83,19 @@ def select(ds: xr.Dataset, x: str, y: str | None, sel: dict[str, str]) -> xr.Dat
                 f"choose one with sel={{{d!r}: VALUE}} (--sel {d}=VALUE)"
             )
     return ds.isel(indexers)
+
+
+def _grid_index(name: str, text: str, target: float, values: np.ndarray) -> int:
+    """The grid value `target` stands for: equal within SEL_RTOL (users type the printed
+    value), never merely the nearest."""
+    gap = np.abs(values.astype(float) - target)
+    k = int(np.argmin(gap))
+    if gap[k] <= SEL_RTOL * max(abs(target), abs(float(values[k]))):
+        return k
+    raise InputError(
+        f"sel: {name}={text} is not a value of the grid; {name} is one of "
+        f"{', '.join(f'{v:.7g}' for v in values)}"
+    )
 
 
 def _edges(values: np.ndarray, log: bool) -> np.ndarray:

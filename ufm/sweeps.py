@@ -7,19 +7,18 @@ d, depth, loss, ...) are stacked and vmapped, with one compilation per shape. Ea
 split over all visible devices (``jax.shard_map`` on a one-axis mesh; on CPU,
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` makes N devices), checked against
 ``ufm.theory`` point by point on the host while the next chunk runs, and written to a zarr
-store, so a killed sweep loses at most the chunks in flight and ``resume=True`` recomputes
-nothing that was saved.
+store (`_sweep_store`): a hard kill loses what was not yet written (at most `save_every`
+seconds of finished chunks, and the chunks in flight), SIGINT or SIGTERM saves everything
+finished (`_interrupts`), and ``resume=True`` recomputes nothing that was saved.
 
 Seed s solves a point exactly as ``ufm.solve(problem, seed=s, restarts=R, ...)`` does (same
 starts), so a sweep equals point-by-point solves up to round-off.
 """
 
 import concurrent.futures
-import dataclasses
 import functools
-import hashlib
 import importlib.metadata
-import json
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,8 +32,20 @@ import xarray as xr
 import zarr
 from jax.sharding import NamedSharding, PartitionSpec
 
-from . import metrics
+from . import _budget, metrics
+from ._interrupts import SweepInterrupted, interrupts
 from ._solution import RESULTS
+from ._sweep_grid import Axis, _axis, parse_axis
+from ._sweep_store import (
+    COORD_NAMES,
+    FORMAT,
+    _canonical,
+    open_result,
+    open_store,
+    plain_strings,
+    repair,
+    stored_order,
+)
 from .check import (
     LOSS_RTOL,
     QUANTITY_TOL,
@@ -46,109 +57,21 @@ from .check import (
 )
 from .errors import InputError
 from .models import REGISTRY, make
-from .solve import check_options, restart_keys, solve_starts, starts
+from .solve import DEFAULT_GTOL, check_options, restart_keys, solve_starts, starts
 
-FORMAT = "ufm-sweep/1"
+__all__ = [
+    "Axis",
+    "FORMAT",
+    "COORD_NAMES",
+    "SweepInterrupted",
+    "interrupts",
+    "open_result",
+    "parse_axis",
+    "repair",
+    "sweep",
+]
+
 STATUS = {i: name for i, name in enumerate(RESULTS._name_to_item)}  # code -> RESULTS name
-# hyperparameter names that would clash with result variables get a coordinate name
-COORD_NAMES = {"loss": "loss_type"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Axis:
-    """One grid dimension: a hyperparameter, its values, and how they are spaced."""
-
-    name: str
-    values: tuple
-    spacing: str  # "log", "linear" or "list"
-
-    @property
-    def coord(self) -> str:
-        return COORD_NAMES.get(self.name, self.name)
-
-
-def parse_axis(text: str) -> tuple[str, list[str] | np.ndarray, str]:
-    """``"lambda_W=1e-4:1:64:log"`` (START:STOP:NUM[:log|lin]) or ``"K=3,4,5"``.
-
-    Returns (name, values, spacing); values are strings for a list (the model converts
-    them) and floats for a range. A malformed spec raises a ValueError that says the form.
-    """
-    form = "NAME=START:STOP:NUM[:log|lin] or NAME=V1,V2,..."
-    name, sep, spec = text.partition("=")
-    name = name.strip().replace("-", "_")
-    if not sep or not name or not spec:
-        raise InputError(f"--grid {text!r}: expected {form}")
-    if ":" not in spec:
-        return name, [v.strip() for v in spec.split(",")], "list"
-    parts = spec.split(":")
-    if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] not in ("log", "lin")):
-        raise InputError(f"--grid {text!r}: expected {form}")
-    try:
-        start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
-    except ValueError:
-        raise InputError(
-            f"--grid {text!r}: START and STOP must be numbers, NUM an integer"
-        ) from None
-    log = len(parts) == 4 and parts[3] == "log"
-    if num < 1:
-        raise InputError(f"--grid {text!r}: NUM must be an integer >= 1; got {num}")
-    if not (np.isfinite(start) and np.isfinite(stop)):
-        raise InputError(f"--grid {text!r}: START and STOP must be finite")
-    if log and (start <= 0 or stop <= 0):
-        raise InputError(f"--grid {text!r}: a log range needs START > 0 and STOP > 0")
-    values = np.geomspace(start, stop, num) if log else np.linspace(start, stop, num)
-    return name, values, "log" if log else "linear"
-
-
-def _axis(model: str, name: str, values, spacing: str | None) -> Axis:
-    hyper = {h.name: h for h in REGISTRY[model].hypers}[name]
-    if isinstance(values, str | bytes) or np.ndim(values) != 1 or len(values) == 0:
-        raise InputError(f"grid {name!r}: expected a non-empty 1-D list of values; got {values!r}")
-    convert = {"int": int, "counts": int, "float": float, "floats": float}.get(hyper.kind)
-    if hyper.kind == "flag":
-        convert = _flag
-    try:
-        values = tuple(
-            convert(v) if convert else (v.item() if hasattr(v, "item") else v) for v in values
-        )
-    except (TypeError, ValueError):
-        raise InputError(
-            f"grid {name!r}: values must be {hyper.kind} values ({hyper.help}); got {values!r}"
-        ) from None
-    if len(set(values)) != len(values):
-        raise InputError(f"grid {name!r}: values repeat: {list(values)}")
-    if spacing is None or spacing == "list":
-        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-        positive = numeric and min(values) > 0
-        spacing = "log" if positive and max(values) / min(values) >= 100 else "linear"
-        spacing = spacing if numeric else "list"
-    return Axis(name, values, spacing)
-
-
-def _flag(v) -> bool:
-    if isinstance(v, bool | np.bool_):
-        return bool(v)
-    text = str(v).lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise InputError(v)
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray | jax.Array):
-        data = np.ascontiguousarray(np.asarray(value))
-        return {"array_sha1": hashlib.sha1(data.tobytes()).hexdigest(), "shape": data.shape}
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(type(value))
-
-
-def _canonical(obj) -> Any:
-    return json.loads(json.dumps(obj, default=_jsonable))
 
 
 def _versions() -> dict[str, str]:
@@ -240,167 +163,6 @@ def _fetch(tree):
 
 
 # ----------------------------------------------------------------------------------------
-# The store: one zarr group, every variable shaped (grid..., seed).
-
-
-class _Store:
-    """Results are buffered and written every `save_every` seconds (zarr's per-write cost,
-    ~2 ms per variable, would otherwise dominate small problems) and on every exit."""
-
-    def __init__(self, group: zarr.Group, dims: list[str], shape: tuple[int, ...], writer: bool):
-        self.group, self.dims, self.shape, self.writer = group, dims, shape, writer
-        self.buffer: list[tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]] = []
-        self.flushed = time.perf_counter()
-
-    def add(self, index, columns, save_every: float) -> None:
-        self.buffer.append((index, columns))
-        if time.perf_counter() - self.flushed >= save_every:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buffer:
-            index = tuple(np.concatenate(c) for c in zip(*(i for i, _ in self.buffer), strict=True))
-            names = dict.fromkeys(k for _, cols in self.buffer for k in cols)
-            columns = {}
-            for name in names:  # an error_* column may be missing from some chunks
-                parts = [
-                    cols[name] if name in cols else np.full(len(i[0]), np.nan)
-                    for i, cols in self.buffer
-                ]
-                columns[name] = np.concatenate(parts)
-            self.write(index, columns)
-            self.buffer = []
-        self.flushed = time.perf_counter()
-
-    def done(self) -> np.ndarray:
-        if self.group is None:  # another process creates the store
-            return np.zeros(self.shape, dtype=bool)
-        return np.asarray(self.group["done"][...], dtype=bool)
-
-    def write(self, index: tuple[np.ndarray, ...], columns: dict[str, np.ndarray]) -> None:
-        if not self.writer:
-            return
-        for name, values in columns.items():
-            if name not in self.group:
-                self._create(name, values.dtype)
-            self.group[name].vindex[index] = values
-        self.group["done"].vindex[index] = np.ones(len(index[0]), dtype=bool)  # last
-
-    def _create(self, name: str, dtype) -> None:
-        if dtype.kind == "f":
-            dtype, fill = np.float64, np.nan
-        elif dtype.kind in "iu":
-            dtype, fill = np.int64, -1
-        elif dtype.kind == "b":
-            dtype, fill = np.bool_, False
-        else:
-            dtype, fill = str, ""
-        self.group.create_array(
-            name, shape=self.shape, dtype=dtype, fill_value=fill, dimension_names=self.dims
-        )
-        self.group[name].attrs.update(VARIABLES.get(name, {}))
-
-
-VARIABLES = {
-    "loss": {"long_name": "loss of the best converged seed-restart (the problem's objective)"},
-    "theory_loss": {"long_name": "predicted global minimum (ufm.theory), NaN if not applicable"},
-    "loss_gap": {"long_name": "(loss - theory_loss) / |theory_loss|"},
-    "grad_norm": {"long_name": "gradient norm of the full objective at the solution"},
-    "steps": {"long_name": "optimizer steps of the best restart"},
-    "converged": {"long_name": "gradient norm <= gtol"},
-    "status": {"long_name": "why the solver stopped: " + ", ".join(RESULTS._name_to_item)},
-    "restarts_converged": {"long_name": "restarts that converged"},
-    "verdict": {"long_name": "ufm.check verdict: agrees, disagrees or inconclusive"},
-    "reason": {"long_name": "why that verdict"},
-    "regime": {"long_name": "regime read off the solution (ufm.check.found_regime)"},
-    "theory_regime": {"long_name": "regime the theory predicts (ufm.theory)"},
-    "geometry": {"long_name": "geometry the theory predicts"},
-    "max_error": {"long_name": "largest relative error of a predicted quantity"},
-    "done": {"long_name": "point saved (resume skips it)"},
-}
-
-
-def _open_store(
-    out, resume: bool, axes: list[Axis], seeds: list[int], attrs: dict, writer: bool
-) -> _Store:
-    dims = [a.coord for a in axes] + ["seed"]
-    shape = tuple(len(a.values) for a in axes) + (len(seeds),)
-    if out is None:
-        group = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
-    elif not writer and not resume:  # process 0 creates it; every process starts from zero
-        return _Store(None, dims, shape, writer)
-    else:
-        path = Path(out)
-        if path.exists() and not resume:
-            raise InputError(
-                f"out: {str(path)!r} exists; pass resume=True (--resume) to continue it, "
-                "or choose another path"
-            )
-        if path.exists():
-            group = zarr.open_group(path, mode="r+" if writer else "r")
-            saved = group.attrs.asdict()
-            if saved.get("format") != FORMAT:
-                raise InputError(f"resume: {str(path)!r} is not a ufm sweep ({FORMAT})")
-            for key in ("model", "fixed", "grid", "seeds", "solver", "check"):
-                if saved.get(key) != attrs[key]:
-                    raise InputError(
-                        f"resume: {str(path)!r} was made with {key}={saved.get(key)}, "
-                        f"not {attrs[key]}; resume with the same settings or use another path"
-                    )
-            return _Store(group, dims, shape, writer)
-        if not path.parent.is_dir():
-            raise InputError(f"out: directory {str(path.parent)!r} does not exist")
-        if not writer:
-            raise InputError(f"resume: {str(path)!r} does not exist")
-        group = zarr.open_group(path, mode="w")
-    group.attrs.update(attrs)
-    for axis in axes:
-        values = np.array(axis.values)
-        coord = group.create_array(
-            axis.coord,
-            shape=values.shape,
-            dtype=str if values.dtype.kind == "U" else values.dtype,
-            dimension_names=[axis.coord],
-        )
-        coord[...] = values
-        coord.attrs.update({"spacing": axis.spacing, "hyperparameter": axis.name})
-    coord = group.create_array(
-        "seed", shape=(len(seeds),), dtype=np.int64, dimension_names=["seed"]
-    )
-    coord[...] = np.array(seeds, dtype=np.int64)
-    group.create_array("done", shape=shape, dtype=np.bool_, fill_value=False, dimension_names=dims)
-    group["done"].attrs.update(VARIABLES["done"])
-    return _Store(group, dims, shape, writer)
-
-
-def open_result(path) -> xr.Dataset:
-    """A saved sweep as an xarray Dataset (loaded into memory)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"result: {str(path)!r} does not exist")
-    try:
-        ds = xr.open_zarr(path, consolidated=False)
-    except Exception as error:  # zarr raises several kinds for a non-zarr path
-        raise InputError(f"result: {str(path)!r} is not a zarr store ({error})") from None
-    if ds.attrs.get("format") != FORMAT:
-        raise InputError(f"result: {str(path)!r} is not a ufm sweep ({FORMAT})")
-    return _plain_strings(ds.load())
-
-
-def _plain_strings(ds: xr.Dataset) -> xr.Dataset:
-    """zarr's variable-width strings (numpy StringDType) as ordinary numpy str arrays."""
-    for name in list(ds.variables):
-        if ds[name].dtype.kind == "T":
-            values = np.array(ds[name].values.tolist(), dtype=str)
-            ds = (
-                ds.assign_coords({name: values})
-                if name in ds.coords
-                else ds.assign({name: (ds[name].dims, values, ds[name].attrs)})
-            )
-    return ds
-
-
-# ----------------------------------------------------------------------------------------
 
 
 def sweep(
@@ -419,7 +181,7 @@ def sweep(
     quantity_tol: float = QUANTITY_TOL,
     restarts: int = 1,
     method: str = "lbfgs",
-    gtol: float = 1e-10,
+    gtol: float = DEFAULT_GTOL,
     max_steps: int = 10_000,
     init_scale: float = 1.0,
     init_spread: float = 2.0,
@@ -494,19 +256,50 @@ def sweep(
         or not (0 <= save_every < float("inf"))
     ):
         raise InputError(f"save_every must be a finite number of seconds >= 0; got {save_every!r}")
+    _budget.check_sweep(model, fixed, axes, seeds, chunk_size, options | {"eliminate": eliminate})
 
-    # every problem is built (and so validated) before anything is solved
-    shape = tuple(len(a.values) for a in axes)
+    total = int(np.prod([len(a.values) for a in axes])) * len(seeds)
+    # with several processes (jax.distributed), only process 0 writes a store on disk
+    writer = jax.process_index() == 0 or out is None
+    store = run = None
+    with interrupts() as guard:  # SIGINT, SIGTERM: save what is finished, then stop
+        try:
+            # a resumed grid takes the store's order of dimensions: every point in its cell
+            order = stored_order(out, resume, [a.name for a in axes])
+            axes.sort(key=lambda a: order.index(a.name))
+            problems = _problems(model, fixed, axes)  # all built (and so validated) first
+            solver = options | {"eliminate": bool(eliminate)}
+            checks = {"enabled": bool(check), "loss_rtol": loss_rtol, "quantity_tol": quantity_tol}
+            attrs = _attrs(model, fixed, axes, seeds, solver, checks)
+            if _agreed(guard.requested):  # a signal before anything was solved: nothing made
+                raise KeyboardInterrupt
+            store = open_store(out, resume, axes, seeds, attrs, writer, guard)
+            run = _Run(problems, seeds, store, options, eliminate, check, guard)
+            run.solve(chunk_size, save_every, progress, loss_rtol, quantity_tol)
+        except KeyboardInterrupt:
+            raise _interrupted(guard, out, store, total, run.saved if run else 0) from None
+    if jax.process_count() > 1 and out is not None:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("ufm.sweep: process 0 has written the store")
+        return open_result(out)
+    return plain_strings(xr.open_zarr(store.group.store, consolidated=False).load())
+
+
+def _problems(model: str, fixed: dict, axes: list[Axis]) -> dict:
     problems = {}
-    for index in np.ndindex(shape):
+    for index in np.ndindex(tuple(len(a.values) for a in axes)):
         point = {a.name: a.values[i] for a, i in zip(axes, index, strict=True)}
         try:
             problems[index] = make(model, **fixed, **point)
         except ValueError as error:
             where = ", ".join(f"{k}={v}" for k, v in point.items())
             raise InputError(f"grid point {where}: {error}" if point else str(error)) from None
+    return problems
 
-    attrs = _canonical(
+
+def _attrs(model, fixed: dict, axes: list[Axis], seeds: list[int], solver: dict, check) -> dict:
+    return _canonical(
         {
             "format": FORMAT,
             "model": model,
@@ -514,95 +307,158 @@ def sweep(
             "grid": {a.name: list(a.values) for a in axes},
             "spacing": {a.name: a.spacing for a in axes},
             "seeds": seeds,
-            "solver": options | {"eliminate": bool(eliminate)},
-            "check": {"enabled": bool(check), "loss_rtol": loss_rtol, "quantity_tol": quantity_tol},
+            "solver": solver,
+            "check": check,
             "versions": _versions(),
             "dtype": str(jnp.asarray(1.0).dtype),
             "devices": [str(d) for d in jax.devices()],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
     )
-    # with several processes (jax.distributed), only process 0 writes a store on disk
-    writer = jax.process_index() == 0 or out is None
-    store = _open_store(out, resume, axes, seeds, attrs, writer)
-    done = store.done()
-    jobs = [(i, s) for i in problems for s in range(len(seeds)) if not done[i + (s,)]]
 
-    mesh = jax.make_mesh((jax.device_count(),), ("points",))
-    per_device = -(-chunk_size // jax.device_count())
-    dtype = next(iter(problems.values())).lambda_W.dtype  # pyright: ignore
-    solver = (method, max_steps, memory_size, bool(eliminate))
-    chunk = per_device * jax.device_count()
-    chunks = list(_chunks(jobs, problems, chunk))
-    # hyperparameter leaves as numpy, read once here (reading a jax array is slow while
-    # another thread holds the GIL)
-    leaves = {i: [np.asarray(x) for x in jax.tree.leaves(problems[i])] for i, _ in jobs}
-    # the theory of each chunk's points is computed in a thread, overlapping compilation and
-    # the devices' work (both release the GIL)
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ufm-theory")
-    predict = lambda batch: {i: problems[i].theory() if check else None for i, _ in batch}
-    theories = [pool.submit(predict, batch) for batch, _ in chunks]
-    seed_keys = [np.asarray(restart_keys(s, restarts, 1.0, 1.0, dtype)[0]) for s in seeds]
-    _, scales = restart_keys(0, restarts, init_scale, init_spread, dtype)
-    total, saved = len(problems) * len(seeds), int(done.sum())
-    report = _progress(progress, total, saved)
 
-    def finish(k, future):
-        nonlocal saved
-        batch, result = chunks[k][0], _fetch(future)
-        if writer:
-            theory = theories[k].result()
-            columns = _columns(batch, result, problems, theory, loss_rtol, quantity_tol)
-            index = tuple(np.array(c) for c in zip(*(i + (s,) for i, s in batch), strict=True))
-            store.add(index, columns, save_every)
-        saved += len(batch)
-        report(saved)
+def _agreed(flag: bool) -> bool:
+    """True if any process says so (every process stops at the same chunk)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
 
-    began = time.perf_counter()
-    try:
-        pending = None
-        for k, (batch, length) in enumerate(chunks):
-            padded = batch + [batch[-1]] * (length - len(batch))
-            treedef = jax.tree.structure(problems[batch[0][0]])
-            columns = zip(*(leaves[i] for i, _ in padded), strict=True)
-            stacked = jax.tree.unflatten(treedef, [np.stack(c) for c in columns])
-            keys = np.stack([seed_keys[s] for _, s in padded])
-            dynamic, static = eqx.partition(stacked, eqx.is_array)
-            dynamic = jax.tree.map(lambda x: _global(x, mesh, PartitionSpec("points")), dynamic)
-            future = _solve_chunk(
-                dynamic,
-                _global(keys, mesh, PartitionSpec("points")),
-                _global(scales, mesh, PartitionSpec()),
-                _global(np.asarray(learning_rate, dtype), mesh, PartitionSpec()),
-                _global(np.asarray(gtol, dtype), mesh, PartitionSpec()),
-                _Static(static),
-                mesh,
-                solver,
-            )
+    return bool(np.any(multihost_utils.process_allgather(np.array([flag]))))
+
+
+def _interrupted(guard, out, store, total: int, counted: int) -> SweepInterrupted:
+    signum, forced = guard.signum or signal.SIGINT, guard.forced
+    if out is None or store is None:
+        stored = out is not None and Path(out).exists()
+        saved = 0
+        if stored:
+            try:
+                saved = int(np.sum(zarr.open_group(Path(out), mode="r")["done"][...]))
+            except Exception:  # not a store (a new sweep is refused there anyway)
+                stored = False
+        return SweepInterrupted(signum, saved, total, out, stored, forced)
+    saved = int(store.saved.sum()) if store.writer else counted
+    return SweepInterrupted(signum, saved, total, out, True, forced)
+
+
+class _Run:
+    """The solve loop: chunks dispatched to the devices and checked on the host while the next
+    one runs, saved as they finish; a signal stops it between chunks (`Guard`)."""
+
+    def __init__(self, problems, seeds, store, options, eliminate, check, guard):
+        self.problems, self.seeds, self.store, self.guard = problems, seeds, store, guard
+        self.options, self.check = options, check
+        self.solver = (options["method"], options["max_steps"], options["memory_size"])
+        self.solver += (bool(eliminate),)
+        self.dtype = next(iter(problems.values())).lambda_W.dtype  # pyright: ignore
+        self.mesh = jax.make_mesh((jax.device_count(),), ("points",))
+        restarts = options["restarts"]
+        self.seed_keys = [
+            np.asarray(restart_keys(s, restarts, 1.0, 1.0, self.dtype)[0]) for s in seeds
+        ]
+        scale, spread = options["init_scale"], options["init_spread"]
+        self.scales = restart_keys(0, restarts, scale, spread, self.dtype)[1]
+        done = store.done()
+        self.jobs = [(i, s) for i in problems for s in range(len(seeds)) if not done[i + (s,)]]
+        self.saved = int(done.sum())
+
+    def solve(self, chunk_size, save_every, progress, loss_rtol, quantity_tol) -> None:
+        problems, guard, store = self.problems, self.guard, self.store
+        per_device = -(-chunk_size // jax.device_count())
+        self.chunks = list(_chunks(self.jobs, problems, per_device * jax.device_count()))
+        self.compiles, seen = set(), set()  # the chunks that start a new compilation
+        for k, (batch, n) in enumerate(self.chunks):
+            shape = _shape(problems[batch[0][0]]) + (n,)
+            self.compiles |= {k} if k and shape not in seen else set()
+            seen.add(shape)
+        # hyperparameter leaves as numpy, read once here (reading a jax array is slow while
+        # another thread holds the GIL)
+        self.leaves = {
+            i: [np.asarray(x) for x in jax.tree.leaves(problems[i])] for i, _ in self.jobs
+        }
+        # the theory of each chunk's points is computed in a thread, overlapping compilation
+        # and the devices' work (both release the GIL)
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ufm-theory")
+        check = self.check
+        predict = lambda batch: {i: problems[i].theory() if check else None for i, _ in batch}
+        theories = [pool.submit(predict, batch) for batch, _ in self.chunks]
+        report = _progress(progress, len(problems) * len(self.seeds), self.saved)
+        tolerances = (loss_rtol, quantity_tol)
+
+        def finish(k, future):
+            batch = self.chunks[k][0]
+            # while the devices (or the theory) work: write what is due (all once signalled)
+            due = lambda: store.flush_if_due(0.0 if guard.requested else save_every)
+            guard.wait(jax.tree.leaves(future), due)
+            result = _fetch(future)
+            if store.writer:
+                theory = guard.result(theories[k], due)
+                columns = _columns(batch, result, problems, theory, *tolerances)
+                index = tuple(np.array(c) for c in zip(*(i + (s,) for i, s in batch), strict=True))
+                store.add(index, columns, save_every)
+            self.saved += len(batch)
+            report(self.saved)
+
+        began = time.perf_counter()
+        try:
+            pending, stopped = None, False
+            for k in range(len(self.chunks)):
+                if stopped := _agreed(guard.requested):
+                    break
+                if k in self.compiles:
+                    store.flush()  # nothing finished waits while a new shape compiles
+                future = self.dispatch(k)
+                if pending is not None:
+                    finish(*pending)  # the host checks one chunk while the devices solve the next
+                pending = (k, future)
             if pending is not None:
-                finish(*pending)  # the host checks one chunk while the devices solve the next
-            pending = (k, future)
-        if pending is not None:
-            finish(*pending)
-        store.flush()
-        if writer:  # provenance: one entry per (completed) run of this sweep
+                if stopped:
+                    store.flush()  # what is finished is safe before the wait for the last chunk
+                finish(*pending)  # the chunk in flight when a first signal came is kept
+            if stopped:
+                raise KeyboardInterrupt
+            store.flush()
+            self.record(time.perf_counter() - began)
+        finally:  # a signal or an error: what was computed is saved
+            with guard.critical():
+                store.flush()
+                report(None)
+                pool.shutdown(cancel_futures=True)
+
+    def dispatch(self, k: int):
+        """Start chunk k on the devices (asynchronous: returns at once after compiling)."""
+        batch, length = self.chunks[k]
+        padded = batch + [batch[-1]] * (length - len(batch))
+        treedef = jax.tree.structure(self.problems[batch[0][0]])
+        columns = zip(*(self.leaves[i] for i, _ in padded), strict=True)
+        stacked = jax.tree.unflatten(treedef, [np.stack(c) for c in columns])
+        dtype, mesh, options = self.dtype, self.mesh, self.options
+        keys = np.stack([self.seed_keys[s] for _, s in padded])
+        dynamic, static = eqx.partition(stacked, eqx.is_array)
+        points, replicated = PartitionSpec("points"), PartitionSpec()
+        return _solve_chunk(
+            jax.tree.map(lambda x: _global(x, mesh, points), dynamic),
+            _global(keys, mesh, points),
+            _global(self.scales, mesh, replicated),
+            _global(np.asarray(options["learning_rate"], dtype), mesh, replicated),
+            _global(np.asarray(options["gtol"], dtype), mesh, replicated),
+            _Static(static),
+            mesh,
+            self.solver,
+        )
+
+    def record(self, seconds: float) -> None:
+        """Provenance: one entry per (completed) run of this sweep."""
+        if self.store.writer:
             run = {
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "solved": len(jobs),
-                "seconds": round(time.perf_counter() - began, 3),
+                "solved": len(self.jobs),
+                "seconds": round(seconds, 3),
                 "devices": len(jax.devices()),
             }
-            store.group.attrs["runs"] = [*store.group.attrs.get("runs", []), run]
-    finally:  # Ctrl-C or an error: what was computed is saved
-        store.flush()
-        report(None)
-        pool.shutdown(cancel_futures=True)
-    if jax.process_count() > 1 and out is not None:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("ufm.sweep: process 0 has written the store")
-        return open_result(out)
-    return _plain_strings(xr.open_zarr(store.group.store, consolidated=False).load())
+            with self.guard.critical():
+                attrs = self.store.group.attrs
+                attrs["runs"] = [*attrs.get("runs", []), run]
 
 
 def _seeds(seeds) -> list[int]:
@@ -620,13 +476,17 @@ def _seeds(seeds) -> list[int]:
     return [int(s) for s in out]
 
 
+def _shape(problem) -> tuple:
+    """What one compilation serves: the problem's structure and array shapes."""
+    return (jax.tree.structure(problem), tuple(x.shape for x in jax.tree.leaves(problem)))
+
+
 def _chunks(jobs, problems, size: int):
     """Jobs grouped by problem structure (one compilation each), cut into chunks of at most
     `size`: yields (jobs, padded length)."""
     groups: list[tuple[Any, list]] = []
     for job in jobs:
-        problem = problems[job[0]]
-        key = (jax.tree.structure(problem), [x.shape for x in jax.tree.leaves(problem)])
+        key = _shape(problems[job[0]])
         for k, members in groups:
             if k == key:
                 members.append(job)

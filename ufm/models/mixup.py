@@ -51,6 +51,7 @@ SOURCE = "Fisher, Meng & Papyan 2024, arXiv 2402.06171 (mixup UFM; formulation o
 SOURCE_ETF = f"{SOURCE}; fixed-ETF closed forms mixup.md §2-3, derivations/mixup.py"
 SOURCE_LEARNED_CE = f"{SOURCE}; learned W assumed a simplex ETF (the paper's assumption)"
 SOURCE_LEARNED_MSE = f"{SOURCE}; learned W: factorization bound, plain_ufm.md §1 [D, V]"
+ROUNDOFF = 64 * np.finfo(float).eps  # a gradient of CE on soft labels this small is exact
 NEWTON_STEPS = 200  # damped Newton on a strictly convex problem: quadratic once steps are full
 
 
@@ -143,35 +144,70 @@ def ce_logits(targets: np.ndarray, kappa: float, start: np.ndarray | None = None
     column of `targets` (K, M): Newton's method with a backtracking (Armijo) line search on
     a strictly convex problem, so it converges from z = 0 for every K and kappa (a full
     Newton step alone cycles for K >= 6 and large kappa), to machine precision. `start`
-    (K, M): logits to start from (e.g. the solution at a nearby kappa)."""
+    (K, M): logits to start from (e.g. the solution at a nearby kappa).
+
+    Tiny lambda (kappa up to 1e17 and beyond) works too: the steps stay in 1-perp (the
+    minimizer is centred; along 1 the curvature is only 1/kappa), the gradient and Hessian
+    are formed without cancellation, the Armijo test allows phi's round-off, and the
+    iteration stops once the gradient is at round-off (steps along directions of curvature
+    ~e^-20 never shrink below 1e-12 there, and do not change phi)."""
     Y = np.asarray(targets, dtype=float).T  # (M, K)
-    phi = lambda Z: (
-        scipy.special.logsumexp(Z, axis=1)
-        - np.sum(Y * Z, axis=1)
-        + np.sum(Z**2, axis=1) / (2 * kappa)
-    )
     Z = np.zeros_like(Y) if start is None else np.array(start, dtype=float).T
-    eye = np.eye(Y.shape[1])
+    Z = Z - Z.mean(axis=1, keepdims=True)
+    Q = centred_basis(Y.shape[1])
     for _ in range(NEWTON_STEPS):
-        P = scipy.special.softmax(Z, axis=1)
-        grad = P - Y + Z / kappa
-        hess = P[:, :, None] * eye - P[:, :, None] * P[:, None, :] + eye / kappa
-        step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
-        t = np.ones(len(Z))
+        grad, step = _newton_step(Z, Y, kappa, Q)
+        at_roundoff = np.max(np.abs(grad), axis=1) <= ROUNDOFF  # its terms are <= 1 in size
         slope = np.sum(grad * step, axis=1)  # > 0: -step is a descent direction
-        value = phi(Z)
+        value, size = _phi(Z, Y, kappa)
+        t = np.ones(len(Z))
         for _ in range(60):
-            short = phi(Z - t[:, None] * step) > value - 1e-4 * t * slope
-            short &= slope > np.finfo(float).eps * np.abs(value)  # else at round-off: stop
+            trial = _phi(Z - t[:, None] * step, Y, kappa)[0]
+            short = trial > value - 1e-4 * t * slope + 8 * np.finfo(float).eps * size
             if not short.any():
                 break
             t = np.where(short, t / 2, t)
         Z = Z - t[:, None] * step
-        # a full Newton step this small leaves an error of its square: done (steps below
-        # ~1e-14 are round-off and never reach zero)
-        if np.all(t == 1) and np.max(np.abs(step)) <= 1e-12 * max(1.0, np.max(np.abs(Z))):
+        # a full Newton step this small leaves an error of its square: done
+        small = np.max(np.abs(step), axis=1) <= 1e-12 * max(1.0, np.max(np.abs(Z)))
+        if np.all(((t == 1) & small) | at_roundoff):
             break
     return Z.T
+
+
+def _phi(Z: np.ndarray, Y: np.ndarray, kappa: float) -> tuple[np.ndarray, np.ndarray]:
+    """phi per row of Z (M, K), and the size of its terms (its round-off is eps times it)."""
+    lse = scipy.special.logsumexp(Z, axis=1)
+    fit = np.sum(Y * Z, axis=1)
+    quad = np.sum(Z**2, axis=1) / (2 * kappa)
+    return lse - fit + quad, np.abs(lse) + np.abs(fit) + quad
+
+
+def _newton_step(Z, Y, kappa: float, Q) -> tuple[np.ndarray, np.ndarray]:
+    """(gradient, Newton step) of phi at the rows of Z, the step solved in 1-perp (basis Q).
+
+    1 - p_k is summed from the other probabilities, not subtracted from 1, so the gradient
+    and the Hessian diagonal p_k (1 - p_k) keep their relative accuracy when one class
+    takes nearly all the probability. Eigenvalues are floored at max(1/kappa, eps * the
+    largest): the true ones are >= 1/kappa, and ones below round-off are not resolved."""
+    K = Y.shape[1]
+    others = 1 - np.eye(K)
+    P = scipy.special.softmax(Z, axis=1)
+    rest = P @ others  # 1 - p_k
+    grad = np.where(P > 0.5, Y @ others - rest, P - Y) + Z / kappa
+    hess = -P[:, :, None] * P[:, None, :]
+    hess[:, np.arange(K), np.arange(K)] = P * rest
+    w, V = np.linalg.eigh(Q.T @ hess @ Q + np.eye(K - 1) / kappa)
+    floor = np.maximum(1 / kappa, np.finfo(float).eps * w[:, -1:])
+    reduced = np.einsum(
+        "mij,mj->mi", V, np.einsum("mji,mj->mi", V, grad @ Q) / np.maximum(w, floor)
+    )
+    return grad, reduced @ Q.T
+
+
+def centred_basis(K: int) -> np.ndarray:
+    """An orthonormal basis (K, K-1) of the vectors whose entries sum to zero."""
+    return np.linalg.qr(np.eye(K) - 1 / K)[0][:, : K - 1]
 
 
 def same_class_gap(K: int, kappa: float) -> float:
