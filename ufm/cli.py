@@ -30,12 +30,15 @@ RESTARTS_HELP = "independent random starts, vmapped; the best converged one is r
 
 
 def _setup_jax() -> None:
-    """float64 everywhere, and JAX's persistent compilation cache (repeat calls don't recompile)."""
+    """float64 everywhere, and JAX's persistent compilation cache (repeat calls don't
+    recompile): $UFM_CACHE_DIR or ~/.cache/ufm/jax, unless one is configured already (by
+    JAX_COMPILATION_CACHE_DIR, or a host program such as the test suite)."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    cache = os.environ.get("UFM_CACHE_DIR", str(Path.home() / ".cache" / "ufm" / "jax"))
-    jax.config.update("jax_compilation_cache_dir", cache)
+    if jax.config.jax_compilation_cache_dir is None:
+        cache = os.environ.get("UFM_CACHE_DIR", str(Path.home() / ".cache" / "ufm" / "jax"))
+        jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 

@@ -57,7 +57,7 @@ from .check import (
 )
 from .errors import InputError
 from .models import REGISTRY, make
-from .solve import DEFAULT_GTOL, check_options, restart_keys, solve_starts, starts
+from .solve import DEFAULT_GTOL, _number, check_options, restart_keys, solve_starts, starts
 
 __all__ = [
     "Axis",
@@ -237,7 +237,7 @@ def sweep(
             values, spacing = values  # (values, spacing) from parse_axis
         axes.append(_axis(model, name, values, spacing))
     seeds = _seeds(seeds)
-    options = dict(
+    options = check_options(  # plain Python values (numpy scalars accepted), validated
         method=method,
         restarts=restarts,
         max_steps=max_steps,
@@ -247,15 +247,15 @@ def sweep(
         init_spread=init_spread,
         learning_rate=learning_rate,
     )
-    check_options(**options)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise InputError(f"chunk_size must be an integer >= 1; got {chunk_size!r}")
-    if (
-        isinstance(save_every, bool)
-        or not isinstance(save_every, int | float)
-        or not (0 <= save_every < float("inf"))
-    ):
-        raise InputError(f"save_every must be a finite number of seconds >= 0; got {save_every!r}")
+    given = chunk_size, save_every
+    chunk_size, save_every = (
+        _number("chunk_size", chunk_size, int),
+        _number("save_every", save_every, float),
+    )
+    if chunk_size < 1:
+        raise InputError(f"chunk_size must be an integer >= 1; got {given[0]!r}")
+    if not 0 <= save_every < float("inf"):
+        raise InputError(f"save_every must be a finite number of seconds >= 0; got {given[1]!r}")
     _budget.check_sweep(model, fixed, axes, seeds, chunk_size, options | {"eliminate": eliminate})
 
     total = int(np.prod([len(a.values) for a in axes])) * len(seeds)
