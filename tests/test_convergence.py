@@ -2,6 +2,8 @@
 said up front, progress of long solves, and a cross-entropy accurate at tiny losses."""
 
 import math
+import subprocess
+import sys
 import warnings
 
 import jax
@@ -11,9 +13,10 @@ import numpy as np
 import pytest
 
 import ufm
+from ufm.errors import PrecisionWarning
 from ufm.models import _base
 from ufm.models import plain as cf
-from ufm.solve import DEFAULT_GTOL, PrecisionWarning
+from ufm.solve import DEFAULT_GTOL
 
 SMALL = {"plain": dict(K=4, n=5, d=8), "deep-linear": dict(K=4, n=5, d=8)}
 SMALL |= {"vicinity": dict(K=4, n=5, d=8), "mixup": dict(K=3, n=4, d=4)}
@@ -244,3 +247,12 @@ def test_progress_reports_every_step_and_changes_nothing(monkeypatch, capsys):
     monkeypatch.setattr(_progress, "AUTO_UNKNOWNS", 60)
     ufm.solve(problem)
     assert "solve: step" in capsys.readouterr().err
+
+
+def test_make_says_float64_is_off_before_anything_is_built():
+    # a fresh process without jax_enable_x64: lambda_W = 1e-3 would silently become
+    # 0.0010000000474974513 and the theory would follow it
+    code = "import ufm; p = ufm.make('plain', loss='mse', K=3, n=2, d=4, lambda_W=1e-3)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0
+    assert "PrecisionWarning: float64 is off (jax_enable_x64 is False)" in run.stderr

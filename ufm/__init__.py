@@ -8,6 +8,7 @@ from ._solution import Solution as Solution
 from .check import Report as Report
 from .check import check as check
 from .errors import InputError as InputError
+from .errors import PrecisionWarning as PrecisionWarning
 from .models import REGISTRY as REGISTRY
 from .models import make as make
 from .solve import solve as solve

@@ -14,7 +14,8 @@ class RESULTS(eqx.Enumeration):
     successful = "converged: gradient norm <= gtol x weight decay x max(||params||, 1)"
     max_steps_reached = (
         "not converged: max_steps reached before the gradient norm fell to the tolerance "
-        "(gtol x weight decay x max(||params||, 1)); raise max_steps or add restarts"
+        "(gtol x weight decay x max(||params||, 1)); raise max_steps or add restarts (at a "
+        "tiny weight decay the tolerance may be finer than float64 resolves: loosen gtol)"
     )
     nonfinite = (
         "not converged: the loss became nan or inf; lower init_scale or check the hyperparameters"

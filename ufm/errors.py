@@ -10,3 +10,8 @@ the CLI exits 1 and says so.
 
 class InputError(ValueError):
     """Bad input, named in the message: a parameter, its allowed range and the value given."""
+
+
+class PrecisionWarning(UserWarning):
+    """The precision in use cannot give what was asked for: float32 (``jax_enable_x64`` off)
+    rounds hyperparameters to 7 digits and cannot reach ufm's default tolerance."""

@@ -18,7 +18,7 @@ import optax.tree_utils as otu
 
 from . import _budget, _progress
 from ._solution import RESULTS, Solution
-from .errors import InputError
+from .errors import InputError, PrecisionWarning
 from .models import AbstractProblem
 
 METHODS = ("lbfgs", "adam", "sgd")
@@ -357,10 +357,6 @@ def solve(
     if throw and not sol.converged:
         raise RuntimeError(sol.status)
     return sol
-
-
-class PrecisionWarning(UserWarning):
-    """The problem's precision cannot reach the tolerance asked for."""
 
 
 def _sink(progress, problem, options):

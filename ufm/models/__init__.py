@@ -1,6 +1,10 @@
 """The registry behind `ufm.make` and the CLI: model name -> problem class."""
 
-from ..errors import InputError
+import warnings
+
+import jax
+
+from ..errors import InputError, PrecisionWarning
 from ._base import AbstractProblem as AbstractProblem
 from ._base import Hyper as Hyper
 from .deep_linear import DeepLinearProblem as DeepLinearProblem
@@ -25,6 +29,14 @@ def make(name: str, **hyper) -> AbstractProblem:
     """
     if name not in REGISTRY:
         raise InputError(f"model must be one of {', '.join(map(repr, REGISTRY))}; got {name!r}")
+    if not jax.config.jax_enable_x64:
+        warnings.warn(
+            "float64 is off (jax_enable_x64 is False): this problem is built in float32, whose "
+            "hyperparameters keep 7 digits and whose solves cannot reach ufm's default "
+            'tolerance; run jax.config.update("jax_enable_x64", True) before ufm.make',
+            PrecisionWarning,
+            stacklevel=2,
+        )
     cls = REGISTRY[name]
     allowed = [h.name for h in cls.hypers]
     for key in hyper:
