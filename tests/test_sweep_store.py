@@ -139,7 +139,11 @@ def test_plot_names_the_damaged_file(store, tmp_path, capsys):
 
 
 def test_resume_refuses_another_precision(store):
-    with jax.enable_x64(False), pytest.raises(InputError, match="holds float64 results"):
+    with (
+        jax.enable_x64(False),
+        pytest.warns(ufm.PrecisionWarning, match="float64 is off"),
+        pytest.raises(InputError, match="holds float64 results"),
+    ):
         sweep("plain", SMALL, LAMBDAS, out=store, resume=True)
 
 
