@@ -247,6 +247,12 @@ def test_pickled_or_corrupt_metrics_files_are_bad_input(capsys, tmp_path):
         one_line_error(code, out, err, word)
 
 
+def test_a_pickled_member_of_an_H0_file_is_bad_input(capsys, tmp_path):
+    np.savez(tmp_path / "h0.npz", H0=np.ones((4, 6)), labels=np.array([{}] * 6, dtype=object))
+    code, out, err, _ = run(["solve", "vicinity", "--H0", tmp_path / "h0.npz"], capsys)
+    one_line_error(code, out, err, "H0: cannot read a member of")
+
+
 def test_mixup_at_tiny_lambda_has_a_theory_not_a_singular_matrix():
     """The reported case: Newton on the logits met a singular Hessian (its curvature along
     1 is 1/kappa ~ 1e-17, lost to round-off). It is solved in 1-perp now, and fast."""

@@ -119,11 +119,14 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         return data, None
     with data:
         keys = set(data.files)
-        labels = data["labels"] if "labels" in keys else None
-        if "H0" in keys:
-            return data["H0"], labels
-        if "features" in keys:
-            return np.asarray(data["features"]).T, labels
+        try:  # a member is read here: pickled or corrupt ones fail now, and are bad input
+            labels = data["labels"] if "labels" in keys else None
+            if "H0" in keys:
+                return data["H0"], labels
+            if "features" in keys:
+                return np.asarray(data["features"]).T, labels
+        except Exception as error:
+            raise InputError(f"H0: cannot read a member of {str(path)!r} ({error})") from None
     raise InputError(
         f"H0: {str(path)!r} holds {sorted(keys)}; expected 'H0' (d x N) or 'features' (N x d)"
     )
