@@ -1,6 +1,6 @@
 """Closed forms of the deep linear unconstrained features model, derived with sympy.
 
-Canonical convention (shared/theory/README.md section 2, the only one in ``ufm``):
+Canonical convention (README.md, "The canonical convention", the only one in ``ufm``):
 
     f = (1/N) sum_i loss(W_M ... W_1 h_i (+ b), y_i)
         + sum_m lambda_Wm/2 ||W_m||_F^2 + lambda_H/2 ||H_1||_F^2
@@ -9,8 +9,8 @@ with MSE loss 1/2 ||z - e_y||^2 (data term (1/(2N))||Z - Y||^2) or CE loss -log 
 M weight matrices, M + 1 factors X_0 = H_1, X_j = W_j; lambda_0 = lambda_H, lambda_j =
 lambda_Wj.  Class counts n_k, N = sum n_k; balanced data has n_k = n, N = K n.  Shorthands:
 Lambda = lambda_H prod_m lambda_Wm (the product of all M + 1 penalties), mu = Lambda^{1/(M+1)},
-p = (M-1)/(M+1), P_K = I - 11^T/K.  The results are the closed forms of
-shared/theory/deep_linear.md sections 1-4, 7, 8 (Dang et al. 2023, arXiv 2301.00437; Garrod &
+p = (M-1)/(M+1), P_K = I - 11^T/K.  The results are the closed forms of the team's
+deep_linear formula notes sections 1-4, 7, 8 (Dang et al. 2023, arXiv 2301.00437; Garrod &
 Keating 2024, arXiv 2410.23169 for deep CE), re-derived here.
 
 The argument, step by step:

@@ -1,7 +1,7 @@
 """Closed forms of the mixup unconstrained features model, derived with sympy.
 
-Canonical convention (shared/theory/README.md section 2) in the formulation of
-shared/theory/mixup.md section 1 (Fisher, Meng, Papyan, ICLR 2024, arXiv 2402.06171; the
+Canonical convention (README.md, "The canonical convention") in the formulation of
+the team's mixup formula notes section 1 (Fisher, Meng, Papyan, ICLR 2024, arXiv 2402.06171; the
 paper's text was not available, so this is "the natural formulation" of the notes, not a
 quotation of the paper's theorem).  A mixed example (c1, c2, lam) has its own free feature h
 and the soft label y~ = lam e_c1 + (1 - lam) e_c2; distinct examples are the columns m of

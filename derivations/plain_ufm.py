@@ -1,6 +1,6 @@
 """Closed forms of the plain (one-layer) unconstrained features model, derived with sympy.
 
-Canonical convention (shared/theory/README.md section 2, the only one in ``ufm``):
+Canonical convention (README.md, "The canonical convention", the only one in ``ufm``):
 
     f(W, H, b) = (1/N) sum_i loss(W h_i + b, y_i)
                  + lambda_W/2 ||W||_F^2 + lambda_H/2 ||H||_F^2 (+ lambda_b/2 ||b||^2)
@@ -9,7 +9,7 @@ with CE loss -log softmax(z)_y and MSE loss 1/2 ||z - e_y||^2 (data term (1/(2N)
 Shapes: W (K, d), H (d, N), b (K,), Y one-hot (K, N) with columns sorted by class, class
 counts n_k, N = sum n_k, D = diag(n_k) = Y Y^T; balanced data has n_k = n and N = K n.
 Shorthands: mu = sqrt(lambda_W lambda_H), s = sqrt(n lambda_W lambda_H), c = K s,
-P_K = I - 11^T/K.  The results are the closed forms of shared/theory/plain_ufm.md
+P_K = I - 11^T/K.  The results are the closed forms of the team's plain formula notes
 sections 2-5 (Zhu et al. 2021, arXiv 2105.02375; Tirer & Bruna 2022, arXiv 2202.08087;
 Dang et al. 2023 for the imbalanced MSE case), re-derived here.
 

@@ -1,6 +1,6 @@
 """Closed forms of the perturbed-vicinity unconstrained features model, derived with sympy.
 
-Canonical convention (shared/theory/README.md section 2, the only one in ``ufm``):
+Canonical convention (README.md, "The canonical convention", the only one in ``ufm``):
 
     f(W, H; H0) = (1/(2N)) ||W H - Y||_F^2 + lambda_W/2 ||W||_F^2 + lambda_H/2 ||H||_F^2
                   + beta/2 ||H - H0||_F^2
@@ -11,7 +11,7 @@ Shorthands c = K sqrt(n lambda_W lambda_H) (c < 1 throughout) and t = sqrt(lambd
 lambda_H)); inversely lambda_W = c t/K and lambda_H = c/(N t), so every closed form below is a
 rational function of (c, t, K, n, beta) and sympy checks identities without square roots.
 Paper ("T-norm") symbols: lambda_W^T = K lambda_W, lambda_H^T = N lambda_H, beta^T = N beta.
-The results are shared/theory/vicinity.md sections 2-4, 6, 7, 9 (Tirer, Huang, Niles-Weed,
+The results are the team's vicinity formula notes sections 2-4, 6, 7, 9 (Tirer, Huang, Niles-Weed,
 ICML 2023, arXiv 2210.16658), re-derived here.
 
 The argument, step by step:

@@ -1,5 +1,5 @@
 """The mixup UFM of Fisher, Meng & Papyan (ICLR 2024, arXiv 2402.06171): theory version of the
-paper's Fig. 1, in the natural formulation of shared/theory/mixup.md (one free feature per
+paper's Fig. 1, in the natural formulation of the team's mixup formula notes (one free feature per
 mixed example, soft label lam e_c1 + (1-lam) e_c2, lambda_bar = N lambda_H per feature).
 
 K=3, n=100, d=4, fixed simplex-ETF classifier of row norm 1 unless said otherwise; the mixing

@@ -1,5 +1,5 @@
 """Mixup UFM (Fisher, Meng & Papyan 2024): columns, loss, solver and closed forms against the
-natural formulation of shared/theory/mixup.md and independent numpy/scipy computations.
+natural formulation of the team's mixup formula notes and independent numpy/scipy computations.
 
 References are computed here: the soft labels and the loss from their definitions, the fixed-ETF
 features from the notes' scalar equations (§2: g* by bracketing, (u, v) by scipy's root finder;

@@ -1,5 +1,6 @@
 """Perturbed-vicinity UFM (Tirer, Huang, Niles-Weed 2023): the solver, the central path and the
-linear response against theory (shared/theory/vicinity.md) and independent numpy computations.
+linear response against theory (the team's vicinity formula notes) and independent numpy
+computations.
 
 Reference values are computed here from the notes' formulas (collapsed minimizer, W*(H),
 grad L, trace-ratio NC1), never copied from the code under test. The derivation-level checks

@@ -1,7 +1,7 @@
 """Closed-form pieces shared by models, and the `Theory` record every model returns.
 
 Everything here is numpy in float64, whatever jax's x64 flag says: predictions are small
-(K x K) and must not lose digits. Formulas follow ../shared/theory/plain_ufm.md §1, §5, §7.
+(K x K) and must not lose digits. Formulas: derivations/plain_ufm.py.
 """
 
 import dataclasses

@@ -7,8 +7,8 @@ where ufm must refuse to predict (outside the theorem's assumptions). A run pass
 every claim gets its expected verdict. Later models add their claims to `CATALOG`.
 
 Sources: Zhu et al. 2021 (arXiv 2105.02375) Thm 3.1; Tirer & Bruna 2022 (arXiv 2202.08087)
-Thms 3.1-3.2; Dang et al. 2023 (arXiv 2301.00437), M = 1; zero-solution certificate of
-../shared/theory/plain_ufm.md §5, §7 (team derivation, re-derived in derivations/); MSE with
+Thms 3.1-3.2; Dang et al. 2023 (arXiv 2301.00437), M = 1; zero-solution certificate
+(team derivation, derivations/plain_ufm.py); MSE with
 d below the number of label directions (derivations/plain_ufm.py steps 10-11); CE with
 K > d + 1 against spherical codes (verify_codes.py: Jiang et al. 2023, arXiv 2310.05351;
 Alcala et al. 2026, arXiv 2603.20587; confirmed or refuted, not ``agrees``: no closed form).

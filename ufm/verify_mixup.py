@@ -3,8 +3,8 @@
 The closed forms themselves are judged by `ufm.check` (claims with judge "theory"). The
 procedures here test the properties the paper states in words, on the solver's minimizer:
 the span and boundary geometry, calibration as regularization vanishes, and whether a learned
-classifier is a simplex ETF. The paper's text was not available (../shared/theory/mixup.md
-§0): the claims test the natural formulation of mixup.md §1.
+classifier is a simplex ETF. The paper's text was not available: the claims test the natural
+formulation (derivations/mixup.py).
 """
 
 import numpy as np

@@ -3,8 +3,8 @@
 Each procedure takes a `VicinityProblem` (built from the claim's parameters) and returns an
 `Outcome`: ``confirmed`` when the numbers agree with the theorem within the stated
 tolerance, ``refuted`` when they do not, ``inconclusive`` when a solve did not converge.
-Theorems: Tirer, Huang & Niles-Weed 2023 (arXiv 2210.16658); formulas in
-../shared/theory/vicinity.md.
+Theorems: Tirer, Huang & Niles-Weed 2023 (arXiv 2210.16658); formulas derived in
+derivations/vicinity.py.
 """
 
 import dataclasses

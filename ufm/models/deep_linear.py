@@ -8,7 +8,7 @@ sits on the last layer and is unregularized. Shapes: H = H_1 (d, N), W_1 ... W_{
 W_M (K, d), b (K,); params are named ``H``, ``W1`` ... ``WM``, ``b``. N = sum_k n_k columns
 sorted by class. M = 1 is the plain UFM (``ufm.make("plain", ...)``) and gives its answers.
 
-Closed forms: ../shared/theory/deep_linear.md, derived in derivations/deep_linear.py.
+Closed forms: derived in derivations/deep_linear.py.
   MSE (Dang et al. 2023, arXiv 2301.00437): every singular direction of the target solves
   its own scalar problem (`ufm.theory.direction_minimizer`); orthogonal frame at every layer
   (balanced, no bias), simplex ETF (last-layer bias), general orthogonal frame with

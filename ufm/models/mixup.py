@@ -19,7 +19,7 @@ so each ordered class pair (c1, c2), same-class pairs included, carries n/K exam
   * "beta:ALPHA:sampled:SEED": N mixed examples drawn (partner class and lam), one column each.
 `classifier="etf"` fixes W to a simplex ETF with rows of norm `w_norm`; `"learned"` optimizes W.
 
-Closed forms (../shared/theory/mixup.md, derived in derivations/mixup.py; the paper's text was
+Closed forms (derived in derivations/mixup.py; the paper's text was
 not available, so this is the natural formulation, tested against the numerics):
   fixed ETF, CE: the centred logits solve z = kappa (y~ - softmax(z)), kappa =
   w_norm^2 K / ((K-1) lambda_bar); same-class features are lam-independent and on the

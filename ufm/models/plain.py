@@ -6,7 +6,7 @@
 loss(z, y) is -log softmax(z)_y ("ce") or 1/2 ||z - e_y||^2 ("mse"); lambda_b = 0 means an
 unregularized bias. Shapes: W (K, d), H (d, N), b (K,); N = sum_k n_k columns sorted by class.
 
-Closed forms: ../shared/theory/plain_ufm.md, derived in derivations/plain_ufm.py.
+Closed forms: derived in derivations/plain_ufm.py.
   CE, balanced: Zhu et al. 2021 (arXiv 2105.02375) Thm 3.1 (simplex ETF), scale derived.
   MSE: Tirer & Bruna 2022 (arXiv 2202.08087) Thm 3.1 (no bias: orthogonal frame) and
   Thm 3.2 (unregularized bias: simplex ETF); imbalanced MSE: the M=1 case of Dang et al. 2023

@@ -9,7 +9,7 @@ beta-free problem (the plain MSE UFM) plus Gaussian noise. The paper's normaliza
 (lambda_W^T = K lambda_W, lambda_H^T = N lambda_H, beta^T = N beta) is accepted with
 ``units="paper"`` (`from_paper`).
 
-Closed forms: ../shared/theory/vicinity.md, derived in derivations/vicinity.py.
+Closed forms: derived in derivations/vicinity.py.
   Cor 2.2: if H0 is a collapsed minimizer (c = K sqrt(n lW lH) < 1, d >= K), the minimizer
   is (W*(H0), H0). H0 = 0: the plain MSE UFM with lambda_H + beta. Otherwise there is no
   closed form; `ufm.central_path` and `ufm.linear_response` give the flow and first-order
