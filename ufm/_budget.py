@@ -128,16 +128,18 @@ def solve_bytes(s: Sizes, restarts: int, method: str, memory_size: int, eliminat
     return FLOAT * (restarts * per_start + check + s.data)
 
 
-def check_problem(problem, options: dict[str, Any], eliminate: bool = True) -> None:
+def check_problem(problem, options: dict[str, Any], eliminate: bool = True) -> Sizes | None:
     """Refuse a built problem whose solve cannot fit (sizes by ``jax.eval_shape`` of its
     init: nothing is allocated). `options`: ``check_options``'s restarts, method,
-    memory_size."""
+    memory_size. Returns the sizes (None for a layout it cannot read), so the caller need
+    not trace the init again."""
     try:
         sizes = problem_sizes(problem)
     except (AttributeError, KeyError, TypeError, IndexError):
-        return  # not the usual layout (a model of one's own): nothing to estimate
+        return None  # not the usual layout (a model of one's own): nothing to estimate
     eliminate = bool(eliminate) and _eliminates(problem)
     _check_solve(sizes, options, eliminate, lambda: _describe(problem.hyperparameters()))
+    return sizes
 
 
 def problem_sizes(problem) -> Sizes:

@@ -13,7 +13,6 @@ done (Ctrl-C keeps them; --resume goes on).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -412,7 +411,7 @@ def _sweep(args) -> int:
         return 128 + stop.signum
     summary = _sweep_summary(ds, time.perf_counter() - start, args.out)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(_output.dumps(summary))
     else:
         for key, value in summary.items():
             print(f"{key:<23}{value}")

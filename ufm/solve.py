@@ -320,7 +320,7 @@ def solve(
         init_spread=init_spread,
         learning_rate=learning_rate,
     )
-    _budget.check_problem(problem, options, eliminate)  # refuse what cannot fit in memory
+    sizes = _budget.check_problem(problem, options, eliminate)  # refuse what cannot fit
     seed = _number("seed", seed, int)
     dtype = problem.lambda_W.dtype  # pyright: ignore[reportAttributeAccessIssue]
     if dtype == jnp.float32 and options["gtol"] < FLOAT32_GTOL:
@@ -334,7 +334,7 @@ def solve(
     keys, scales = restart_keys(
         seed, options["restarts"], options["init_scale"], options["init_spread"], dtype
     )
-    sink = _sink(progress, problem, options)
+    sink = _sink(progress, problem, options, None if sizes is None else sizes.unknowns)
     arguments = (
         problem,
         keys,
@@ -359,12 +359,14 @@ def solve(
     return sol
 
 
-def _sink(progress, problem, options):
-    """Where the compiled loop's progress reports go (None: it does not report)."""
+def _sink(progress, problem, options, unknowns: int | None):
+    """Where the compiled loop's progress reports go (None: it does not report).
+    `unknowns`: per start, if the caller has counted them already."""
     if progress is None:
-        shapes = jax.eval_shape(problem.init, jax.random.PRNGKey(0), jnp.asarray(1.0))
-        unknowns = sum(x.size for x in jax.tree.leaves(shapes)) * options["restarts"]
-        progress = unknowns >= _progress.AUTO_UNKNOWNS
+        if unknowns is None:
+            shapes = jax.eval_shape(problem.init, jax.random.PRNGKey(0), jnp.asarray(1.0))
+            unknowns = sum(x.size for x in jax.tree.leaves(shapes))
+        progress = unknowns * options["restarts"] >= _progress.AUTO_UNKNOWNS
     if progress is True:
         return _progress.Printer(options["max_steps"])
     if callable(progress):
