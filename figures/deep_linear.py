@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import ufm  # noqa: E402
+from ufm._theory import layer_quantities  # noqa: E402
 from ufm.check import layer_metrics  # noqa: E402
-from ufm.theory import layer_quantities  # noqa: E402
 
 FLOOR = 1e-16
 LABELS = {"nc1": "NC1", "nc2": "Gram error", "gap": "loss gap"}

@@ -34,8 +34,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ufm  # noqa: E402
-from ufm import central_path, linear_response  # noqa: E402
-from ufm.models.vicinity import eq5_spectrum  # noqa: E402
+from ufm.models.vicinity import (  # noqa: E402
+    central_path,
+    eq5_spectrum,  # noqa: E402
+    linear_response,
+)
 
 FLOOR = 1e-20
 BASE = dict(K=4, n=5, d=6, lambda_W=0.05, lambda_H=0.01)  # vicinity.md §9

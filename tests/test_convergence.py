@@ -14,7 +14,7 @@ import pytest
 
 import ufm
 from ufm.errors import PrecisionWarning
-from ufm.models import _base
+from ufm import problem as _base
 from ufm.models import plain as cf
 from ufm.solve import DEFAULT_GTOL
 

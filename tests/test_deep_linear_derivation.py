@@ -1,5 +1,5 @@
 """Deep linear UFM: the sympy derivation (derivations/deep_linear.py), lambdified, against the
-package's closed forms (ufm.theory.direction_minimizer, ufm.models.deep_linear) and the notes'
+package's closed forms (ufm._theory.direction_minimizer, ufm.models.deep_linear) and the notes'
 worked examples (deep_linear.md §8)."""
 
 import numpy as np
@@ -11,7 +11,7 @@ import ufm
 from derivations import deep_linear as dv
 from ufm.models import deep_linear as dl
 from ufm.models import plain as cf
-from ufm.theory import direction_minimizer
+from ufm._theory import direction_minimizer
 
 DEPTHS = (1, 2, 3, 4, 5, 6)
 

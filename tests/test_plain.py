@@ -13,7 +13,7 @@ import ufm
 from derivations import plain_ufm as dv
 from ufm.check import found_quantities, found_regime
 from ufm.models import plain as cf
-from ufm.theory import spectral_mse
+from ufm._theory import spectral_mse
 
 GRID = [
     (K, n, lw, lh)

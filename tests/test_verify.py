@@ -6,7 +6,7 @@ import ufm
 from ufm import verify
 
 CLAIMS = [
-    pytest.param(c, id=c.name, marks=() if c.quick else pytest.mark.slow) for c in verify.CATALOG
+    pytest.param(c, id=c.name, marks=() if c.quick else pytest.mark.slow) for c in verify.catalog()
 ]
 
 
@@ -22,9 +22,9 @@ def test_claim(claim):
 
 
 def test_catalog_names_are_unique_and_cover_every_regime():
-    names = [c.name for c in verify.CATALOG]
+    names = [c.name for c in verify.catalog()]
     assert len(names) == len(set(names))
-    regime = {c.name: ufm.theory(ufm.make(c.model, **c.hyper)).regime for c in verify.CATALOG}
+    regime = {c.name: ufm.theory(ufm.make(c.model, **c.hyper)).regime for c in verify.catalog()}
     assert set(regime.values()) == {
         "collapsed",
         "minority_collapse",
@@ -34,7 +34,7 @@ def test_catalog_names_are_unique_and_cover_every_regime():
     }
     quick = {regime[c.name] for c in verify.select(quick=True)}
     assert {"collapsed", "minority_collapse", "zero"} <= quick
-    assert any(isinstance(c.hyper.get("n"), tuple) for c in verify.CATALOG)  # imbalanced
+    assert any(isinstance(c.hyper.get("n"), tuple) for c in verify.catalog())  # imbalanced
 
 
 def test_select():

@@ -1,5 +1,5 @@
 """Vicinity UFM: the sympy derivation (derivations/vicinity.py), lambdified, against the
-package's closed forms (ufm.models.vicinity), its matrix-free operators (ufm.linear_response),
+package's closed forms (ufm.models.vicinity), its matrix-free operators (ufm.models.vicinity.linear_response),
 jax autodiff of the loss, dense Hessians, and the notes' worked example (vicinity.md §9)."""
 
 import equinox as eqx
@@ -11,7 +11,7 @@ import sympy as sp
 
 import ufm
 from derivations import vicinity as dv
-from ufm import linear_response as lr
+from ufm.models.vicinity import linear_response as lr
 from ufm.models import plain as cf
 from ufm.models import vicinity as vm
 

@@ -35,6 +35,7 @@ class Sizes:
     logits: int  # K x columns: the logits, their gradient and the one-hot labels
     classes: int  # K: the theory and the check form K x K Grams
     data: int = 0  # the problem's own arrays (H0, soft labels, columns)
+    ridge: bool = False  # features solved in closed form (MSE): `solve(eliminate=True)` applies
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,71 +196,27 @@ def hyper_sizes(model: str, hyper: dict[str, Any]) -> Sizes | None:
     """Sizes of ``ufm.make(model, **hyper)`` without building it (defaults filled in);
     None when a value is not a usable size (make's validation then reports it) or the
     sizes come from a file (vicinity's H0: the problem-based check sees them)."""
-    from .models import REGISTRY
+    from .registry import REGISTRY
 
     if model not in REGISTRY:
         return None
     values = {h.name: h.default for h in REGISTRY[model].hypers} | dict(hyper)
     try:
-        return _SIZES[model](values)
-    except (TypeError, ValueError, KeyError, OverflowError):
+        return REGISTRY[model].sizes(values)
+    except (TypeError, ValueError, KeyError, OverflowError, InputError):
         return None
 
 
-def _positive(value) -> int:
+def positive(value) -> int:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(value)
     return int(value)
 
 
-def _total(n, K: int) -> int:
+def total(n, K: int) -> int:
     if isinstance(n, list | tuple):
-        return sum(_positive(x) for x in n)
-    return _positive(n) * K
-
-
-def _plain(h) -> Sizes:
-    K, d = _positive(h["K"]), _positive(h["d"])
-    N = _total(h["n"], K)
-    return Sizes(K * d + d * N + K * (h["bias"] is True), d * N, K * N, K)
-
-
-def _deep(h) -> Sizes:
-    K, d, M = _positive(h["K"]), _positive(h["d"]), _positive(h["depth"])
-    N = _total(h["n"], K)
-    # the report computes every layer's features: M of d x N
-    unknowns = (M - 1) * d * d + K * d + d * N + K * (h["bias"] is True)
-    return Sizes(unknowns, d * N, K * N, K, M * d * N)
-
-
-def _vicinity(h) -> Sizes:
-    from .models.vicinity import DEFAULTS
-
-    if h["H0"] is not None:
-        raise ValueError("sizes from H0")
-    K = _positive(DEFAULTS["K"] if h["K"] is None else h["K"])
-    d = _positive(DEFAULTS["d"] if h["d"] is None else h["d"])
-    N = _total(DEFAULTS["n"] if h["n"] is None else h["n"], K)
-    return Sizes(K * d + d * N, d * N, K * N, K, 4 * d * N)  # H0, its generation, a copy
-
-
-def _mixup(h) -> Sizes:
-    from .models.mixup import parse_mix
-
-    K, d, n = _positive(h["K"]), _positive(h["d"]), _positive(h["n"])
-    try:
-        spec = parse_mix(h["mix"])
-    except InputError:
-        raise ValueError(h["mix"]) from None
-    if spec["kind"] == "sampled":
-        columns = K * n
-    else:
-        columns = K * K * (len(spec["lams"]) if spec["kind"] == "fixed" else spec["nodes"])
-    learned = K * d if h["classifier"] == "learned" else 0
-    return Sizes(d * columns + learned, d * columns, K * columns, K, (K + 6) * columns)
-
-
-_SIZES = {"plain": _plain, "deep-linear": _deep, "vicinity": _vicinity, "mixup": _mixup}
+        return sum(positive(x) for x in n)
+    return positive(n) * K
 
 
 def check_hypers(model: str, hyper: dict[str, Any], options: dict[str, Any]) -> None:
@@ -269,24 +226,15 @@ def check_hypers(model: str, hyper: dict[str, Any], options: dict[str, Any]) -> 
     sizes = hyper_sizes(model, hyper)
     if sizes is None:
         return
-    defaults = {h.name: h.default for h in _hypers(model)}
-    values = defaults | dict(hyper)
-    eliminate = options.get("eliminate", True) and _mse(model, values)
+    eliminate = options.get("eliminate", True) and sizes.ridge
+    values = {h.name: h.default for h in _registry()[model].hypers} | dict(hyper)
     _check_solve(sizes, _solver(options), eliminate, lambda: _describe(values))
 
 
-def _hypers(model: str):
-    from .models import REGISTRY
+def _registry():
+    from .registry import REGISTRY
 
-    return REGISTRY[model].hypers
-
-
-def _mse(model: str, values: dict[str, Any]) -> bool:
-    if model == "vicinity":
-        return True
-    if model == "mixup":
-        return values.get("loss") == "mse" and values.get("classifier") == "learned"
-    return values.get("loss") == "mse"
+    return REGISTRY
 
 
 def _solver(options: dict[str, Any]) -> dict[str, Any]:
@@ -297,7 +245,7 @@ def _solver(options: dict[str, Any]) -> dict[str, Any]:
     }
     for k in ("restarts", "memory_size"):
         try:
-            out[k] = _positive(out[k])
+            out[k] = positive(out[k])
         except (TypeError, ValueError, OverflowError):
             out[k] = 1
     return out
@@ -327,8 +275,7 @@ def check_sweep(
     largest = _largest_point(model, fixed, axes)
     per_solve = 0
     if largest is not None:
-        values = {h.name: h.default for h in _hypers(model)} | dict(fixed)
-        eliminate = options.get("eliminate", True) and _mse(model, values)
+        eliminate = options.get("eliminate", True) and largest.ridge
         per_solve = solve_bytes(largest, solver["restarts"], solver["method"],
                                 solver["memory_size"], eliminate)  # fmt: skip
     held = 0

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._sweep_store import COORD_NAMES
 from .errors import InputError
-from .models import REGISTRY
+from .registry import REGISTRY
 
 
 @dataclasses.dataclass(frozen=True)

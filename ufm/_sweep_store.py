@@ -29,7 +29,7 @@ import zarr
 
 from ._solution import RESULTS
 from .errors import InputError
-from .models import REGISTRY
+from .registry import REGISTRY
 
 FORMAT = "ufm-sweep/1"
 COMPLETE = "chunks_complete"  # attribute: every chunk is written, fill values included

@@ -8,8 +8,8 @@ import numpy as np
 
 from . import metrics
 from ._solution import Solution
-from .models import AbstractProblem
-from .theory import Theory, layer_quantities
+from ._theory import Theory, layer_quantities
+from .problem import AbstractProblem
 
 LOSS_RTOL = 1e-9  # converged float64 solves (default gtol) reach the closed-form loss to ~1e-13
 QUANTITY_TOL = 1e-5  # Grams converge like sqrt(loss error) along flat directions

@@ -139,7 +139,7 @@ def _seeds_arg(text: str):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .models import REGISTRY
+    from .registry import REGISTRY
 
     parser = argparse.ArgumentParser(
         prog="ufm",
@@ -277,7 +277,7 @@ def _solve_report(args) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     import jax
 
     from .check import check
-    from .models import REGISTRY, make
+    from .registry import REGISTRY, make
     from .solve import solve
 
     hyper = {h.name: getattr(args, h.name) for h in REGISTRY[args.model].hypers}
@@ -301,7 +301,7 @@ def _solve_report(args) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 def _layers(problem, sol, report) -> list[dict[str, Any]]:
     """Per layer: the spectrum and norm of W_m, found and predicted, and the NC metrics."""
-    from .theory import layer_quantities
+    from ._theory import layer_quantities
 
     K = problem.K
     found = [layer_quantities(L, problem.labels, K) for L in problem.layers(sol.params)]
@@ -371,7 +371,7 @@ def _print_solve(r: dict[str, Any]) -> None:
 def _sweep(args) -> int:
     """Exit 0 when the sweep is complete; on SIGINT (Ctrl-C) or SIGTERM it saves what is
     finished, says how much, and exits 128 + the signal (130, 143)."""
-    from .models import REGISTRY
+    from .registry import REGISTRY
     from .sweeps import SweepInterrupted, interrupts, parse_axis, sweep
 
     hypers = [h.name for h in REGISTRY[args.model].hypers]
@@ -489,7 +489,7 @@ def _verify(args) -> int:
     claims = verify.select(args.claims, quick=args.quick)
     console = Console(width=None if sys.stdout.isatty() else 160)
     if args.list:
-        for c in verify.CATALOG:
+        for c in verify.catalog():
             tag = " (quick)" if c.quick else ""
             console.print(f"{c.name}{tag}: {c.statement} [{c.source}]", highlight=False)
         return 0

@@ -260,7 +260,7 @@ def _critical_curves(ds, x, y):
     """[(label, mu)] for curves lambda_W lambda_H = mu^2, if the model gives them."""
     if {x, y} != {"lambda_W", "lambda_H"}:
         return None
-    from .models import make
+    from .registry import make
 
     hyper = dict(ds.attrs.get("fixed", {}))
     for d in ds.dims:

@@ -19,7 +19,7 @@ import optax.tree_utils as otu
 from . import _budget, _progress
 from ._solution import RESULTS, Solution
 from .errors import InputError, PrecisionWarning
-from .models import AbstractProblem
+from .problem import AbstractProblem
 
 METHODS = ("lbfgs", "adam", "sgd")
 

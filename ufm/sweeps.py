@@ -56,7 +56,7 @@ from .check import (
     quantity_errors,
 )
 from .errors import InputError
-from .models import REGISTRY, make
+from .registry import REGISTRY, make
 from .solve import DEFAULT_GTOL, _number, check_options, restart_keys, solve_starts, starts
 
 __all__ = [

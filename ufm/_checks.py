@@ -7,7 +7,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
-from ..errors import InputError
+from .errors import InputError
 
 
 def _scalar(value):

@@ -19,8 +19,8 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Float
 
-from . import metrics
-from .models.vicinity import VicinityProblem
+from ... import metrics
+from .problem import VicinityProblem
 
 # Changes below this (relative) are integration error, not a trend: at the default
 # tolerances of `flow` the largest wrong-way move measured was 4e-11, and it shrinks with them.

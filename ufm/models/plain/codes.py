@@ -25,10 +25,10 @@ import dataclasses
 import numpy as np
 import scipy.optimize
 
-from . import metrics
-from ._outcome import Outcome
-from ._outcome import verdict as _verdict
-from .solve import solve
+from ... import metrics
+from ...claims import Outcome
+from ...claims import verdict as _verdict
+from ...solve import solve
 
 CODE_TOL = 1e-6  # largest cosine difference; converged solves (gtol 1e-10) reach ~1e-9
 RESTARTS = 8  # the configuration is read off the best converged restart

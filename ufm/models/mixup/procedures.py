@@ -9,12 +9,12 @@ formulation (derivations/mixup.py).
 
 import numpy as np
 
-from . import metrics
-from ._outcome import Outcome
-from ._outcome import verdict as _verdict
-from .check import check
-from .models.mixup import MixupProblem, properties
-from .solve import solve
+from ... import metrics
+from ...check import check
+from ...claims import Outcome
+from ...claims import verdict as _verdict
+from ...solve import solve
+from .problem import MixupProblem, properties
 
 GEOMETRY_TOL = 1e-6  # span residual, lam-spread, boundary gap: solver round-off is ~1e-8
 CALIBRATION_TOL = 1e-6  # solver's calibration error against the closed form's

@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import metrics
-from .errors import InputError
-from .models.vicinity import VicinityProblem, eq5_spectrum, theorem_4_2
+from ... import metrics
+from ...errors import InputError
+from .problem import VicinityProblem
+from .theory import eq5_spectrum, theorem_4_2
 
 Operator = Callable[[jax.Array], jax.Array]
 CG_TOL = 1e-13
@@ -196,7 +197,7 @@ def nc1_curve(problem: VicinityProblem, name: str, values, **solve_options) -> d
 
     Returns arrays over `values`: ``nc1`` (solved), ``nc1_H0``, ``linear_response`` and
     ``explicit_step`` (the two first-order predictions) and ``converged``."""
-    from .solve import solve
+    from ...solve import solve
 
     rows = []
     for value in values:

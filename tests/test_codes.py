@@ -1,11 +1,11 @@
-"""Spherical codes of verify_codes.py: exact values worked out by hand, the invariance of the
+"""Spherical codes of ufm/models/plain/codes.py: exact values worked out by hand, the invariance of the
 comparison, and the procedure's refusals. The claims themselves run in test_verify.py."""
 
 import numpy as np
 import pytest
 
 import ufm
-from ufm import verify_codes as vc
+from ufm.models.plain import codes as vc
 
 EXACT = 1e-12  # constructions from closed forms: round-off only
 

@@ -12,12 +12,13 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
+from ...claims import Outcome
+from ...claims import verdict as _verdict
+from ...errors import InputError
+from ...solve import solve
 from . import central_path, linear_response
-from ._outcome import Outcome
-from ._outcome import verdict as _verdict
-from .errors import InputError
-from .models.vicinity import VicinityProblem, nc1_ratio
-from .solve import solve
+from .problem import VicinityProblem
+from .theory import nc1_ratio
 
 IDENTITY_RTOL = 1e-7  # backward-step identity: the solver's H against Newton's root
 NC1_RTOL = 1e-4  # NC1 ratio, within-class noise of size 1e-3: error O(size^2), 2e-7 measured

@@ -25,127 +25,25 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .. import theory as th
-from . import _checks
-from ._base import AbstractClassProblem, Hyper
-from .plain import PlainProblem
-
-SOURCE_MSE = "Dang et al. 2023, arXiv 2301.00437 (deep linear MSE); derivations/deep_linear.py"
-SOURCE_MSE_BIAS_IMB = "deep_linear.md §4 (unregularized bias, imbalanced; team derivation)"
-SOURCE_CE = (
-    "Dang et al. 2023, arXiv 2301.00437 (deep CE: ETF claimed global); "
-    "Garrod & Keating 2024, arXiv 2410.23169 (low rank beats it); derivations/deep_linear.py"
+from ... import _budget, _checks
+from ... import _theory as th
+from ...problem import AbstractClassProblem, Hyper
+from ..plain.problem import PlainProblem
+from .theory import (
+    SOURCE_CE,
+    SOURCE_CE_M1,
+    SOURCE_MSE,
+    SOURCE_MSE_BIAS_IMB,
+    etf_beaten,
+    etf_best,
+    etf_logits,
+    minority_threshold,
+    mu,
+    orthoplex_best,
+    orthoplex_logits,
 )
-SOURCE_CE_M1 = "Zhu et al. 2021, arXiv 2105.02375, Thm 3.1; derivations/deep_linear.py"
-
-
-# ----------------------------------------------------------------------------------------
-# Closed forms (numpy). mu = (lambda_H prod_m lambda_Wm)^{1/(M+1)}.
-
-
-def mu(lambda_H: float, lambda_W) -> float:
-    """(lambda_H prod_m lambda_Wm)^{1/(M+1)}: the only combination the minimum depends on."""
-    lam = np.concatenate([[lambda_H], np.atleast_1d(lambda_W)]).astype(float)
-    return float(np.exp(np.mean(np.log(lam))))
-
-
-def beta_star(depth: int) -> float:
-    """Dang's threshold on beta_k = b/n_k: class k is off iff beta_k >= beta*_M."""
-    M = depth
-    return 1.0 if M == 1 else (M - 1) ** ((M - 1) / M) / M
-
-
-def minority_threshold(N: int, lambda_H: float, lambda_W) -> float:
-    """Class k of bias-free MSE is switched off iff n_k <= this count (deep_linear.md §4).
-
-    M = 1: N^2 lambda_W lambda_H. M >= 2: M^2 N (N lambda_H prod lambda_Wm)^{1/M} /
-    (M-1)^{(M-1)/M}; at equality both branches are global (first-order transition).
-    """
-    lam = np.atleast_1d(np.asarray(lambda_W, dtype=float))
-    M = lam.size
-    if M == 1:
-        return float(N**2 * lam[0] * lambda_H)
-    return float(M**2 * N * (N * lambda_H * lam.prod()) ** (1 / M) / (M - 1) ** ((M - 1) / M))
-
-
-def etf_energy(a, K: int, n: int, mu: float, depth: int):
-    """Balanced CE loss of the best simplex-ETF-structured point with margin a (§7)."""
-    a = np.asarray(a, dtype=float)
-    q = 2 / (depth + 1)
-    return np.log1p((K - 1) * np.exp(-a)) + (depth + 1) / 2 * (K - 1) * mu * (a * np.sqrt(n)) ** q
-
-
-def orthoplex_energy(a, K: int, n: int, mu: float, depth: int):
-    """Balanced CE loss of the rank-K/2 cross-polytope point (classes k, k + K/2 antipodal)."""
-    a = np.asarray(a, dtype=float)
-    q = 2 / (depth + 1)
-    ce = np.log1p((K - 2) * np.exp(-a) + np.exp(-2 * a))
-    return ce + (depth + 1) / 2 * (K / 2) * mu * (2 * a * np.sqrt(n)) ** q
-
-
-def etf_slope(a, K: int, n: int, mu: float, depth: int):
-    """d/da of `etf_energy` (a > 0)."""
-    q = 2 / (depth + 1)
-    return -(K - 1) / (np.exp(a) + K - 1) + (K - 1) * mu * np.sqrt(n) ** q * a ** (q - 1)
-
-
-def orthoplex_slope(a, K: int, n: int, mu: float, depth: int):
-    """d/da of `orthoplex_energy` (a > 0)."""
-    q = 2 / (depth + 1)
-    e1, e2 = np.exp(-a), np.exp(-2 * a)
-    ce = -((K - 2) * e1 + 2 * e2) / (1 + (K - 2) * e1 + e2)
-    return ce + K / 2 * mu * (2 * np.sqrt(n)) ** q * a ** (q - 1)
-
-
-def _minimize_halfline(energy, slope) -> tuple[float, float]:
-    """Global minimum of a smooth energy on a >= 0: a dense grid, then the root of the slope.
-
-    The energies here have at most one interior local minimum besides a = 0, far from the
-    grid's ends; a = 0 is always compared. The root of the slope (brentq) pins the
-    minimizer to machine precision, which a search on values alone cannot (~sqrt(eps)).
-    """
-    grid = np.concatenate([[0.0], np.geomspace(1e-6, 300.0, 3000)])
-    values = energy(grid)
-    i = int(np.argmin(values))
-    if i == 0:
-        return 0.0, float(values[0])
-    lo, hi = grid[max(i - 1, 1)], grid[min(i + 1, grid.size - 1)]
-    a = float(scipy.optimize.brentq(slope, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps))
-    return (a, float(energy(a))) if energy(a) < values[0] else (0.0, float(values[0]))
-
-
-def etf_best(K: int, n: int, mu: float, depth: int) -> tuple[float, float]:
-    """(margin, loss) of the best ETF-structured point, a = 0 (the zero solution) included."""
-    args = (K, n, mu, depth)
-    return _minimize_halfline(lambda a: etf_energy(a, *args), lambda a: etf_slope(a, *args))
-
-
-def orthoplex_best(K: int, n: int, mu: float, depth: int) -> tuple[float, float]:
-    """(a, loss) of the best orthoplex point (even K); a = 0 included."""
-    args = (K, n, mu, depth)
-    return _minimize_halfline(
-        lambda a: orthoplex_energy(a, *args), lambda a: orthoplex_slope(a, *args)
-    )
-
-
-def etf_logits(K: int, a: float) -> np.ndarray:
-    return a * (np.eye(K) - 1 / K)
-
-
-def orthoplex_logits(K: int, a: float) -> np.ndarray:
-    half = np.eye(K // 2)
-    return a * np.block([[half, -half], [-half, half]])
-
-
-def etf_beaten(K: int, depth: int) -> bool:
-    """Garrod & Keating's regime, where no ETF-structured point is a global minimizer."""
-    return (K >= 4 and depth >= 3) or (K >= 6 and depth == 2)
-
-
-# ----------------------------------------------------------------------------------------
 
 
 class DeepLinearProblem(AbstractClassProblem):
@@ -189,6 +87,21 @@ class DeepLinearProblem(AbstractClassProblem):
     @property
     def depth(self) -> int:
         return self.lambda_W.shape[0]
+
+    @classmethod
+    def claims(cls) -> tuple:
+        from .claims import CLAIMS  # claims solve problems: imported when asked for
+
+        return CLAIMS
+
+    @classmethod
+    def sizes(cls, values: dict[str, Any]) -> _budget.Sizes:
+        K, d = _budget.positive(values["K"]), _budget.positive(values["d"])
+        M = _budget.positive(values["depth"])
+        N = _budget.total(values["n"], K)
+        # the report computes every layer's features: M of d x N
+        unknowns = (M - 1) * d * d + K * d + d * N + K * (values["bias"] is True)
+        return _budget.Sizes(unknowns, d * N, K * N, K, M * d * N, ridge=values["loss"] == "mse")
 
     def hyperparameters(self) -> dict[str, Any]:
         lam = [float(x) for x in np.asarray(self.lambda_W)]

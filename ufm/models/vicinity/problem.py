@@ -12,7 +12,7 @@ beta-free problem (the plain MSE UFM) plus Gaussian noise. The paper's normaliza
 Closed forms: derived in derivations/vicinity.py.
   Cor 2.2: if H0 is a collapsed minimizer (c = K sqrt(n lW lH) < 1, d >= K), the minimizer
   is (W*(H0), H0). H0 = 0: the plain MSE UFM with lambda_H + beta. Otherwise there is no
-  closed form; `ufm.central_path` and `ufm.linear_response` give the flow and first-order
+  closed form; `central_path` and `linear_response` (this package) give the flow and first-order
   predictions (Thm 3.1, Thm 4.1-4.2).
 
 Landscape (found by ufm, not in the paper): at d = K the minimizers of f_0 are {Q H*: Q in
@@ -22,7 +22,6 @@ beta; about half of random starts end there. For d > K the orbit is connected an
 start we tried finds the global minimizer. Use restarts at d = K.
 """
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -31,181 +30,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .. import _linalg
-from .. import theory as th
-from ..errors import InputError
-from . import _checks
-from ._base import AbstractClassProblem, Hyper
-from .plain import PlainProblem, mse_rho, threshold
+from ... import _budget, _checks, _linalg
+from ... import _theory as th
+from ...errors import InputError
+from ...problem import AbstractClassProblem, Hyper
+from ..plain.problem import PlainProblem
+from ..plain.theory import mse_rho, threshold
+from .data import _generate, _load
+from .theory import SOURCE, SOURCE_COR22, from_paper
 
-SOURCE = "Tirer, Huang & Niles-Weed 2023, arXiv 2210.16658"
-SOURCE_COR22 = f"{SOURCE}, Cor 2.2; derivations/vicinity.py"
 COLLAPSED_RTOL = 1e-10  # H0 this close (relative) to a collapsed minimizer counts as one
 DEFAULTS = {"K": 4, "n": 5, "d": 6}  # the notes' worked example (vicinity.md §9)
-
-
-# ----------------------------------------------------------------------------------------
-# Closed forms (numpy), canonical units, balanced classes (vicinity.md §6-7).
-
-
-def from_paper(K: int, n: int, lambda_W: float, lambda_H: float, beta: float) -> dict:
-    """Canonical (lambda_W, lambda_H, beta) from the paper's: lW^T/K, lH^T/N, beta^T/N."""
-    N = K * n
-    return {"lambda_W": lambda_W / K, "lambda_H": lambda_H / N, "beta": beta / N}
-
-
-def gamma_parallel(K, n, lambda_W, lambda_H, beta):
-    """Exact first-order shrink of within-class noise inside the span of the class means:
-    beta / (beta + sqrt(n lambda_H / lambda_W) / N), N = K n (vicinity.md §7)."""
-    return beta / (beta + np.sqrt(n * lambda_H / lambda_W) / (K * n))
-
-
-def gamma_perp(lambda_H, beta):
-    """... and orthogonal to it: beta / (beta + lambda_H)."""
-    return beta / (beta + lambda_H)
-
-
-def nc1_ratio(K, n, lambda_W, lambda_H, beta, e_parallel):
-    """Predicted NC1(H_{1/beta}) / NC1(H0) for H0 = H* + small within-class noise with a
-    fraction `e_parallel` of its energy in the span of the means (isotropic: K/d)."""
-    g_par = gamma_parallel(K, n, lambda_W, lambda_H, beta)
-    g_perp = gamma_perp(lambda_H, beta)
-    return g_par**2 * e_parallel + g_perp**2 * (1 - e_parallel)
-
-
-def theorem_4_2(K, n, lambda_W, lambda_H, beta) -> dict[str, float]:
-    """Thm 4.2 in canonical units: extreme singular values of the blocks of the large-beta
-    operator F (Eq. 5) at a collapsed H0; F_kk full rank, F_kk' (k != k') rank 1.
-
-    diag_min holds for beta >= sqrt(n lambda_H/lambda_W)/N (paper: beta^T >= sqrt(lH^T/lW^T));
-    below it an eigenvalue of Eq. 5 turns negative (derivations/vicinity.py). The exact F's
-    smallest value is `gamma_parallel` for every beta."""
-    c = threshold(K, n, lambda_W, lambda_H)
-    return {
-        "diag_max": 1.0,
-        "diag_min": 1 - np.sqrt(n * lambda_H / lambda_W) / (K * n * beta),
-        "off_max": 2 * lambda_H * (1 - c) / beta,
-        "off_rank": 1,
-    }
-
-
-def eq5_spectrum(K, n, d, lambda_W, lambda_H, beta) -> list[tuple[float, int]]:
-    """Every singular value of a diagonal block F_kk of Eq. 5 with its multiplicity
-    (vicinity.md §7, derived in derivations/vicinity.py); they sum to d n."""
-    c = threshold(K, n, lambda_W, lambda_H)
-    return [
-        (1 - np.sqrt(n * lambda_H / lambda_W) / (K * n * beta), K * (n - 1)),
-        (1 - lambda_H / beta, (d - K) * (n - 1)),
-        (1.0, d - K),
-        (1 - 2 * lambda_H * (1 - c) / beta, K - 1),
-        (1 - 4 * lambda_H * (1 - c) / beta, 1),
-    ]
-
-
-# ----------------------------------------------------------------------------------------
-# H0: reading, checking, generating.
-
-
-def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """(H0 as (d, N), labels or None) from a .npy (d, N) or an .npz holding ``H0`` (d, N)
-    or ``features`` (N, d), and optionally ``labels`` (N,)."""
-    if not path.is_file():
-        raise InputError(f"H0: file {str(path)!r} does not exist")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as error:  # numpy raises several types for a bad file
-        raise InputError(f"H0: cannot read {str(path)!r} as .npy or .npz ({error})") from None
-    if isinstance(data, np.ndarray):
-        return data, None
-    with data:
-        keys = set(data.files)
-        try:  # a member is read here: pickled or corrupt ones fail now, and are bad input
-            labels = data["labels"] if "labels" in keys else None
-            if "H0" in keys:
-                return data["H0"], labels
-            if "features" in keys:
-                return np.asarray(data["features"]).T, labels
-        except Exception as error:
-            raise InputError(f"H0: cannot read a member of {str(path)!r} ({error})") from None
-    raise InputError(
-        f"H0: {str(path)!r} holds {sorted(keys)}; expected 'H0' (d x N) or 'features' (N x d)"
-    )
-
-
-def _sort_by_labels(H0: np.ndarray, labels, K) -> tuple[np.ndarray, int, tuple[int, ...], str]:
-    """Columns sorted by class (stable); classes are the sorted distinct labels."""
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.size != H0.shape[1]:
-        raise InputError(
-            f"H0: labels must have one entry per column of H0 ({H0.shape[1]}); "
-            f"got shape {labels.shape}"
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(f"H0: labels must be integers; got dtype {labels.dtype}")
-    classes, y, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    if K is not None and classes.size != K:
-        raise InputError(f"H0: its labels have {classes.size} classes but K={K}")
-    order = np.argsort(y, kind="stable")
-    return H0[:, order], classes.size, tuple(int(c) for c in counts), tuple(int(c) for c in classes)
-
-
-def _load(H0, K, n, d) -> tuple[np.ndarray, int, tuple[int, ...], str]:
-    """Validate a given H0 and infer K, n, d from it where they are None. Returns (H0 sorted by
-    class, K, counts, origin); origin names the file and, if the file had labels, the label
-    of each class index (classes are the sorted distinct labels)."""
-    source, labels, classes = "array", None, None
-    if isinstance(H0, str | Path):
-        source = str(H0)
-        H0, labels = _read(Path(H0))
-    H0 = np.asarray(H0)
-    if H0.ndim != 2 or not (
-        np.issubdtype(H0.dtype, np.floating) or np.issubdtype(H0.dtype, np.integer)
-    ):
-        raise InputError(f"H0 must be a real 2-D array (d x N); got shape {H0.shape}, {H0.dtype}")
-    H0 = H0.astype(float)
-    bad = np.flatnonzero(~np.all(np.isfinite(H0), axis=0))
-    if bad.size:
-        raise InputError(f"H0 has a non-finite entry (nan or inf) in column {bad[0]}")
-    if labels is not None:
-        H0, K, counts, classes = _sort_by_labels(H0, labels, K)
-        if n is not None and _checks.counts(n, K) != counts:
-            raise InputError(f"H0: its labels give class counts {list(counts)}, but n={n!r}")
-    else:
-        if K is None:
-            raise InputError("K is needed when H0 has no labels (its columns sorted by class)")
-        K = _checks.integer("K", K, 2)
-        N = H0.shape[1]
-        if n is None:
-            if N % K:
-                raise InputError(f"H0 has N={N} columns, not a multiple of K={K}; pass n")
-            n = N // K
-        counts = _checks.counts(n, K)
-        if sum(counts) != N:
-            raise InputError(f"H0 has N={N} columns, but n={n!r} gives {sum(counts)} samples")
-    if d is not None and _checks.integer("d", d, 1) != H0.shape[0]:
-        hint = " (transposed? an .npz 'features' array is N x d)" if H0.shape[1] == d else ""
-        raise InputError(f"H0 has shape {H0.shape}; expected d={d} rows{hint}")
-    return H0, K, counts, {"H0": source} | ({"labels": classes} if classes else {})
-
-
-def _generate(K, counts, d, lambda_W, lambda_H, noise, seed) -> np.ndarray:
-    """The plain MSE UFM's closed-form minimizer (fixed rotation) plus noise of relative
-    Frobenius size `noise` (absolute when the minimizer is zero)."""
-    if d < K:  # the plain theory predicts a tight frame there, but Cor 2.2 needs d >= K
-        raise InputError(
-            f"H0 cannot be generated with d={d} < K={K}: the vicinity theory needs the "
-            "orthogonal-frame minimizer (d >= K); pass H0 instead"
-        )
-    base = PlainProblem.make(loss="mse", K=K, n=list(counts), d=d, lambda_W=lambda_W,
-                             lambda_H=lambda_H).theory()  # fmt: skip
-    assert base.params is not None  # bias-free MSE always has a prediction
-    H = base.params["H"]
-    E = np.random.default_rng(seed).standard_normal(H.shape)
-    size = np.linalg.norm(H) if np.any(H) else 1.0
-    return H + noise * size * E / np.linalg.norm(E)
-
-
-# ----------------------------------------------------------------------------------------
 
 
 class VicinityProblem(AbstractClassProblem):
@@ -286,6 +121,22 @@ class VicinityProblem(AbstractClassProblem):
         if H0 is None:
             H0 = _generate(K, counts, d, lam["lambda_W"], lam["lambda_H"], noise, noise_seed)
         return cls(counts=counts, d=d, H0=H0, origin=origin, **lam)
+
+    @classmethod
+    def claims(cls) -> tuple:
+        from .claims import CLAIMS  # claims solve problems: imported when asked for
+
+        return CLAIMS
+
+    @classmethod
+    def sizes(cls, values: dict[str, Any]) -> _budget.Sizes | None:
+        if values["H0"] is not None:
+            return None  # sizes from the file: the check on the built problem sees them
+        K = _budget.positive(DEFAULTS["K"] if values["K"] is None else values["K"])
+        d = _budget.positive(DEFAULTS["d"] if values["d"] is None else values["d"])
+        N = _budget.total(DEFAULTS["n"] if values["n"] is None else values["n"], K)
+        # H0, its generation, a copy
+        return _budget.Sizes(K * d + d * N, d * N, K * N, K, 4 * d * N, ridge=True)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
@@ -437,8 +288,8 @@ class VicinityProblem(AbstractClassProblem):
 
     def extra_report(self, params: dict[str, Any], theory=None) -> dict[str, Any]:
         """``nc1_H0`` and ``nc1`` (trace ratio, the paper's Eq. 3) of H0 and of the solution,
-        and the first-order predictions of the solution's NC1 (`ufm.linear_response`)."""
-        from .. import linear_response
+        and the first-order predictions of the solution's NC1 (`linear_response`)."""
+        from . import linear_response
 
         labels = {"H0_labels": list(self.origin["labels"])} if "labels" in self.origin else {}
         return labels | linear_response.nc1_report(self, params)

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .. import _linalg
-from ..theory import Theory
+from . import _budget, _linalg
+from ._theory import Theory
 
 
 def cross_entropy(Z: Float[Array, "K N"], Y: Float[Array, "K N"]) -> Float[Array, " N"]:
@@ -74,6 +74,20 @@ class AbstractProblem(eqx.Module):
     @abc.abstractmethod
     def hyperparameters(self) -> dict[str, Any]:
         """The keywords that rebuild this problem with `ufm.make` (JSON-able)."""
+
+    @classmethod
+    def claims(cls) -> tuple:
+        """Optional: the `ufm.claims.Claim` s that `ufm verify` checks for this model (their
+        ``model`` is the registered name). None by default."""
+        return ()
+
+    @classmethod
+    def sizes(cls, values: dict[str, Any]) -> "_budget.Sizes | None":
+        """Optional: how many float64 numbers a problem built from `values` (every keyword of
+        `make`, defaults filled in) holds, computed without building it, so that a solve or
+        sweep that cannot fit is refused before `make` allocates. None (the default): the
+        check runs on the built problem only."""
+        return None
 
     def classifier(self, params: dict[str, Array]) -> Array:
         """The end-to-end classifier (K, d) applied to ``params["H"]``."""
