@@ -41,7 +41,7 @@ def no_work(monkeypatch):
     def make(*args, **kwargs):
         raise AssertionError("a problem was built")
 
-    monkeypatch.setattr(sys.modules["ufm.models"], "make", make)
+    monkeypatch.setattr(sys.modules["ufm.registry"], "make", make)
     monkeypatch.setattr(sys.modules["ufm.sweeps"], "make", make)
 
 
@@ -77,6 +77,7 @@ def one_line_error(code, out, err, *words):
         (lambda p: ["metrics", p / "f.npz", "--out", p / "dir"], ["--out", "is a directory"]),
         (lambda p: ["sweep", *SOLVE[1:], "--grid", "d=8,9", "--out", p / "f.npz"], ["--out"]),
         (lambda p: ["sweep", *SOLVE[1:], "--grid", "d=8", "--out", p / "no" / "x.zarr"], []),
+        (lambda p: ["features", p / "dir"], ["OUT", "dir.npz", "is a directory"]),
     ],
     ids=[
         "dir",
@@ -88,6 +89,7 @@ def one_line_error(code, out, err, *words):
         "metrics",
         "sweep-file",
         "sweep-no-parent",
+        "features",
     ],  # fmt: skip
 )
 def test_unwritable_output_is_refused_before_any_work(capsys, tmp_path, no_work, argv, words):
@@ -220,7 +222,7 @@ def test_internal_failure_exits_1_with_traceback_not_as_bad_input(capsys, monkey
     def make(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(sys.modules["ufm.models"], "make", make)
+    monkeypatch.setattr(sys.modules["ufm.registry"], "make", make)
     code, out, err, _ = run(SOLVE, capsys)
     assert code == 1 and out == ""
     assert "Traceback" in err and "ufm: error:" not in err
@@ -232,7 +234,7 @@ def test_bad_input_raised_inside_the_library_still_exits_2(capsys, monkeypatch):
     def make(*args, **kwargs):
         raise InputError("K must be an integer >= 2; got 1")
 
-    monkeypatch.setattr(sys.modules["ufm.models"], "make", make)
+    monkeypatch.setattr(sys.modules["ufm.registry"], "make", make)
     one_line_error(*run(SOLVE, capsys)[:3], "K must be")
 
 

@@ -1,5 +1,6 @@
-"""Spherical codes of ufm/models/plain/codes.py: exact values worked out by hand, the invariance of the
-comparison, and the procedure's refusals. The claims themselves run in test_verify.py."""
+"""Spherical codes of ufm/models/plain/codes.py: exact values worked out by hand, the
+invariance of the comparison, and the procedure's refusals.
+The claims themselves run in test_verify.py."""
 
 import numpy as np
 import pytest

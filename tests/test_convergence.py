@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import ufm
-from ufm.errors import PrecisionWarning
 from ufm import problem as _base
+from ufm.errors import PrecisionWarning
 from ufm.models import plain as cf
 from ufm.solve import DEFAULT_GTOL
 

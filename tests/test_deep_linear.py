@@ -7,9 +7,9 @@ import pytest
 
 import ufm
 from ufm import cli
+from ufm._theory import direction_minimizer
 from ufm.check import found_quantities
 from ufm.models import deep_linear as dl
-from ufm._theory import direction_minimizer
 
 IMB = (100, 100, 10, 10)  # N = 220
 

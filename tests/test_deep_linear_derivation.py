@@ -9,9 +9,9 @@ import sympy as sp
 
 import ufm
 from derivations import deep_linear as dv
+from ufm._theory import direction_minimizer
 from ufm.models import deep_linear as dl
 from ufm.models import plain as cf
-from ufm._theory import direction_minimizer
 
 DEPTHS = (1, 2, 3, 4, 5, 6)
 

@@ -11,9 +11,9 @@ from helpers import IMB, SOLVER_CASES, plain
 
 import ufm
 from derivations import plain_ufm as dv
+from ufm._theory import spectral_mse
 from ufm.check import found_quantities, found_regime
 from ufm.models import plain as cf
-from ufm._theory import spectral_mse
 
 GRID = [
     (K, n, lw, lh)

@@ -124,7 +124,7 @@ def test_resume_after_interrupt_recomputes_nothing(tmp_path, monkeypatch):
     done = np.asarray(saved["done"][...])
     assert 4 <= done.sum() < done.size
     before = np.asarray(saved["loss"][...])
-    import ufm.sweeps as module
+    import ufm._sweep_run as module  # the solve loop: `_columns` checks every solved point
 
     solved = []
     original = module._columns

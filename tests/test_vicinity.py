@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import ufm
+from ufm.models import vicinity as vc
 from ufm.models.vicinity import central_path as cp
 from ufm.models.vicinity import linear_response as lr
-from ufm.models import vicinity as vc
 
 K, n, d = 4, 5, 6  # the notes' worked example (vicinity.md §9); most tests share these shapes
 N = K * n

@@ -1,6 +1,7 @@
 """Vicinity UFM: the sympy derivation (derivations/vicinity.py), lambdified, against the
-package's closed forms (ufm.models.vicinity), its matrix-free operators (ufm.models.vicinity.linear_response),
-jax autodiff of the loss, dense Hessians, and the notes' worked example (vicinity.md §9)."""
+package's closed forms (ufm.models.vicinity), its matrix-free operators
+(ufm.models.vicinity.linear_response), jax autodiff of the loss, dense Hessians,
+and the worked example of derivations/vicinity.py."""
 
 import equinox as eqx
 import jax
@@ -11,9 +12,9 @@ import sympy as sp
 
 import ufm
 from derivations import vicinity as dv
-from ufm.models.vicinity import linear_response as lr
 from ufm.models import plain as cf
 from ufm.models import vicinity as vm
+from ufm.models.vicinity import linear_response as lr
 
 NOTES = dv.NOTES  # vicinity.md §9, the notes' own numbers (computed independently)
 

@@ -1,8 +1,39 @@
-"""ufm: global minimizers of unconstrained features models, checked against theory."""
+"""ufm: global minimizers of unconstrained features models, checked against theory.
+
+The public API (everything else is reachable from these):
+
+    ufm.make(name, **hyper)      build a problem of a registered model
+    ufm.REGISTRY                 model name -> problem class
+    ufm.register(name, cls)      add a model (see docs/contract.md); entry-point group
+                                 "ufm.models" for installed packages
+    ufm.solve(problem, ...)      the global minimizer, numerically: a ufm.Solution
+    ufm.theory(problem)          the closed-form prediction: a ufm.Theory
+    ufm.check(problem, sol)      theory against numerics: a ufm.Report (verdict, gaps)
+    ufm.sweep(model, ...)        a hyperparameter grid as one compiled computation
+    ufm.open_result(path)        a stored sweep as an xarray Dataset
+    ufm.metrics                  neural-collapse metrics (NC1-NC4) of any features
+    ufm.geometry                 exact constructors: simplex ETF, orthogonal frames
+    ufm.plot                     phase diagrams of stored sweeps (imports matplotlib)
+    ufm.verify                   the claims catalog that `ufm verify` runs
+    ufm.models                   the built-in models, one package each: plain,
+                                 deep_linear, vicinity (with central_path and
+                                 linear_response), mixup
+    ufm.Solution, ufm.RESULTS    what solve returns; why it stopped
+    ufm.Theory, ufm.Report       what theory and check return
+    ufm.AbstractProblem,         the contract a model class meets, and one keyword of
+    ufm.Hyper                    ufm.make (a model's hyperparameter)
+    ufm.InputError               raised for bad input, naming the parameter
+    ufm.PrecisionWarning         float32 where float64 is needed
+
+Run with ``jax.config.update("jax_enable_x64", True)``: ufm never flips it itself.
+"""
+
+import importlib
 
 from . import _startup  # noqa: F401  (first: see its docstring)
 from . import geometry as geometry
 from . import metrics as metrics
+from . import models as models
 from ._solution import RESULTS as RESULTS
 from ._solution import Solution as Solution
 from ._theory import Theory as Theory
@@ -10,6 +41,8 @@ from .check import Report as Report
 from .check import check as check
 from .errors import InputError as InputError
 from .errors import PrecisionWarning as PrecisionWarning
+from .problem import AbstractProblem as AbstractProblem
+from .problem import Hyper as Hyper
 from .registry import REGISTRY as REGISTRY
 from .registry import make as make
 from .registry import register as register
@@ -19,7 +52,40 @@ from .sweeps import sweep as sweep
 
 __version__ = "0.1.0"
 
+__all__ = [
+    "REGISTRY",
+    "RESULTS",
+    "AbstractProblem",
+    "Hyper",
+    "InputError",
+    "PrecisionWarning",
+    "Report",
+    "Solution",
+    "Theory",
+    "check",
+    "geometry",
+    "make",
+    "metrics",
+    "models",
+    "open_result",
+    "plot",
+    "register",
+    "solve",
+    "sweep",
+    "theory",
+    "verify",
+]
+
+_LAZY = {"plot", "verify", "claims"}  # imported on first use (matplotlib; the catalog)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'ufm' has no attribute {name!r}")
+
 
 def theory(problem) -> Theory:
-    """The closed-form prediction for `problem` (see `ufm.Theory`)."""
+    """The closed-form prediction for `problem` (a `ufm.Theory`): its minimum loss, regime,
+    geometry and predicted quantities, with the source they come from."""
     return problem.theory()

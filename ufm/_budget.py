@@ -157,10 +157,13 @@ def problem_sizes(problem) -> Sizes:
 
 
 def _eliminates(problem) -> bool:
-    """Whether `ufm.solve` eliminates the features (an MSE closed form exists)."""
-    if problem.name == "mixup":
-        return problem.loss_name == "mse" and problem.learned
-    return getattr(problem, "loss_name", None) == "mse"
+    """Whether `ufm.solve` eliminates the features: the model has a closed-form optimum
+    over them (`optimal_features` returns an array; shapes only, nothing is computed)."""
+    import jax
+    import jax.numpy as jnp
+
+    shapes = jax.eval_shape(problem.init, jax.random.PRNGKey(0), jnp.asarray(1.0))
+    return jax.eval_shape(problem.optimal_features, shapes) is not None
 
 
 def _check_solve(sizes: Sizes, options: dict[str, Any], eliminate: bool, describe) -> None:

@@ -40,7 +40,10 @@ class Solution(eqx.Module):
     ``gtol`` is the relative tolerance asked for, ``grad_tol`` the gradient norm it meant at
     the returned point (`ufm.solve.tolerance`); converged means grad_norm <= grad_tol.
 
-    ``params`` holds arrays named as in the papers (``W``, ``H``, ``b``, ...).
+    ``params`` holds the optimized arrays, named as in the papers (``W``, ``H``, ``b``,
+    ``W1`` ... ``WM``); ``classifier`` is the (K, d) classifier applied to ``params["H"]``
+    in every model: ``W`` when it is learned, the fixed one when it is not (mixup with a
+    fixed ETF), the end-to-end product ``WM ... W1`` for the deep linear model.
     ``restart_losses`` and ``restart_converged`` keep every run, so a global-optimality
     claim can look at the spread.
     """
@@ -54,6 +57,7 @@ class Solution(eqx.Module):
     restart_converged: Bool[Array, " R"]
     gtol: Float[Array, ""]
     grad_tol: Float[Array, ""]
+    classifier: Float[Array, "K d"]
     method: str = eqx.field(static=True)
 
     @property

@@ -240,7 +240,7 @@ def found_regime(problem: AbstractProblem, found: dict[str, np.ndarray]) -> str:
         return "zero"
     if not problem.collapsed_columns:
         return "collapsed"
-    loss = getattr(problem, "loss_name", "mse")
+    loss = getattr(problem, "loss_name", None)  # "mse", "ce"; a model of one's own: None
     K = Z.shape[0]
     full = K if loss == "mse" and not getattr(problem, "bias", False) else K - 1
     full = min(full, getattr(problem, "d", full))

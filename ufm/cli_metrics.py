@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _argv, _budget, _output
+from .cli import unwritten
 from .errors import InputError
 
 KEYS = {
@@ -26,10 +27,9 @@ KEYS = {
 }
 
 
-def add_parser(commands) -> None:
-    p = commands.add_parser(
-        "metrics", help="neural-collapse metrics of a features file (any network, any size)"
-    )
+def add_parser(commands, **options) -> None:
+    text = "neural-collapse metrics of a features file (any network, any size)"
+    p = commands.add_parser("metrics", help=text, description=text, **options)
     p.add_argument("features", type=Path, metavar="FEATURES", help=".npz or .npy features")
     p.add_argument("--labels", type=Path, help=".npy labels, one per sample (any values)")
     p.add_argument("--classifier", type=Path, help=".npy classifier W (K, d), or .npz with W, b")
@@ -178,11 +178,7 @@ def run(args) -> int:
             _output.write_text(args.out, text + "\n")
         except OSError as error:
             failed = True
-            print(
-                f"ufm: error: --out: could not write {str(args.out)!r} "
-                f"({error.strerror or error}); the JSON report is printed on stdout instead",
-                file=sys.stderr,
-            )
+            unwritten("--out", args.out, error)
     if args.json or failed:
         print(text)
     else:

@@ -160,53 +160,12 @@ def phase_diagram(
     py, ylabels = _positions(ds, cy)
     ex, ey = _edges(px, logx), _edges(py, logy)
     data = ds[color].values
-    done = ds["done"].values
 
     if data.dtype.kind in "OUT":
-        categories = [c for c in CATEGORY_COLORS if c in set(data.ravel())]
-        categories += sorted(set(data.ravel()) - set(categories) - {""})
-        codes = np.full(data.shape, np.nan)
-        for k, c in enumerate(categories):
-            codes[data == c] = k
-        palette = [CATEGORY_COLORS.get(c, f"C{k}") for k, c in enumerate(categories)]
-        cmap = ListedColormap(palette or ["white"])
-        norm = BoundaryNorm(np.arange(len(palette) + 1) - 0.5, max(len(palette), 1))
-        ax.pcolormesh(ex, ey, codes, cmap=cmap, norm=norm, edgecolors="face")
-        handles = [
-            Patch(facecolor=p, edgecolor="k", lw=0.5, label=c)
-            for c, p in zip(categories, palette, strict=True)
-        ]
+        handles = _categories(ax, data, ex, ey)
     else:
-        values = data.astype(float)
-        label = color
-        if color == "loss_gap":
-            values = np.log10(np.maximum(np.abs(values), 1e-17))
-            label = "log10 |loss gap|"
-        finite = values[np.isfinite(values)]
-        positive = finite.size and finite.min() > 0
-        if positive and finite.max() / finite.min() >= 100:
-            norm = LogNorm(finite.min(), finite.max())
-        else:
-            norm = Normalize(*(finite.min(), finite.max()) if finite.size else (0, 1))
-        mesh = ax.pcolormesh(ex, ey, np.ma.masked_invalid(values), norm=norm, cmap="viridis")
-        ax.figure.colorbar(mesh, ax=ax, label=label)
-        handles = []
-
-    # points no seed converged: hatched, never hidden; points not yet solved: marked
-    failed = done & ~ds["converged"].values
-    for i, j in zip(*np.nonzero(failed), strict=True):
-        ax.add_patch(
-            Rectangle(
-                (ex[j], ey[i]), ex[j + 1] - ex[j], ey[i + 1] - ey[i], fill=False, hatch="xxx", lw=0
-            )
-        )
-    if failed.any():
-        handles.append(Patch(fill=False, hatch="xxx", label=f"not converged ({int(failed.sum())})"))
-    if (~done).any():
-        handles.append(
-            Patch(facecolor="white", edgecolor="k", label=f"not solved yet ({int((~done).sum())})")
-        )
-
+        handles = _values(ax, data, color, ex, ey)
+    handles += _unfinished(ax, ds, ex, ey)
     if boundary:
         handles += _boundary(ds, x, y, cx, cy, ex, ey, logx, logy, ax)
     ax.set_xscale("log" if logx else "linear")
@@ -226,6 +185,63 @@ def phase_diagram(
     if handles:
         ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.85)
     return ax
+
+
+def _categories(ax, data: np.ndarray, ex: np.ndarray, ey: np.ndarray) -> list:
+    """Cells of a categorical variable (regime, verdict, ...) in fixed colors; legend handles."""
+    categories = [c for c in CATEGORY_COLORS if c in set(data.ravel())]
+    categories += sorted(set(data.ravel()) - set(categories) - {""})
+    codes = np.full(data.shape, np.nan)
+    for k, c in enumerate(categories):
+        codes[data == c] = k
+    palette = [CATEGORY_COLORS.get(c, f"C{k}") for k, c in enumerate(categories)]
+    cmap = ListedColormap(palette or ["white"])
+    norm = BoundaryNorm(np.arange(len(palette) + 1) - 0.5, max(len(palette), 1))
+    ax.pcolormesh(ex, ey, codes, cmap=cmap, norm=norm, edgecolors="face")
+    return [
+        Patch(facecolor=p, edgecolor="k", lw=0.5, label=c)
+        for c, p in zip(categories, palette, strict=True)
+    ]
+
+
+def _values(ax, data: np.ndarray, color: str, ex: np.ndarray, ey: np.ndarray) -> list:
+    """Cells of a numeric variable with a colorbar (log scale over two decades or more;
+    loss_gap as log10 |gap|); no legend handles."""
+    values = data.astype(float)
+    label = color
+    if color == "loss_gap":
+        values = np.log10(np.maximum(np.abs(values), 1e-17))
+        label = "log10 |loss gap|"
+    finite = values[np.isfinite(values)]
+    positive = finite.size and finite.min() > 0
+    if positive and finite.max() / finite.min() >= 100:
+        norm = LogNorm(finite.min(), finite.max())
+    else:
+        norm = Normalize(*(finite.min(), finite.max()) if finite.size else (0, 1))
+    mesh = ax.pcolormesh(ex, ey, np.ma.masked_invalid(values), norm=norm, cmap="viridis")
+    ax.figure.colorbar(mesh, ax=ax, label=label)
+    return []
+
+
+def _unfinished(ax, ds: xr.Dataset, ex: np.ndarray, ey: np.ndarray) -> list:
+    """Points no seed converged: hatched, never hidden; points not yet solved: counted in the
+    legend (their cells stay empty). Returns the legend handles."""
+    done = ds["done"].values
+    failed = done & ~ds["converged"].values
+    for i, j in zip(*np.nonzero(failed), strict=True):
+        ax.add_patch(
+            Rectangle(
+                (ex[j], ey[i]), ex[j + 1] - ex[j], ey[i + 1] - ey[i], fill=False, hatch="xxx", lw=0
+            )
+        )
+    handles = []
+    if failed.any():
+        handles.append(Patch(fill=False, hatch="xxx", label=f"not converged ({int(failed.sum())})"))
+    if (~done).any():
+        handles.append(
+            Patch(facecolor="white", edgecolor="k", label=f"not solved yet ({int((~done).sum())})")
+        )
+    return handles
 
 
 def _boundary(ds, x, y, cx, cy, ex, ey, logx, logy, ax) -> list:

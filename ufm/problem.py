@@ -42,10 +42,22 @@ class Hyper:
 
 
 class AbstractProblem(eqx.Module):
-    """A model instance. Sizes are static fields, hyperparameters are array leaves."""
+    """A model instance. Sizes are static fields, hyperparameters are array leaves.
 
-    name: ClassVar[str]
-    hypers: ClassVar[tuple[Hyper, ...]]
+    The contract every model meets is written down in docs/contract.md (with a model added
+    from outside ufm, step by step, in docs/tutorial.md). A subclass sets the class
+    attributes `name` (the registered model name) and `hypers` (a tuple of `Hyper`, one per
+    keyword of `make`), and implements the classmethod `make` (validating its keywords with
+    one-line `ufm.InputError` s), `loss`, `init`, `theory`, `hyperparameters` and the
+    property `labels`. The other methods are optional hooks with defaults: `classifier`,
+    `weight_decay`, `optimal_features`, `extra_report`, `data_arrays`, `extra_quantities`,
+    `layers`, `claims`, `sizes`, `collapsed_columns` (and `critical_mu`, read by `ufm plot`
+    where a model has it). `ufm.solve` also reads the dtype of an array field `lambda_W`.
+    Register a class with `ufm.register` or the ``ufm.models`` entry-point group.
+    """
+
+    name: ClassVar[str]  # the model's registered name, e.g. "plain"
+    hypers: ClassVar[tuple[Hyper, ...]]  # the keywords of `make`, in CLI order
 
     # Plain attribute access. equinox wraps every method fetched from a module in a new
     # BoundMethod module (so a method can cross jit as a pytree), about 0.1 ms per call;
@@ -63,13 +75,22 @@ class AbstractProblem(eqx.Module):
         """Validate the keywords of `ufm.make` and build the problem."""
 
     @abc.abstractmethod
-    def loss(self, params: dict[str, Array]) -> Float[Array, ""]: ...
+    def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
+        """The whole objective at `params`, a jax scalar, in ufm's convention (a mean data
+        term over the N columns, penalties lambda/2 ||.||_F^2); it runs under jit and vmap.
+        `theory().loss` is its predicted minimum."""
 
     @abc.abstractmethod
-    def init(self, key: PRNGKeyArray, scale: Float[Array, ""]) -> dict[str, Array]: ...
+    def init(self, key: PRNGKeyArray, scale: Float[Array, ""]) -> dict[str, Array]:
+        """One starting point: the arrays `loss` takes (features ``H``, d x N, and the
+        classifier's), drawn from `key` with magnitude `scale`, in the hyperparameters'
+        dtype."""
 
     @abc.abstractmethod
-    def theory(self) -> Theory: ...
+    def theory(self) -> Theory:
+        """The closed-form prediction (numpy, float64): a `ufm.Theory` with the minimum, the
+        regime, rotation-invariant quantities and one minimizer; ``not_applicable`` with the
+        reason where no closed form applies."""
 
     @abc.abstractmethod
     def hyperparameters(self) -> dict[str, Any]:

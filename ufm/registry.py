@@ -10,7 +10,10 @@ Three sources fill it, in this order:
 3. `register` at run time: ``ufm.register("my-model", MyProblem)``.
 
 What a model class must provide is written in `ufm.problem.AbstractProblem` (and in
-docs/contract.md). This module imports no model at import time.
+docs/contract.md). This module imports no model at import time. A model that cannot be
+loaded (its entry point's module fails to import, or its class breaks the contract) drops
+out of the listing when it is first asked for; asking for it again raises the same
+ImportError, naming the entry point and the cause; every other model keeps working.
 """
 
 import importlib
@@ -22,7 +25,7 @@ from collections.abc import Iterator, Mapping
 import jax
 
 from .errors import InputError, PrecisionWarning
-from .problem import AbstractProblem
+from .problem import AbstractProblem, Hyper
 
 ENTRY_POINT_GROUP = "ufm.models"
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")  # how a model is named on the command line
@@ -36,8 +39,8 @@ BUILTIN = {
 
 
 def _load(target: str) -> type:
-    module, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    """The object named by an entry point's value, ``"package.module:Attribute"``."""
+    return importlib.metadata.EntryPoint(name="", value=target, group=ENTRY_POINT_GROUP).load()
 
 
 def validate(name: str, cls) -> None:
@@ -49,20 +52,32 @@ def validate(name: str, cls) -> None:
         )
     if not (isinstance(cls, type) and issubclass(cls, AbstractProblem)):
         raise InputError(f"model {name!r}: the class must subclass ufm.problem.AbstractProblem")
-    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    missing = set(getattr(cls, "__abstractmethods__", ()))
+    # equinox's AbstractVar / AbstractClassVar fields (AbstractClassProblem's counts, ...)
+    missing |= set(getattr(cls, "__abstractvars__", ()))
+    missing |= set(getattr(cls, "__abstractclassvars__", ()))
     if missing:
-        raise InputError(f"model {name!r}: {cls.__name__} leaves {', '.join(missing)} abstract")
+        raise InputError(
+            f"model {name!r}: {cls.__name__} leaves {', '.join(sorted(missing))} abstract"
+        )
+    if not isinstance(getattr(cls, "name", None), str):
+        raise InputError(f"model {name!r}: {cls.__name__}.name must be a string (the model name)")
     hypers = getattr(cls, "hypers", None)
-    if not isinstance(hypers, tuple) or not hypers:
-        raise InputError(f"model {name!r}: {cls.__name__}.hypers must be a tuple of ufm.Hyper")
+    if not isinstance(hypers, tuple) or not hypers or not all(isinstance(h, Hyper) for h in hypers):
+        raise InputError(
+            f"model {name!r}: {cls.__name__}.hypers must be a non-empty tuple of ufm.Hyper"
+        )
 
 
 class Registry(Mapping):
-    """Model name -> problem class; a read-only mapping that loads models on first use."""
+    """Model name -> problem class; a read-only mapping that loads models on first use, in
+    the order they were added (built-ins, entry points, `register`)."""
 
     def __init__(self) -> None:
-        self._classes: dict[str, type[AbstractProblem]] = {}
-        self._pending: dict[str, str] = dict(BUILTIN)
+        # name -> the class, or "module:attribute" until it is first asked for
+        self._entries: dict[str, type[AbstractProblem] | str] = dict(BUILTIN)
+        # name -> why it could not be loaded: it leaves the listing, asking for it repeats why
+        self._broken: dict[str, str] = {}
         self._entry_points_read = False
 
     def _read_entry_points(self) -> None:
@@ -70,57 +85,74 @@ class Registry(Mapping):
             return
         self._entry_points_read = True
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in self._classes or ep.name in self._pending:
+            if ep.name in self._entries:
                 warnings.warn(
                     f"entry point {ep.value!r} names model {ep.name!r}, which ufm already "
                     "has; it is ignored",
                     stacklevel=3,
                 )
                 continue
-            self._pending[ep.name] = ep.value
-
-    def _resolve(self, name: str) -> type[AbstractProblem]:
-        target = self._pending.pop(name)
-        try:
-            cls = _load(target)
-        except Exception as e:  # a broken plug-in must not take the other models down
-            raise ImportError(f"model {name!r}: cannot import {target!r}: {e}") from e
-        validate(name, cls)
-        self._classes[name] = cls
-        return cls
+            self._entries[ep.name] = ep.value
 
     def add(self, name: str, cls: type[AbstractProblem], replace: bool = False) -> None:
         validate(name, cls)
         self._read_entry_points()
-        if not replace and (name in self._classes or name in self._pending):
+        if not replace and name in self._entries:
             raise InputError(f"model {name!r} is registered already; pass replace=True")
-        self._pending.pop(name, None)
-        self._classes[name] = cls
+        self._entries[name] = cls
+        self._broken.pop(name, None)
 
     def remove(self, name: str) -> None:
-        """Forget a model added with `register` (tests, notebooks)."""
-        self._classes.pop(name, None)
-        self._pending.pop(name, None)
+        """Forget a model (tests, notebooks); a built-in comes back only in a new process."""
+        self._entries.pop(name, None)
+        self._broken.pop(name, None)
 
     def __getitem__(self, name: str) -> type[AbstractProblem]:
         self._read_entry_points()
-        if name in self._classes:
-            return self._classes[name]
-        if name in self._pending:
-            return self._resolve(name)
-        raise KeyError(name)
+        if name in self._broken:
+            raise ImportError(self._broken[name])
+        entry = self._entries[name]  # KeyError for an unknown name, as a mapping does
+        if isinstance(entry, str):
+            try:
+                cls = _load(entry)
+                validate(name, cls)
+            except Exception as e:  # a broken plug-in must not take the other models down
+                where = "" if name in BUILTIN else f" (entry point of group {ENTRY_POINT_GROUP!r})"
+                self._broken[name] = (
+                    f"model {name!r}: cannot load {entry!r}{where}: {type(e).__name__}: {e}"
+                )
+                del self._entries[name]
+                raise ImportError(self._broken[name]) from e
+            self._entries[name] = entry = cls
+        return entry
+
+    def items(self) -> list[tuple[str, type[AbstractProblem]]]:  # pyright: ignore
+        """(name, class) of every model that loads; one that does not is left out with a
+        warning that says why (the `ufm` command and `ufm verify` list models this way, so
+        a broken plug-in does not take the others down)."""
+        out = []
+        for name in list(self):
+            try:
+                out.append((name, self[name]))
+            except ImportError as e:
+                warnings.warn(f"{e}; it is left out", stacklevel=2)
+        return out
+
+    def values(self) -> list[type[AbstractProblem]]:  # pyright: ignore
+        """The classes of `items`."""
+        return [cls for _, cls in self.items()]
 
     def __iter__(self) -> Iterator[str]:
         self._read_entry_points()
-        return iter([*self._classes, *self._pending])
+        return iter(list(self._entries))
 
     def __len__(self) -> int:
         self._read_entry_points()
-        return len(self._classes) + len(self._pending)
+        return len(self._entries)
 
     def __contains__(self, name: object) -> bool:
         self._read_entry_points()
-        return name in self._classes or name in self._pending
+        return name in self._entries
 
 
 REGISTRY = Registry()
@@ -142,10 +174,12 @@ def make(name: str, **hyper) -> AbstractProblem:
 
     Keywords are the model's hyperparameters (``ufm.REGISTRY[name].hypers``); an unknown
     model, an unknown keyword or a value out of range raises a one-line `ufm.InputError`
-    naming the parameter and what is allowed.
+    naming the parameter and what is allowed; a model whose plug-in cannot be loaded, an
+    ImportError naming its entry point.
     """
-    if name not in REGISTRY:
+    if name not in REGISTRY and name not in REGISTRY._broken:
         raise InputError(f"model must be one of {', '.join(map(repr, REGISTRY))}; got {name!r}")
+    cls = REGISTRY[name]  # a plug-in that cannot be loaded: an ImportError that says why
     if not jax.config.jax_enable_x64:
         warnings.warn(
             "float64 is off (jax_enable_x64 is False): this problem is built in float32, whose "
@@ -154,7 +188,6 @@ def make(name: str, **hyper) -> AbstractProblem:
             PrecisionWarning,
             stacklevel=2,
         )
-    cls = REGISTRY[name]
     allowed = [h.name for h in cls.hypers]
     for key in hyper:
         if key not in allowed:

@@ -196,6 +196,7 @@ def solve_starts(
         restart_converged=converged,
         gtol=gtol,
         grad_tol=tolerance(problem, best_params, gtol),
+        classifier=problem.classifier(best_params),
         method=method,
     )
 
@@ -322,40 +323,57 @@ def solve(
     )
     sizes = _budget.check_problem(problem, options, eliminate)  # refuse what cannot fit
     seed = _number("seed", seed, int)
-    dtype = problem.lambda_W.dtype  # pyright: ignore[reportAttributeAccessIssue]
-    if dtype == jnp.float32 and options["gtol"] < FLOAT32_GTOL:
-        warnings.warn(
-            f"this problem is float32 (jax_enable_x64 is off), which cannot reach "
-            f"gtol={options['gtol']:g} (float32 resolves about {FLOAT32_GTOL:g}): run "
-            'jax.config.update("jax_enable_x64", True) before building the problem',
-            PrecisionWarning,
-            stacklevel=2,
-        )
+    dtype = problem_dtype(problem)
+    _warn_float32(dtype, options["gtol"])
     keys, scales = restart_keys(
         seed, options["restarts"], options["init_scale"], options["init_spread"], dtype
     )
     sink = _sink(progress, problem, options, None if sizes is None else sizes.unknowns)
+    sol = _run(problem, keys, scales, options, bool(eliminate), sink)
+    if throw and not sol.converged:
+        raise RuntimeError(sol.status)
+    return sol
+
+
+def problem_dtype(problem):
+    """The floating dtype of a problem: that of its hyperparameter leaves (float64 with x64
+    on, as `ufm.make` builds them; a model with none: JAX's default float)."""
+    leaves = jax.tree.leaves(eqx.filter(problem, eqx.is_inexact_array))
+    return leaves[0].dtype if leaves else jnp.zeros(()).dtype
+
+
+def _warn_float32(dtype, gtol: float) -> None:
+    if dtype == jnp.float32 and gtol < FLOAT32_GTOL:
+        warnings.warn(
+            f"this problem is float32 (jax_enable_x64 is off), which cannot reach "
+            f"gtol={gtol:g} (float32 resolves about {FLOAT32_GTOL:g}): run "
+            'jax.config.update("jax_enable_x64", True) before building the problem',
+            PrecisionWarning,
+            stacklevel=3,
+        )
+
+
+def _run(problem, keys, scales, options: dict, eliminate: bool, sink) -> Solution:
+    """The compiled solve, reporting progress to `sink` if there is one."""
+    dtype = scales.dtype
     arguments = (
         problem,
         keys,
         scales,
         jnp.asarray(options["learning_rate"], dtype),
         jnp.asarray(options["gtol"], dtype),
-        method,
+        options["method"],
         options["max_steps"],
         options["memory_size"],
-        bool(eliminate),
+        eliminate,
         sink is not None,
     )
     if sink is None:
-        sol = _solve(*arguments)
-    else:
-        with _progress.reporting(sink):
-            sol = jax.block_until_ready(_solve(*arguments))
-        if isinstance(sink, _progress.Printer):
-            sink.close()
-    if throw and not sol.converged:
-        raise RuntimeError(sol.status)
+        return _solve(*arguments)
+    with _progress.reporting(sink):
+        sol = jax.block_until_ready(_solve(*arguments))
+    if isinstance(sink, _progress.Printer):
+        sink.close()
     return sol
 
 

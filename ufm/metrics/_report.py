@@ -8,9 +8,11 @@ classifier decision with its nearest class mean, is a second pass over the sampl
 Everything is computed in float64 (with x64 on): float16 and float32 inputs are cast
 batch by batch. Handling of awkward inputs, each stated in the report's ``notes``:
   - a square H (d = N) is rejected unless `layout` says which axis holds the samples;
-  - labels that are not 0..K-1 are relabelled in sorted order (``data.labels``), unless a
-    classifier or `num_classes` fixes K, when they must be integers in 0..K-1; a nan
-    label is an error naming its index, never a class of its own;
+  - labels that are not 0..K-1 are relabelled in sorted order (``data.labels``), unless
+    `num_classes` fixes K, when they must be integers in 0..K-1; so must they when a
+    classifier fixes K, unless they take exactly K values: W's row k is then the class of
+    the k-th smallest label (`_inputs.class_codes`); a nan label is an error naming its
+    index, never a class of its own;
   - empty classes (possible only when K is fixed) are left out of every metric;
   - classes with one sample count fully, with zero within-class variance (ddof 0);
     `cdnv_ddof1` is then undefined (nan);
@@ -35,135 +37,10 @@ import numpy as np
 from ..errors import InputError
 from . import _core, _stats
 from ._data import agreement
+from ._definitions import DEFINITIONS
+from ._inputs import class_codes, rows_of
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-DEFINITIONS: dict[str, str] = {
-    "nc1": "(1/K) Tr(Sigma_W Sigma_B^+), Papyan, Han & Donoho 2020 (default NC1); the "
-    "pinv drops eigenvalues of Sigma_B <= d eps x the largest, as torch.linalg.pinv in "
-    "rhubarbwu/neural-collapse @ c05a0b8 (count: data.nc1_dropped_directions)",
-    "nc1_svd": "(1/K) sum over the top min(K-1, d) eigenpairs of Sigma_B of u^T Sigma_W u / "
-    "lambda, no cut: Han et al. 2022, as Papyan et al.'s notebook computes it "
-    "(neuralcollapse/neuralcollapse @ 7f12011, which leaves out the 1/K)",
-    "nc1_trace": "Tr Sigma_W / Tr Sigma_B, Tirer et al. 2023 Eq. (3)",
-    "cdnv": "mean over pairs of (s_k^2 + s_k'^2)/2 / ||mu_k - mu_k'||^2, ddof 0, "
-    "Galanti et al. 2022 (default CDNV)",
-    "cdnv_ddof1": "cdnv with s_k^2 = sum ||h - mu_k||^2 / (n_k - 1) (felixsh/nc-toolbox @ a527f99)",
-    "cdnv_lc": "cdnv with ||mu_k - mu_k'||^4 (distance exponent 2), Wu & Papyan 2024 "
-    "(rhubarbwu/linguistic-collapse @ 9e25020 analyze.py); not scale-free",
-    "nc2": "|| G/||G|| - P_K/sqrt(K-1) ||_F, G = Gram of centred means: distance to the "
-    "simplex ETF, Tirer et al. 2023 Sec. 5",
-    "nc2_of": "|| G/||G|| - I/sqrt(K) ||_F, G = Gram of uncentred means: distance to an "
-    "orthogonal frame (bias-free MSE)",
-    "nc2_equinorm": "std/mean of ||mu_k - mu_G||, Papyan et al. 2020",
-    "nc2_equinorm_sq": "std/mean of ||mu_k - mu_G||^2 (rhubarbwu/linguistic-collapse @ "
-    "93a42a0; @ 9e25020 it uses norms and log-norms)",
-    "nc2_equiangularity": "std over pairs of cos(mu_k - mu_G, mu_k' - mu_G), Papyan et al. 2020",
-    "nc2_maxangle": "mean over pairs of |cos + 1/(K-1)|, Papyan et al. 2020",
-    "nc2_cos_mean": "mean over pairs of the cosines (Linguistic Collapse 'interference', "
-    "rhubarbwu/linguistic-collapse @ 93a42a0; @ 9e25020 raw dot products)",
-    "nc2_cos_max": "largest cosine between two centred means: cos of the smallest angle",
-    "gnc2": "variance over pairs of log(1/||u_k - u_k'||), u = unit centred means: GNC2 "
-    "hyperspherical uniformity, Wu & Papyan 2024 (rhubarbwu/neural-collapse @ c05a0b8 "
-    "kernel_stats with log_kernel)",
-    "gnc2_log_mean": "mean over pairs of log(1/||u_k - u_k'||): logarithmic energy, "
-    "Liu et al. 2023",
-    "gnc2_riesz_mean": "mean over pairs of sign(s) ||u_k - u_k'||^-s, s = d-2 (Riesz kernel, "
-    "Liu et al. 2023); overflows for large d",
-    "gnc2_riesz_var": "variance over pairs of the Riesz kernel",
-    "nc2_W": "nc2 of the classifier Gram W W^T, Zhu et al. 2021 (tding1/Neural-Collapse "
-    "@ 04ef586 compute_ETF)",
-    "nc2_W_equinorm": "std/mean of ||w_k||",
-    "nc3": "|| W^T/||W|| - Mtilde/||Mtilde|| ||_F^2, centred means: self-duality, "
-    "Papyan et al. 2020 (default NC3)",
-    "nc3_uncentred": "nc3 with uncentred means (orthogonal-frame self-duality)",
-    "nc3_alignment": "|| W Mtilde/||W Mtilde|| - P_K/sqrt(K-1) ||_F "
-    "(rhubarbwu/neural-collapse @ c05a0b8 self_duality_error)",
-    "nc3_cos_mean": "mean over k of cos(w_k, mu_k - mu_G)",
-    "unc3": "std/mean over k of cos(w_k, mu_k - mu_G): uniform duality UNC3, Wu & Papyan 2024",
-    "nc4": "fraction of samples where argmax_k (W h + b)_k is the nearest class mean, "
-    "Papyan et al. 2020 (agreement; 1 - NC4 mismatch)",
-    "nc4_per_class": "nc4 averaged per class instead of per sample",
-}
-
-
-def _rows_of(H: Any, n_labels: int, layout: str | None) -> Any:
-    """H as (N, d) rows: `layout` "rows" (N, d), "columns" (d, N, ufm's convention), or None
-    to infer it from the number of labels. A square H (d = N) cannot say which axis holds
-    the samples: without `layout` it is an error, never a guess."""
-    if not hasattr(H, "ndim"):
-        H = np.asarray(H)
-    if H.ndim != 2:
-        raise InputError(f"features must be a 2-D array, got shape {H.shape}")
-    if layout not in (None, "rows", "columns"):
-        raise InputError(f"layout must be 'rows', 'columns' or None, got {layout!r}")
-    if layout is None:
-        if H.shape[0] == H.shape[1] == n_labels:
-            raise InputError(
-                f"features of shape {H.shape} are square, so the samples could be either the "
-                f"rows or the columns: pass layout='rows' (N, d) or layout='columns' (d, N)"
-            )
-        layout = "columns" if H.shape[1] == n_labels else "rows"
-    rows = H.T if layout == "columns" else H
-    if rows.shape[0] != n_labels:
-        raise InputError(
-            f"features of shape {H.shape} do not match {n_labels} labels "
-            f"(samples as {layout}; pass layout='rows' or 'columns')"
-        )
-    if not (np.issubdtype(rows.dtype, np.floating) or np.issubdtype(rows.dtype, np.integer)):
-        raise InputError(f"features must be real numbers, got dtype {rows.dtype}")
-    return rows
-
-
-def encode_labels(labels: Any, num_classes: int | None) -> tuple[np.ndarray, int, dict]:
-    """(codes 0..K-1 as int32, K, description). With `num_classes` the labels must be
-    integers in 0..num_classes-1; otherwise their distinct values, sorted, are the classes."""
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise InputError(f"labels must be 1-D, got shape {labels.shape}")
-    missing = _nan_labels(labels)
-    if missing.size:
-        raise InputError(
-            f"labels[{missing[0]}] is nan ({missing.size} nan labels): a label must name a "
-            "class; drop those samples first"
-        )
-    if num_classes is not None:
-        if np.issubdtype(labels.dtype, np.floating):
-            bad = np.flatnonzero(labels != np.round(labels))
-            if bad.size:
-                raise InputError(f"labels must be integers: labels[{bad[0]}] = {labels[bad[0]]}")
-        elif not np.issubdtype(labels.dtype, np.integer):
-            raise InputError(f"labels must be integers 0..K-1 here, got dtype {labels.dtype}")
-        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
-        if bad.size:
-            raise InputError(
-                f"labels must lie in 0..{num_classes - 1} (K = {num_classes}): "
-                f"labels[{bad[0]}] = {labels[bad[0]]}"
-            )
-        return labels.astype(np.int32), num_classes, {"encoding": f"0..{num_classes - 1}"}
-    values, codes = np.unique(labels, return_inverse=True)
-    K = values.size
-    contiguous = np.issubdtype(values.dtype, np.integer) and np.array_equal(values, np.arange(K))
-    desc = {"encoding": f"0..{K - 1}" if contiguous else "relabelled"}
-    if not contiguous:
-        desc["values"] = f"{K} distinct values, {values[0]!s} .. {values[-1]!s}, class k = k-th"
-    return codes.astype(np.int32).reshape(-1), K, desc
-
-
-def _nan_labels(labels: np.ndarray) -> np.ndarray:
-    """Indices of the nan entries of 1-D `labels` (floats, or objects such as float('nan'))."""
-    if np.issubdtype(labels.dtype, np.inexact):
-        return np.flatnonzero(np.isnan(labels))
-    if labels.dtype == object:
-
-        def nan(value: Any) -> bool:
-            try:
-                return bool(value != value)
-            except (TypeError, ValueError):
-                return False
-
-        return np.flatnonzero([nan(value) for value in labels])
-    return np.zeros(0, dtype=np.intp)
 
 
 def _bucket(n: int) -> int:
@@ -466,8 +343,9 @@ def report(
     H: (d, N) samples as columns (ufm's convention) or (N, d) rows as networks save them;
     `layout` says which, or None infers it from len(labels). Any array with slicing works,
     a `np.load(..., mmap_mode="r")` memmap included: it is read `batch_size` rows at a time.
-    labels: N values of any kind; with W (K, d) or `num_classes` they must be integers in
-    0..K-1 and classes without samples are reported as empty.
+    labels: N values of any kind. With `num_classes` they must be integers in 0..K-1, and
+    classes without samples are reported as empty; so too with W (K, d), unless the labels
+    take exactly K other values: W's row k is then the class of the k-th smallest label.
 
     Returns {"metrics": {name: float}, "data": {...}, "geometry": {...}, "notes": [...],
     "definitions": {name: formula and source}}. Metric names match `summary` (nc1 is the
@@ -475,13 +353,8 @@ def report(
     variant (`DEFINITIONS`). `progress(stage, done, total)` is called as the work advances.
     """
     labels = np.asarray(labels)
-    rows = _rows_of(H, labels.shape[0] if labels.ndim == 1 else -1, layout)
-    if W is not None:
-        K_W = np.shape(W)[0]
-        if num_classes is not None and num_classes != K_W:
-            raise InputError(f"num_classes = {num_classes} but W has {K_W} rows")
-        num_classes = K_W
-    codes, K, label_desc = encode_labels(labels, num_classes)
+    rows = rows_of(H, labels.shape[0] if labels.ndim == 1 else -1, layout)
+    codes, K, label_desc = class_codes(labels, num_classes, None if W is None else np.shape(W)[0])
     if K < 2:
         raise InputError(f"labels: at least 2 classes are needed, the labels hold {K}")
     N, d = rows.shape
@@ -500,4 +373,6 @@ def report(
         progress=progress,
     )  # fmt: skip
     out["data"]["labels"] = label_desc
+    if "classifier_rows" in label_desc:
+        out["notes"].append(f"labels are not 0..{K - 1}: {label_desc['classifier_rows']}")
     return out

@@ -79,11 +79,73 @@ def etf_beaten(problem, sol, report) -> tuple[str, str, dict[str, Any]]:
     return verdict, reason, {"loss": etf} | PREDICTED
 
 
-DANG_DEEP = "Dang et al. 2023, arXiv 2301.00437 (deep linear MSE; closed forms [C, D, V])"
-DANG_CE = "Dang et al. 2023, arXiv 2301.00437 (abstract: deep CE minimizers are ETF across layers)"
-GK = "Garrod & Keating 2024, arXiv 2410.23169 (abstract: K>=4, L>=3 or K>=6, L=2: not DNC)"
-TEAM_DEEP = "deep_linear.md §4 [D, V] (unregularized bias, imbalanced)"
-IMB_DEEP = (200, 100, 50, 50)  # the paper's imbalanced setting
+CODE = "0e2a53daa3f3"  # Fsoft-AIC/Neural-Collapse-in-Deep-Linear-Networks, the commit read
+DANG = "Dang et al. 2023, arXiv 2301.00437"
+DANG_DEEP = (
+    f"{DANG}: the abstract says global minimizers of the deep linear MSE UFM show neural "
+    "collapse at every layer; their official code's synthetic runs compare every layer with an "
+    "orthogonal frame (no bias) or a simplex ETF (bias) and compute the closed form for one "
+    "weight decay on all layers (x from the stationarity equation); re-derived in "
+    f"derivations/deep_linear.py steps 2-5 [read: official code @{CODE}]"
+)
+OURS_M1 = (
+    "ours: at M = 1 the scalar problem of derivations/deep_linear.py step 2 is the plain soft "
+    "threshold [ours: derivation deep_linear.py step 2]"
+)
+OURS_LAMBDAS = (
+    "ours: only the product of the penalties enters the factorization bound, "
+    "derivations/deep_linear.py step 1 (the official code uses one weight decay for all layers) "
+    "[ours: derivation deep_linear.py step 1]"
+)
+OURS_MINORITY = (
+    f"ours: the threshold n_k <= M^2 N (N Lambda)^(1/M) / (M-1)^((M-1)/M), derivations/"
+    f"deep_linear.py steps 3-4; {DANG}'s abstract states class-count-dependent orthogonal "
+    "frames, no threshold was read [ours: derivation deep_linear.py steps 3-4]"
+)
+OURS_ROOT = (
+    "ours: the nonzero root wins only if x^M > M - 1 (derivations/deep_linear.py step 3); the "
+    f"official code of {DANG} (@{CODE}) keeps the largest root without this comparison "
+    "[ours: derivation deep_linear.py step 3]"
+)
+TEAM_DEEP = (
+    "ours: the centred labels of derivations/plain_ufm.py step 7, each singular direction "
+    "solving the scalar problem of derivations/deep_linear.py step 2; the abstract of Liu 2024, "
+    "arXiv 2411.17278, names the same matrix [ours: derivation deep_linear.py step 2]"
+)
+OURS_NARROW = (
+    "ours: the factorization bound needs every width >= rank Z (derivations/deep_linear.py "
+    "step 1); with d < K no closed form is derived [ours: derivation deep_linear.py step 1]"
+)
+DANG_CE = (
+    f"{DANG}: the abstract says global minimizers of the deep linear cross-entropy UFM show "
+    "neural collapse (a simplex ETF) across layers; the theorem and its hypotheses (widths, "
+    "depth, regularization) were not read"
+)
+GK_REGIME = "K >= 4 with M >= 3, or K >= 6 with M = 2"
+DANG_CE_HOLDS = f"{DANG_CE} [read: abstract; hypotheses not read]"
+DANG_CE_REFUTED = (
+    f"{DANG_CE}, so the refutation is of the abstract's statement at this point, which may lie "
+    f"outside the theorem; the point is inside the regime recalled for Garrod & Keating 2024 "
+    f"({GK_REGIME}) [read: abstract; hypotheses not read]"
+)
+DANG_CE_OURS = (
+    f"{DANG_CE}, so the refutation is of the abstract's statement at this point, which may lie "
+    f"outside the theorem; K = 4, M = 2 is also outside the regime recalled for Garrod & "
+    f"Keating 2024 ({GK_REGIME}): that the ETF loses here is ufm's own finding "
+    "[read: abstract; hypotheses not read]"
+)
+GK = (
+    "Garrod & Keating 2024, arXiv 2410.23169: the abstract says high-rank structures, deep "
+    "neural collapse included, are not generally optimal in deep cross-entropy UFMs; the "
+    f"thresholds ({GK_REGIME}, their L = M) are recalled, not read "
+    "[read: abstract; thresholds recalled]"
+)
+GK_FIG = (
+    f"{GK[: GK.index(' [read')]}; K = 10, L = 2, lambda = 2^-10 is recalled as the setting of "
+    "their Fig. 1, whose lambda convention was not checked "
+    "[read: abstract; thresholds, figure number and setting recalled]"
+)
+IMB_DEEP = (200, 100, 50, 50)  # the official code's imbalanced setting
 IMB = (100, 100, 10, 10)  # N = 220: minority classes die once N^2 lW lH > 10 (M = 1)
 
 
@@ -99,7 +161,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "dl-mse-of",
         DANG_DEEP,
-        "deep MSE, no bias, M=3: orthogonal frame at every layer (notes' worked example)",
+        "deep MSE, no bias, M=3: orthogonal frame at every layer (the derivation's worked example)",
         "deep-linear",
         _deep("mse", 3, **_lam(0.005)),
         quick=True,
@@ -123,14 +185,14 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "dl-mse-M1-plain",
-        DANG_DEEP,
-        "M=1 is the plain UFM: the deep closed form reproduces Tirer & Bruna's c - c^2/2",
+        OURS_M1,
+        "M=1 is the plain UFM: the deep closed form gives the plain MSE loss c - c^2/2 (c = 0.2)",
         "deep-linear",
         _deep("mse", 1, lambda_W=0.05, lambda_H=0.01),
     ),
     Claim(
         "dl-mse-layer-lambdas",
-        DANG_DEEP,
+        OURS_LAMBDAS,
         "deep MSE, M=3, a different lambda per layer: only their product sets the loss",
         "deep-linear",
         _deep("mse", 3, lambda_W=(0.02, 0.005, 0.001), lambda_H=0.005),
@@ -139,14 +201,15 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "dl-mse-gof",
         DANG_DEEP,
-        "deep MSE, n=(200,100,50,50), M=6 (the paper's imbalanced run): general orthogonal frame",
+        "deep MSE, n=(200,100,50,50), M=6, lambda = 5e-4 (the official code's imbalanced "
+        "setting, with d = 16): general orthogonal frame",
         "deep-linear",
         _deep("mse", 6, n=IMB_DEEP, d=16, **_lam(5e-4)),
         restarts=16,
     ),
     Claim(
         "dl-mse-minority-alive",
-        DANG_DEEP,
+        OURS_MINORITY,
         "deep MSE, M=3, n=(100,100,10,10): minorities on below the threshold (6.4 < 10)",
         "deep-linear",
         _deep("mse", 3, n=IMB, **_lam(0.005)),
@@ -155,7 +218,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "dl-mse-minority-collapse",
-        DANG_DEEP,
+        OURS_MINORITY,
         "deep MSE, M=3, n=(100,100,10,10): minorities off just past the threshold (12.0 > 10)",
         "deep-linear",
         _deep("mse", 3, n=IMB, **_lam(0.008)),
@@ -164,7 +227,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "dl-mse-minority-alive-M6",
-        DANG_DEEP,
+        OURS_MINORITY,
         "deep MSE, M=6, n=(100,100,10,10): minorities on below the threshold (9.1 < 10)",
         "deep-linear",
         _deep("mse", 6, n=IMB, **_lam(0.0044)),
@@ -172,7 +235,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "dl-mse-minority-collapse-M6",
-        DANG_DEEP,
+        OURS_MINORITY,
         "deep MSE, M=6, n=(100,100,10,10): minorities off past the threshold (11.0 > 10)",
         "deep-linear",
         _deep("mse", 6, n=IMB, **_lam(0.0052)),
@@ -180,7 +243,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "dl-mse-below-zero-threshold",
-        DANG_DEEP,
+        OURS_ROOT,
         "deep MSE, M=3: still an orthogonal frame just below beta* (lambda = 0.045 < 0.0455)",
         "deep-linear",
         _deep("mse", 3, **_lam(0.045)),
@@ -188,7 +251,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "dl-mse-zero-past-threshold",
-        DANG_DEEP,
+        OURS_ROOT,
         "deep MSE, M=3, lambda = 0.05: zero is global although a nonzero local minimum exists "
         "(the largest root is not the answer)",
         "deep-linear",
@@ -205,7 +268,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "dl-mse-narrow-not-applicable",
-        DANG_DEEP,
+        OURS_NARROW,
         "deep MSE, no bias, d = 3 < K: the orthogonal frame does not fit; ufm must not predict",
         "deep-linear",
         _deep("mse", 3, d=3, **_lam(0.005)),
@@ -215,8 +278,9 @@ CLAIMS: tuple[Claim, ...] = (
     # --- deep cross-entropy: Dang's ETF claim against Garrod & Keating ---------------------
     Claim(
         "dang-ce-etf-K3-M3",
-        DANG_CE,
-        "deep CE, K=3, M=3: the simplex ETF is global (outside Garrod & Keating's regime)",
+        DANG_CE_HOLDS,
+        "deep CE, K=3, M=3: the simplex ETF is global (outside the regime recalled for Garrod "
+        "& Keating)",
         "deep-linear",
         _deep("ce", 3, K=3, **_lam(0.005)),
         quick=True,
@@ -226,7 +290,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "dang-ce-etf-K4-M2",
-        DANG_CE,
+        DANG_CE_HOLDS,
         "deep CE, K=4, M=2, lambda = 0.005: the simplex ETF is global (lambda-dependent case)",
         "deep-linear",
         _deep("ce", 2, **_lam(0.005)),
@@ -236,7 +300,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "dang-ce-etf-K4-M2-large-lambda",
-        DANG_CE,
+        DANG_CE_OURS,
         "deep CE, K=4, M=2, lambda = 0.02: the simplex ETF is global (it is not: orthoplex)",
         "deep-linear",
         _deep("ce", 2, **_lam(0.02)),
@@ -246,8 +310,8 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "dang-ce-etf-K4-M3",
-        DANG_CE,
-        "deep CE, K=4, M=3: the simplex ETF is global (the notes' example)",
+        DANG_CE_REFUTED,
+        "deep CE, K=4, M=3, lambda = 0.005: the simplex ETF is global (it is not: orthoplex)",
         "deep-linear",
         _deep("ce", 3, **_lam(0.005)),
         quick=True,
@@ -277,7 +341,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "dang-ce-etf-K6-M2",
-        DANG_CE,
+        DANG_CE_REFUTED,
         "deep CE, K=6, M=2: the simplex ETF is global",
         "deep-linear",
         _deep("ce", 2, K=6, **_lam(0.005)),
@@ -287,8 +351,9 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "gk-low-rank-K10-M2",
-        GK,
-        "deep CE, K=10, L=2, lambda = 2^-10 (their Fig. 1 setting): low rank beats the ETF",
+        GK_FIG,
+        "deep CE, K=10, L=2, lambda = 2^-10 (the setting recalled for their Fig. 1): low rank "
+        "beats the ETF",
         "deep-linear",
         _deep("ce", 2, K=10, d=12, **_lam(2**-10)),
         restarts=24,

@@ -8,15 +8,17 @@ sits on the last layer and is unregularized. Shapes: H = H_1 (d, N), W_1 ... W_{
 W_M (K, d), b (K,); params are named ``H``, ``W1`` ... ``WM``, ``b``. N = sum_k n_k columns
 sorted by class. M = 1 is the plain UFM (``ufm.make("plain", ...)``) and gives its answers.
 
-Closed forms: derived in derivations/deep_linear.py.
-  MSE (Dang et al. 2023, arXiv 2301.00437): every singular direction of the target solves
-  its own scalar problem (`ufm.theory.direction_minimizer`); orthogonal frame at every layer
-  (balanced, no bias), simplex ETF (last-layer bias), general orthogonal frame with
-  minority classes switched off (imbalanced).
-  CE, balanced: Dang et al. claim the simplex ETF at every layer is global; Garrod & Keating
-  (arXiv 2410.23169) prove that low-rank solutions beat it for K >= 4, M >= 3 or K >= 6,
-  M = 2. The theory here is the best of the known candidates (zero, the best ETF and, for
-  even K, the rank-K/2 orthoplex), named as such; for M >= 2 no theorem certifies it.
+Closed forms: derived in derivations/deep_linear.py (step numbers below).
+  MSE (Dang et al. 2023, arXiv 2301.00437; abstract and official code read): every singular
+  direction of the target solves its own scalar problem (`ufm._theory.direction_minimizer`,
+  steps 1-3); orthogonal frame at every layer (balanced, no bias), simplex ETF (last-layer
+  bias), general orthogonal frame with minority classes switched off (imbalanced, step 4).
+  CE, balanced: Dang et al.'s abstract says the simplex ETF at every layer is global (the
+  theorem's hypotheses were not read); the abstract of Garrod & Keating (arXiv 2410.23169)
+  says such high-rank solutions are not generally optimal, and their regime is recalled as
+  K >= 4 with M >= 3, or K >= 6 with M = 2. The theory here is the best of the known
+  candidates (zero, the best ETF and, for even K, the rank-K/2 orthoplex; step 6), named as
+  such; for M >= 2 no theorem certifies it.
 """
 
 from typing import Any, ClassVar
@@ -49,6 +51,9 @@ from .theory import (
 class DeepLinearProblem(AbstractClassProblem):
     """The deep linear UFM; build it with ``ufm.make("deep-linear", ...)``."""
 
+    summary: ClassVar[str] = (
+        "The deep linear UFM: M linear layers on free features, cross-entropy or MSE."
+    )
     name: ClassVar[str] = "deep-linear"
     hypers: ClassVar[tuple[Hyper, ...]] = (
         Hyper("loss", "choice", "mse", "data loss", ("ce", "mse")),

@@ -3,13 +3,24 @@
 import numpy as np
 import scipy.optimize
 
-SOURCE_MSE = "Dang et al. 2023, arXiv 2301.00437 (deep linear MSE); derivations/deep_linear.py"
-SOURCE_MSE_BIAS_IMB = "deep_linear.md §4 (unregularized bias, imbalanced; team derivation)"
-SOURCE_CE = (
-    "Dang et al. 2023, arXiv 2301.00437 (deep CE: ETF claimed global); "
-    "Garrod & Keating 2024, arXiv 2410.23169 (low rank beats it); derivations/deep_linear.py"
+SOURCE_MSE = (
+    "Dang et al. 2023, arXiv 2301.00437 (deep linear MSE: abstract; official code at commit "
+    "0e2a53daa3f3, one weight decay for all layers); derivations/deep_linear.py steps 1-5"
 )
-SOURCE_CE_M1 = "Zhu et al. 2021, arXiv 2105.02375, Thm 3.1; derivations/deep_linear.py"
+SOURCE_MSE_BIAS_IMB = (
+    "derivations/deep_linear.py step 2 on the centred labels of derivations/plain_ufm.py step 7 "
+    "(ours: unregularized bias, imbalanced)"
+)
+SOURCE_CE = (
+    "the best of the known candidates, derivations/deep_linear.py step 6 (ours); Dang et al. "
+    "2023, arXiv 2301.00437 (abstract read: the ETF across layers is global; hypotheses not "
+    "read); Garrod & Keating 2024, arXiv 2410.23169 (abstract read: DNC is not generally "
+    "optimal; the thresholds K >= 4 with M >= 3, or K >= 6 with M = 2, recalled)"
+)
+SOURCE_CE_M1 = (
+    "Zhu et al. 2021, arXiv 2105.02375 (abstract read; the theorem, recalled as Thm 3.1, and its "
+    "hypotheses recalled); derivations/deep_linear.py step 6 at M = 1"
+)
 
 
 # ----------------------------------------------------------------------------------------

@@ -9,7 +9,50 @@ from typing import Any
 from ...claims import Claim
 from . import procedures
 
-FMP = "Fisher, Meng & Papyan 2024, arXiv 2402.06171 (natural formulation, mixup.md §1 [R + D])"
+FMP = (
+    "Fisher, Meng & Papyan 2024, arXiv 2402.06171 (abstract read: the optimal last-layer "
+    "features of a mixup UFM, derived assuming the classifier is a simplex ETF; the paper's "
+    "text was not read)"
+)
+FIXED_CE = (
+    "ours: ufm's formulation of the mixup UFM (a free feature per mixed example, soft labels) "
+    f"and its exact optimum under a fixed simplex ETF, derivations/mixup.py steps 1-4; after "
+    f"{FMP} [ours: derivation mixup.py steps 1-4]"
+)
+FIXED_MSE = (
+    "ours: the MSE feature under a fixed simplex ETF, derivations/mixup.py step 6; the abstract "
+    f"of {FMP} names MSE-mixup only as the contrast [ours: derivation mixup.py step 6]"
+)
+LEARNED_CE = (
+    "ours: whether the assumed simplex-ETF classifier is optimal when W is learned is ufm's "
+    "question; the prediction is the best ETF classifier (a scalar problem in its norm) and "
+    f"the solver looks for anything lower; {FMP} [ours: numerics]"
+)
+LEARNED_MSE = (
+    "ours: with W learned the MSE mixup UFM is the plain MSE UFM on weighted soft labels, "
+    "solved exactly by soft-thresholding their singular values, derivations/mixup.py step 7 "
+    "[ours: derivation mixup.py step 7]"
+)
+GEOMETRY = (
+    f"{FMP}: same-class features align with the classifier, different-class ones lie along "
+    "the decision boundary; the precise form tested (the span, independence of lam, the "
+    "boundary at lam = 1/2) is ufm's, derivations/mixup.py steps 3-4 [read: abstract]"
+)
+CALIBRATION = (
+    "ours: the limit log(lam/(1-lam)) of the logit gap, derivations/mixup.py step 5; the "
+    f"abstract of {FMP} links mixup's geometry to calibration "
+    "[ours: derivation mixup.py step 5]"
+)
+LEARNED_ETF_CE = (
+    "ours: the paper assumes the classifier is a simplex ETF; whether a learned one is, is "
+    f"ufm's question, answered by the solver; {FMP} [ours: numerics]"
+)
+LEARNED_ETF_MSE = (
+    "ours: ufm's question, not a statement of Fisher, Meng & Papyan 2024 (arXiv 2402.06171, "
+    "abstract read), who assume an ETF classifier for cross-entropy; derivations/mixup.py "
+    "step 7 shows a nonzero learned MSE classifier is never a simplex ETF "
+    "[ours: derivation mixup.py step 7]"
+)
 LAMS = "0.1,0.25,0.5,0.75,0.9"
 
 
@@ -20,7 +63,7 @@ def _mix(loss: str, **hyper) -> dict[str, Any]:
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "mixup-ce-etf-K3",
-        f"{FMP}; mixup.md §2",
+        FIXED_CE,
         "CE, fixed ETF: every mixed feature equals its closed form (K=3, five lam values)",
         "mixup",
         _mix("ce"),
@@ -29,7 +72,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-ce-etf-K6-beta",
-        f"{FMP}; mixup.md §2",
+        FIXED_CE,
         "CE, fixed ETF, K=6, d=9, lam ~ Beta(0.4, 0.4) by 6-node Gauss-Jacobi quadrature",
         "mixup",
         _mix("ce", K=6, d=9, w_norm=2.0, lambda_H=2e-4, mix="beta:0.4:6"),
@@ -37,7 +80,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-ce-etf-K10-sampled",
-        f"{FMP}; mixup.md §2",
+        FIXED_CE,
         "CE, fixed ETF, K=10, d=9 = K-1: 1000 sampled mixed examples, lam ~ Beta(1, 1)",
         "mixup",
         _mix("ce", K=10, d=9, mix="beta:1:sampled:0"),
@@ -45,8 +88,8 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-mse-etf-K3",
-        f"{FMP}; mixup.md §3",
-        "MSE, fixed ETF: every mixed feature is the convex combination of §3, linear in lam",
+        FIXED_MSE,
+        "MSE, fixed ETF: every mixed feature is the closed-form convex combination, linear in lam",
         "mixup",
         _mix("mse"),
         quick=True,
@@ -54,7 +97,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-mse-etf-K10",
-        f"{FMP}; mixup.md §3",
+        FIXED_MSE,
         "MSE, fixed ETF, K=10, d=12, lam ~ Beta(2, 2) by quadrature",
         "mixup",
         _mix("mse", K=10, d=12, mix="beta:2:5"),
@@ -62,7 +105,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-ce-learned-K3",
-        f"{FMP}; learned W: mixup.md §4",
+        LEARNED_CE,
         "CE, learned W: the minimum is the best simplex-ETF classifier's (K=3)",
         "mixup",
         _mix("ce", classifier="learned", lambda_W=5e-3),
@@ -70,7 +113,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-ce-learned-K5",
-        f"{FMP}; learned W: mixup.md §4",
+        LEARNED_CE,
         "CE, learned W, K=5, d=6, Beta(1, 1) by 8-node quadrature: best-ETF minimum",
         "mixup",
         _mix("ce", K=5, d=6, classifier="learned", lambda_W=5e-3, mix="beta:1:8"),
@@ -78,7 +121,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-mse-learned-K4",
-        f"{FMP}; factorization bound, plain_ufm.md §1",
+        LEARNED_MSE,
         "MSE, learned W: the minimum soft-thresholds the weighted soft-label matrix (K=4)",
         "mixup",
         _mix("mse", K=4, d=5, classifier="learned", lambda_W=5e-3, mix="beta:1:8"),
@@ -86,7 +129,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-ce-geometry-K3",
-        f"{FMP} (abstract: same class on the classifier, different classes by the boundary)",
+        GEOMETRY,
         "CE: different-class features in span{w_c, w_c'}, same-class ones independent of lam, "
         "lam = 1/2 exactly on the decision boundary",
         "mixup",
@@ -97,7 +140,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-ce-geometry-K8",
-        f"{FMP} (abstract)",
+        GEOMETRY,
         "the same geometry at K=8, d=10, w_norm 3",
         "mixup",
         _mix("ce", K=8, d=10, w_norm=3.0, lambda_H=1e-4),
@@ -106,7 +149,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-ce-calibration",
-        f"{FMP} (abstract: mixup and calibration); mixup.md §2",
+        CALIBRATION,
         "CE: as lambda_H -> 0 the logit gap of a mixed feature tends to log(lam/(1-lam))",
         "mixup",
         _mix("ce"),
@@ -115,7 +158,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-ce-learned-etf",
-        f"{FMP} (the ETF classifier is assumed); mixup.md §4",
+        LEARNED_ETF_CE,
         "CE, learned W: the learned classifier is a simplex ETF",
         "mixup",
         _mix("ce", classifier="learned", lambda_W=5e-3),
@@ -124,9 +167,9 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "mixup-mse-learned-etf",
-        f"{FMP} (the ETF classifier is assumed); derivations/mixup.py",
-        "MSE, learned W: the learned classifier is a simplex ETF (it is not: its rows keep "
-        "a common mean, as for the bias-free MSE UFM)",
+        LEARNED_ETF_MSE,
+        "ufm's question, not the paper's: with MSE and a learned W, is the learned classifier a "
+        "simplex ETF? (it is not: its rows keep a common mean, as for the bias-free MSE UFM)",
         "mixup",
         _mix("mse", K=4, d=5, classifier="learned", lambda_W=5e-3),
         procedure=procedures.learned_etf,

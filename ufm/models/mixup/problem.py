@@ -10,7 +10,7 @@ column m (sum mu_m = N = K n),
 loss = CE(z, y~) = logsumexp(z) - y~.z or 1/2 ||z - y~||^2. Identical mixed examples have the
 same optimal feature (the loss is strictly convex in h for fixed W), so each distinct
 (c1, c2, lam) is one column carrying its multiplicity; every column then sees the per-example
-feature penalty lambda_bar = N lambda_H (mixup.md §1).
+feature penalty lambda_bar = N lambda_H (derivations/mixup.py step 1).
 
 `mix` sets the pairs and coefficients (every sample is mixed once, its partner's class uniform,
 so each ordered class pair (c1, c2), same-class pairs included, carries n/K examples):
@@ -19,16 +19,16 @@ so each ordered class pair (c1, c2), same-class pairs included, carries n/K exam
   * "beta:ALPHA:sampled:SEED": N mixed examples drawn (partner class and lam), one column each.
 `classifier="etf"` fixes W to a simplex ETF with rows of norm `w_norm`; `"learned"` optimizes W.
 
-Closed forms (derived in derivations/mixup.py; the paper's text was
-not available, so this is the natural formulation, tested against the numerics):
+Closed forms (derived in derivations/mixup.py; only the paper's abstract was read, so this
+formulation is ufm's, tested against the numerics):
   fixed ETF, CE: the centred logits solve z = kappa (y~ - softmax(z)), kappa =
   w_norm^2 K / ((K-1) lambda_bar); same-class features are lam-independent and on the
   classifier ray, different-class ones in span{w_c1, w_c2}, on the decision boundary at 1/2.
   fixed ETF, MSE: h = W^T (W W^T + lambda_bar I)^{-1} y~, linear in lam.
-  learned, CE: the best simplex-ETF classifier (a scalar problem in its norm), the paper's
-  assumption; `ufm.check` says whether the solver finds a lower loss.
+  learned, CE: the best simplex-ETF classifier (a scalar problem in its norm), the assumption
+  the paper's abstract states; `ufm.check` says whether the solver finds a lower loss.
   learned, MSE: exact, the singular values of the weighted soft-label matrix soft-thresholded
-  (the factorization bound of plain_ufm.md §1); W is then not an ETF (its rows keep a mean).
+  (step 7, from the factorization bound); W is then not an ETF (its rows keep a mean).
 """
 
 from typing import Any, ClassVar
@@ -58,6 +58,7 @@ from .theory import (
 class MixupProblem(AbstractProblem):
     """Mixup UFM: a free feature per mixed example, soft labels, CE or MSE."""
 
+    summary: ClassVar[str] = "Mixup UFM: a free feature per mixed example, soft labels, CE or MSE."
     name: ClassVar[str] = "mixup"
     collapsed_columns: ClassVar[bool] = False
     hypers: ClassVar[tuple[Hyper, ...]] = (
@@ -356,6 +357,17 @@ class MixupProblem(AbstractProblem):
         found = properties(self, params)
         predicted = properties(self, t.params) if t.params is not None else {}
         return {"mixup": {"found": found, "predicted": predicted}}
+
+    @staticmethod
+    def report_lines(section: dict[str, Any]) -> list[str]:
+        """The ``"mixup"`` section of the report in words, for `ufm solve`'s text output."""
+        f, p = section["found"], section["predicted"]
+        keys = ("span_residual", "same_class_spread", "boundary_gap", "calibration_error")
+        found = ", ".join(f"{k} {f[k]:.2e}" for k in keys)
+        lines = [f"mixup     {found}"]
+        if "calibration_error" in p:
+            lines.append(f"          predicted calibration_error {p['calibration_error']:.6g}")
+        return lines
 
     def data_arrays(self) -> dict[str, np.ndarray]:
         """The classes, coefficient and multiplicity of every column (`columns`)."""

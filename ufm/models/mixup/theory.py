@@ -4,10 +4,13 @@ import numpy as np
 import scipy.optimize
 import scipy.special
 
-SOURCE = "Fisher, Meng & Papyan 2024, arXiv 2402.06171 (mixup UFM; formulation of mixup.md §1)"
-SOURCE_ETF = f"{SOURCE}; fixed-ETF closed forms mixup.md §2-3, derivations/mixup.py"
-SOURCE_LEARNED_CE = f"{SOURCE}; learned W assumed a simplex ETF (the paper's assumption)"
-SOURCE_LEARNED_MSE = f"{SOURCE}; learned W: factorization bound, plain_ufm.md §1 [D, V]"
+SOURCE = (
+    "ufm's formulation of the mixup UFM of Fisher, Meng & Papyan 2024, arXiv 2402.06171 "
+    "(abstract read; the paper's text was not read)"
+)
+SOURCE_ETF = f"{SOURCE}; fixed simplex ETF: derivations/mixup.py steps 1-4 and 6 (ours, exact)"
+SOURCE_LEARNED_CE = f"{SOURCE}; learned W taken to be a simplex ETF, as the abstract assumes"
+SOURCE_LEARNED_MSE = f"{SOURCE}; learned W: derivations/mixup.py step 7 (ours, exact)"
 ROUNDOFF = 64 * np.finfo(float).eps  # a gradient of CE on soft labels this small is exact
 NEWTON_STEPS = 200  # damped Newton on a strictly convex problem: quadratic once steps are full
 

@@ -9,13 +9,49 @@ from typing import Any
 from ...claims import Claim
 from . import codes
 
-ZHU = "Zhu et al. 2021, arXiv 2105.02375, Thm 3.1"
-TB31 = "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.1"
-TB32 = "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.2"
-DANG = "Dang et al. 2023, arXiv 2301.00437, M=1 (imbalanced MSE)"
-ZERO = "zero-solution certificate, plain_ufm.md §5 [D, V]"
-TEAM = "plain_ufm.md §4 [D, V]; its spectrum is that of Liu 2024, arXiv 2411.17278 (abstract)"
-NARROW = "team derivation [D, V]: rank-d nuclear-norm problem; derivations/plain_ufm.py 10-11"
+CODE = "0e2a53daa3f3"  # Fsoft-AIC/Neural-Collapse-in-Deep-Linear-Networks, the commit read
+ZHU = (
+    "Zhu et al. 2021, arXiv 2105.02375: the abstract says the only global minimizers of the "
+    "weight-decayed cross-entropy UFM are simplex ETFs; the theorem (recalled as Thm 3.1) and "
+    "its hypotheses (d >= K - 1, the bias) are recalled, not read; norms and loss: "
+    "derivations/plain_ufm.py steps 3-4 [read: abstract; theorem number and hypotheses recalled]"
+)
+TB31 = (
+    "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.1, read as restated (Thm 2.1, paper "
+    "normalization) in the body of Tirer, Huang & Niles-Weed 2023, arXiv 2210.16658; in the "
+    "canonical convention: derivations/plain_ufm.py step 6 "
+    "[read: paper body; as restated in a later paper]"
+)
+TB32 = (
+    "ours: derivations/plain_ufm.py step 7 (minimizing over the bias leaves the centred labels); "
+    "that Tirer & Bruna 2022 (arXiv 2202.08087) state this case is recalled, their text was "
+    "not read [ours: derivation plain_ufm.py step 7]"
+)
+DANG = (
+    "Dang et al. 2023, arXiv 2301.00437, the M = 1 case: the abstract says the class vectors of "
+    "bias-free imbalanced MSE are orthogonal with lengths set by the class counts; the closed "
+    "form (stationary x_k, clamped at 0 below n_k = N^2 lambda_W lambda_H) was read in their "
+    f"official code; re-derived in derivations/plain_ufm.py step 8 [read: official code @{CODE}]"
+)
+ZERO = (
+    "ours: the zero solution is global iff ||grad_Z L(0)||_op <= sqrt(lambda_W lambda_H), "
+    "derivations/plain_ufm.py step 9 [ours: derivation plain_ufm.py step 9]"
+)
+ZERO_INSIDE = (
+    "ours: inside the zero threshold of derivations/plain_ufm.py step 9 no closed form is known "
+    "(SELI, Thrampoulidis et al. 2022, arXiv 2208.05512, recalled, describes only the limit "
+    "lambda -> 0 of the directions) [ours: derivation plain_ufm.py step 9]"
+)
+TEAM = (
+    "ours: an unregularized bias leaves the centred labels Y_c, whose singular values are "
+    "soft-thresholded (derivations/plain_ufm.py steps 5, 7); the abstract of Liu 2024, arXiv "
+    "2411.17278, names the same matrix for the deep model "
+    "[ours: derivation plain_ufm.py steps 5, 7]"
+)
+NARROW = (
+    "ours: the nuclear-norm problem under rank Z <= d separates by von Neumann's trace "
+    "inequality, derivations/plain_ufm.py steps 10-11 [ours: derivation plain_ufm.py steps 10-11]"
+)
 
 
 def _plain(loss: str, **hyper) -> dict[str, Any]:
@@ -106,7 +142,7 @@ PLAIN: tuple[Claim, ...] = (
     ),
     Claim(
         "ce-imbalanced-seli-not-applicable",
-        ZERO,
+        ZERO_INSIDE,
         "imbalanced CE just inside the zero threshold (N^2 lW lH = 77 < 100): no closed form",
         "plain",
         {"loss": "ce", "K": 4, "n": IMB, "d": 8, "lambda_W": 0.04, "lambda_H": 0.04},
@@ -274,24 +310,42 @@ PLAIN: tuple[Claim, ...] = (
 )
 
 
-JIANG = (
-    "Jiang et al. 2023, arXiv 2310.05351 (abstract [P]: GNC, the minimum one-vs-rest margin "
-    "maximized, proved for the sphere-constrained UFM under conditions; the regular polygon "
-    "for d=2 [R]); for this weight-decay UFM: an observation, no theorem"
+GNC = (
+    "Jiang et al. 2023, arXiv 2310.05351 (abstract read: generalized neural collapse, the "
+    "minimum one-vs-rest margin maximized, proven for the UFM with features on a sphere under "
+    "conditions on d and K; not this weight-decay UFM)"
 )
-ALCALA = (
-    "Alcala, Andreeva, Kobzar, Mixon et al. 2026, arXiv 2603.20587 (abstract [P]: the codes "
-    "are characterized for d+2 <= K <= 2d; the orthoplex at K = 2d [R]); for this weight-decay "
-    "UFM: an observation, no theorem"
+POLYGON = (
+    "compared with the regular K-gon, the code of largest minimum angle and least log energy on "
+    f"the circle; {GNC}; for the weight-decay UFM an observation, no theorem [ours: numerics]"
 )
-CODE_REPORT = (
-    "Report: no theorem for K > d+1 beyond the above; best known codes: Tammes (largest "
-    "minimum angle), Thomson / log energy (GNC2 uniformity, Liu et al. 2023, arXiv 2303.06484; "
-    "Wu & Papyan 2024, arXiv 2405.17767); see ufm/models/plain/codes.py for each code's provenance"
+ORTHOPLEX = (
+    "compared with the cross-polytope, the only 2d points in R^d at minimum angle 90 degrees "
+    "(Rankin 1955); Alcala et al. 2026, arXiv 2603.20587 (abstract read: the configurations are "
+    "characterized for d+2 <= K <= 2d; that the one at K = 2d is the cross-polytope is "
+    "recalled); for the weight-decay UFM an observation, no theorem [ours: numerics]"
+)
+ICOSAHEDRON = (
+    "compared with the icosahedron, Tammes-optimal for 12 points (Fejes Toth 1943) and "
+    f"universally optimal (Cohn & Kumar 2007); {GNC}; for the weight-decay UFM an observation, "
+    "no theorem [ours: numerics]"
+)
+ANTIPRISM = (
+    "ufm's question: compared with the Tammes-optimal square antiprism (largest minimum angle, "
+    "Schuette & van der Waerden 1951) and the square antiprism of least log energy (numerical), "
+    "GNC2 hyperspherical uniformity (Liu et al. 2023, arXiv 2303.06484; Wu & Papyan 2024, "
+    "arXiv 2405.17767) reported for each; no theorem covers K = 8, d = 3 [ours: numerics]"
+)
+BIPYRAMID = (
+    "ufm's question: compared with the triangular bipyramid, the Thomson and log-energy optimum "
+    "for 5 points in R^3 (Schwartz 2013, arXiv 1001.3702); no theorem for this UFM "
+    "[ours: numerics]"
 )
 HOT_COLD = (
-    "Alcala et al. 2026, arXiv 2603.20587 (an author's summary [P]: two families of codes, "
-    "'hot' and 'cold' losses, in the orthoplex regime); observation"
+    "ufm's question: compared with the triangular bipyramid (Thomson and log-energy optimum); "
+    "an author's summary of Alcala et al. 2026, arXiv 2603.20587 (read; the paper itself not "
+    "read) mentions two families of codes, from 'hot' and 'cold' losses, in this regime "
+    "[ours: numerics]"
 )
 
 
@@ -302,7 +356,7 @@ def _codes(K: int, d: int, lam: float = 5e-3) -> dict[str, Any]:
 CODES: tuple[Claim, ...] = (
     Claim(
         "codes-ce-pentagon-K5-d2",
-        JIANG,
+        POLYGON,
         "CE, K=5, d=2: the centred class means are a regular pentagon (cosines within 1e-6)",
         "plain",
         _codes(5, 2),
@@ -312,7 +366,7 @@ CODES: tuple[Claim, ...] = (
     ),
     Claim(
         "codes-ce-heptagon-K7-d2",
-        JIANG,
+        POLYGON,
         "CE, K=7, d=2: the centred class means are a regular heptagon",
         "plain",
         _codes(7, 2),
@@ -321,7 +375,7 @@ CODES: tuple[Claim, ...] = (
     ),
     Claim(
         "codes-ce-orthoplex-K6-d3",
-        ALCALA,
+        ORTHOPLEX,
         "CE, K=6=2d, d=3: the centred class means are the cross-polytope (octahedron)",
         "plain",
         _codes(6, 3),
@@ -331,7 +385,7 @@ CODES: tuple[Claim, ...] = (
     ),
     Claim(
         "codes-ce-orthoplex-K8-d4",
-        ALCALA,
+        ORTHOPLEX,
         "CE, K=8=2d, d=4: the centred class means are the cross-polytope in R^4",
         "plain",
         _codes(8, 4),
@@ -340,7 +394,7 @@ CODES: tuple[Claim, ...] = (
     ),
     Claim(
         "codes-ce-icosahedron-K12-d3",
-        f"{JIANG}; icosahedron: Tammes and universally optimal (Cohn & Kumar 2007)",
+        ICOSAHEDRON,
         "CE, K=12, d=3: the centred class means are the icosahedron (cosines +-1/sqrt 5, -1)",
         "plain",
         _codes(12, 3),
@@ -349,7 +403,7 @@ CODES: tuple[Claim, ...] = (
     ),
     Claim(
         "codes-ce-K8-d3-tammes",
-        CODE_REPORT,
+        ANTIPRISM,
         "CE, K=8, d=3: the centred class means are the Tammes-optimal square antiprism (they "
         "are not: a square antiprism with h^2 = 0.299, between Tammes 0.2612 and the "
         "log-optimal 0.3188; GNC2 reported for all three)",
@@ -360,7 +414,7 @@ CODES: tuple[Claim, ...] = (
     ),
     Claim(
         "codes-ce-K5-d3-bipyramid",
-        CODE_REPORT,
+        BIPYRAMID,
         "CE, K=5, d=3 (lambda = 5e-3): the class-mean directions are the triangular bipyramid "
         "(Thomson and log-energy optimum; GNC2 equal), though the norms are not equal",
         "plain",

@@ -6,14 +6,18 @@
 loss(z, y) is -log softmax(z)_y ("ce") or 1/2 ||z - e_y||^2 ("mse"); lambda_b = 0 means an
 unregularized bias. Shapes: W (K, d), H (d, N), b (K,); N = sum_k n_k columns sorted by class.
 
-Closed forms: derived in derivations/plain_ufm.py.
-  CE, balanced: Zhu et al. 2021 (arXiv 2105.02375) Thm 3.1 (simplex ETF), scale derived.
-  MSE: Tirer & Bruna 2022 (arXiv 2202.08087) Thm 3.1 (no bias: orthogonal frame) and
-  Thm 3.2 (unregularized bias: simplex ETF); imbalanced MSE: the M=1 case of Dang et al. 2023
-  (arXiv 2301.00437), a general orthogonal frame with minority classes switched off.
-  The zero solution: the certificate ||grad_Z L(0)||_op <= sqrt(lambda_W lambda_H) (§5, §7).
+Closed forms: derived in derivations/plain_ufm.py (step numbers below).
+  CE, balanced: a simplex ETF, the global minimizer by Zhu et al. 2021 (arXiv 2105.02375;
+  abstract read, the theorem and its hypotheses recalled); its scale: steps 3-4.
+  MSE, balanced, no bias: an orthogonal frame, Tirer & Bruna 2022 (arXiv 2202.08087) Thm 3.1,
+  read as restated by Tirer, Huang & Niles-Weed 2023; step 6. Unregularized bias: a simplex
+  ETF, step 7 (ours; recalled, not read, as Tirer & Bruna's). Imbalanced MSE, no bias: a
+  general orthogonal frame with minority classes switched off, the M = 1 case of Dang et al.
+  2023 (arXiv 2301.00437; abstract and official code read); step 8. Imbalanced MSE with an
+  unregularized bias: the centred labels, soft-thresholded; steps 5 and 7 (ours).
+  The zero solution: the certificate ||grad_Z L(0)||_op <= sqrt(lambda_W lambda_H); step 9.
   MSE with d below the number of label directions the threshold leaves on: the nuclear-norm
-  problem under rank Z <= d keeps the d largest (von Neumann; team derivation).
+  problem under rank Z <= d keeps the d largest (von Neumann); steps 10-11 (ours).
   CE with d < K - 1 has no closed form: not applicable.
 """
 
@@ -50,6 +54,9 @@ from .theory import (
 class PlainProblem(AbstractClassProblem):
     """The plain UFM; build it with ``ufm.make("plain", ...)``."""
 
+    summary: ClassVar[str] = (
+        "The plain UFM: one linear classifier on free features, cross-entropy or MSE."
+    )
     name: ClassVar[str] = "plain"
     hypers: ClassVar[tuple[Hyper, ...]] = (
         Hyper("loss", "choice", "ce", "data loss", ("ce", "mse")),

@@ -2,15 +2,33 @@
 
 import numpy as np
 
-SOURCE_CE = "Zhu et al. 2021, arXiv 2105.02375, Thm 3.1; scale: derivations/plain_ufm.py"
-SOURCE_MSE = "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.1; derivations/plain_ufm.py"
-SOURCE_MSE_BIAS = "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.2; derivations/plain_ufm.py"
-SOURCE_GOF = "Dang et al. 2023, arXiv 2301.00437 (M=1 case); derivations/plain_ufm.py"
-SOURCE_MSE_BIAS_IMB = "plain_ufm.md §4 (unregularized bias, imbalanced; team derivation)"
-SOURCE_ZERO = "zero-solution certificate, plain_ufm.md §5 and §7; derivations/plain_ufm.py"
+SOURCE_CE = (
+    "Zhu et al. 2021, arXiv 2105.02375 (abstract read: the global minimizers are simplex ETFs; "
+    "the theorem, recalled as Thm 3.1, and its hypotheses recalled); norms and loss: "
+    "derivations/plain_ufm.py steps 3-4"
+)
+SOURCE_MSE = (
+    "Tirer & Bruna 2022, arXiv 2202.08087, Thm 3.1 (read as restated in the body of Tirer, "
+    "Huang & Niles-Weed 2023); derivations/plain_ufm.py step 6"
+)
+SOURCE_MSE_BIAS = (
+    "derivations/plain_ufm.py step 7 (ours; that Tirer & Bruna 2022, arXiv 2202.08087, state "
+    "this case is recalled, not read)"
+)
+SOURCE_GOF = (
+    "Dang et al. 2023, arXiv 2301.00437, the M = 1 case (abstract; official code at commit "
+    "0e2a53daa3f3); derivations/plain_ufm.py step 8"
+)
+SOURCE_MSE_BIAS_IMB = (
+    "derivations/plain_ufm.py steps 5 and 7 (ours: the centred labels, soft-thresholded)"
+)
+SOURCE_ZERO = (
+    "derivations/plain_ufm.py step 9 (ours: the zero solution is global iff "
+    "||grad_Z L(0)||_op <= sqrt(lambda_W lambda_H))"
+)
 SOURCE_NARROW = (
-    "nuclear-norm problem (plain_ufm.md §7) under rank Z <= d, von Neumann's trace inequality "
-    "(team derivation [D, V]); derivations/plain_ufm.py steps 10-11"
+    "derivations/plain_ufm.py steps 10-11 (ours: the nuclear-norm problem under rank Z <= d, "
+    "von Neumann's trace inequality)"
 )
 
 

@@ -168,22 +168,22 @@ def nc1(problem: VicinityProblem, H) -> float:
 
 
 def nc1_report(problem: VicinityProblem, params: dict[str, Any]) -> dict[str, Any]:
-    """``nc1_H0``, ``nc1`` of the solution, and both first-order predictions of ``nc1``."""
+    """``nc1_trace_H0``, ``nc1_trace`` of the solution, and both first-order predictions of
+    ``nc1_trace`` (Tr Sigma_W / Tr Sigma_B, the paper's Eq. 3; `ufm.metrics.nc1_trace`)."""
     out: dict[str, Any] = {
-        "nc1_H0": nc1(problem, problem.H0),
-        "nc1": nc1(problem, params["H"]),
-        "nc1_definition": "Tr(Sigma_W)/Tr(Sigma_B), Tirer et al. Eq. (3) (metrics: nc1_trace)",
+        "nc1_trace_H0": nc1(problem, problem.H0),
+        "nc1_trace": nc1(problem, params["H"]),
     }
     predicted = {
         "explicit_step": {
-            "nc1": nc1(problem, explicit_step(problem)),
+            "nc1_trace": nc1(problem, explicit_step(problem)),
             "valid": "first order in 1/beta: beta >> max(1/N, lambda_H)",
         }
     }
     base, distance = problem.collapsed_base()
     if base is not None and np.any(base):
         predicted["linear_response"] = {
-            "nc1": nc1(problem, first_order(problem)),
+            "nc1_trace": nc1(problem, first_order(problem)),
             "valid": "first order in the distance of H0 from a collapsed minimizer",
             "distance": distance,
         }
@@ -207,10 +207,10 @@ def nc1_curve(problem: VicinityProblem, name: str, values, **solve_options) -> d
         predicted = report["first_order"]
         rows.append(
             (
-                report["nc1"],
-                report["nc1_H0"],
-                predicted.get("linear_response", {}).get("nc1", np.nan),
-                predicted["explicit_step"]["nc1"],
+                report["nc1_trace"],
+                report["nc1_trace_H0"],
+                predicted.get("linear_response", {}).get("nc1_trace", np.nan),
+                predicted["explicit_step"]["nc1_trace"],
                 sol.converged,
             )
         )

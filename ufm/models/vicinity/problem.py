@@ -9,17 +9,18 @@ beta-free problem (the plain MSE UFM) plus Gaussian noise. The paper's normaliza
 (lambda_W^T = K lambda_W, lambda_H^T = N lambda_H, beta^T = N beta) is accepted with
 ``units="paper"`` (`from_paper`).
 
-Closed forms: derived in derivations/vicinity.py.
-  Cor 2.2: if H0 is a collapsed minimizer (c = K sqrt(n lW lH) < 1, d >= K), the minimizer
+Closed forms: derived in derivations/vicinity.py (the paper's main body was read in its
+ICLR 2023 submission; theorem numbers as there).
+  Cor 2.2 (step 3): if H0 is a collapsed minimizer (c = K sqrt(n lW lH) < 1, d >= K), the minimizer
   is (W*(H0), H0). H0 = 0: the plain MSE UFM with lambda_H + beta. Otherwise there is no
   closed form; `central_path` and `linear_response` (this package) give the flow and first-order
   predictions (Thm 3.1, Thm 4.1-4.2).
 
-Landscape (found by ufm, not in the paper): at d = K the minimizers of f_0 are {Q H*: Q in
-O(K)}, which has two components, so f(.; H*) keeps a spurious local minimum near a mirror
-image Q H* (Q a reflection, tr Q = K - 2), about 2 beta n rho above the global one for small
-beta; about half of random starts end there. For d > K the orbit is connected and every
-start we tried finds the global minimizer. Use restarts at d = K.
+Landscape (found by ufm, not in the paper's main body): at d = K the minimizers of f_0 are
+{Q H*: Q in O(K)}, which has two components, so f(.; H*) keeps a spurious local minimum near
+a mirror image Q H* (Q a reflection, tr Q = K - 2), about 2 beta n rho above the global one
+for small beta; about half of random starts end there. For d > K the orbit is connected and
+every start we tried finds the global minimizer. Use restarts at d = K.
 """
 
 from typing import Any, ClassVar
@@ -46,6 +47,7 @@ DEFAULTS = {"K": 4, "n": 5, "d": 6}  # the notes' worked example (vicinity.md §
 class VicinityProblem(AbstractClassProblem):
     """Perturbed-vicinity UFM: MSE features kept near given features H0."""
 
+    summary: ClassVar[str] = "Perturbed-vicinity UFM: MSE features kept near given features H0."
     name: ClassVar[str] = "vicinity"
     hypers: ClassVar[tuple[Hyper, ...]] = (
         Hyper("K", "int", None, "number of classes (>= 2; default: H0's labels, else 4)"),
@@ -287,9 +289,23 @@ class VicinityProblem(AbstractClassProblem):
         return {"H0": np.asarray(self.H0)}
 
     def extra_report(self, params: dict[str, Any], theory=None) -> dict[str, Any]:
-        """``nc1_H0`` and ``nc1`` (trace ratio, the paper's Eq. 3) of H0 and of the solution,
-        and the first-order predictions of the solution's NC1 (`linear_response`)."""
+        """Under ``"vicinity"``: ``nc1_trace_H0`` and ``nc1_trace`` (Tr Sigma_W / Tr Sigma_B,
+        the paper's Eq. 3) of H0 and of the solution, the first-order predictions of the
+        latter (`linear_response`), and ``H0_labels`` when H0 came with labels (class k
+        holds the k-th smallest)."""
         from . import linear_response
 
-        labels = {"H0_labels": list(self.origin["labels"])} if "labels" in self.origin else {}
-        return labels | linear_response.nc1_report(self, params)
+        section = linear_response.nc1_report(self, params)
+        if "labels" in self.origin:
+            section["H0_labels"] = list(self.origin["labels"])
+        return {"vicinity": section}
+
+    @staticmethod
+    def report_lines(section: dict[str, Any]) -> list[str]:
+        """The ``"vicinity"`` section of the report in words, for `ufm solve`'s text output."""
+        first = section["first_order"]
+        predicted = ", ".join(f"{k} {v['nc1_trace']:.4g}" for k, v in first.items())
+        return [
+            f"nc1_trace H0 {section['nc1_trace_H0']:.4g} -> solution "
+            f"{section['nc1_trace']:.4g}; first order: {predicted}"
+        ]

@@ -4,8 +4,11 @@ import numpy as np
 
 from ..plain.theory import threshold
 
-SOURCE = "Tirer, Huang & Niles-Weed 2023, arXiv 2210.16658"
-SOURCE_COR22 = f"{SOURCE}, Cor 2.2; derivations/vicinity.py"
+SOURCE = (
+    "Tirer, Huang & Niles-Weed 2023, arXiv 2210.16658 (body read in the ICLR 2023 submission, "
+    "numbered as there)"
+)
+SOURCE_COR22 = f"{SOURCE}, Cor 2.2; derivations/vicinity.py step 3"
 
 
 # ----------------------------------------------------------------------------------------
