@@ -1,5 +1,6 @@
-"""What `python -m derivations.<model>` prints: every derived expression, then the notes'
-worked examples recomputed from the derivation, each marked ok or MISMATCH."""
+"""What `python -m derivations.<model>` prints: every derived expression, then the worked
+examples recomputed from the derivation and compared with numbers computed independently of it
+(a derivation's ``NOTES``, or a direct numerical minimization), each marked ok or MISMATCH."""
 
 from collections.abc import Callable
 
@@ -13,14 +14,14 @@ def print_report(
     notes: dict[str, float],
     close: Callable[[str, float], bool],
 ) -> None:
-    """`close(key, value)` says whether a recomputed example matches the notes' number at the
-    precision the notes print."""
+    """`close(key, value)` says whether a recomputed example matches the independent number
+    `notes[key]` at the precision it is given to."""
     for name, expr in results.items():
         print(f"{name} =")
         print(sp.pretty(expr, use_unicode=True))
         print()
-    print(f"{title} (derived vs notes):")
+    print(f"{title} (derived vs independent):")
     width = max(map(len, examples), default=0)
     for key, value in examples.items():
         mark = "ok" if close(key, value) else "MISMATCH"
-        print(f"  {key:{width}s} {value:.10f}  notes {notes[key]:<13.10g}  {mark}")
+        print(f"  {key:{width}s} {value:.10f}  independent {notes[key]:<13.10g}  {mark}")

@@ -1,6 +1,6 @@
 """Closed forms of the deep linear unconstrained features model, derived with sympy.
 
-Canonical convention (README.md, "The canonical convention", the only one in ``ufm``):
+Canonical convention (docs/convention.md, the only one in ``ufm``):
 
     f = (1/N) sum_i loss(W_M ... W_1 h_i (+ b), y_i)
         + sum_m lambda_Wm/2 ||W_m||_F^2 + lambda_H/2 ||H_1||_F^2
@@ -9,13 +9,14 @@ with MSE loss 1/2 ||z - e_y||^2 (data term (1/(2N))||Z - Y||^2) or CE loss -log 
 M weight matrices, M + 1 factors X_0 = H_1, X_j = W_j; lambda_0 = lambda_H, lambda_j =
 lambda_Wj.  Class counts n_k, N = sum n_k; balanced data has n_k = n, N = K n.  Shorthands:
 Lambda = lambda_H prod_m lambda_Wm (the product of all M + 1 penalties), mu = Lambda^{1/(M+1)},
-p = (M-1)/(M+1), P_K = I - 11^T/K.  The results are the closed forms of the team's
-deep_linear formula notes sections 1-4, 7, 8 (Dang et al. 2023, arXiv 2301.00437; Garrod &
-Keating 2024, arXiv 2410.23169 for deep CE), re-derived here.
+p = (M-1)/(M+1), P_K = I - 11^T/K.  The results are closed forms in the settings of Dang et
+al. 2023 (arXiv 2301.00437) and, for deep CE, Garrod & Keating 2024 (arXiv 2410.23169),
+derived here; how much of each paper was read is stated in the sources of
+ufm/models/deep_linear/theory.py.
 
 The argument, step by step:
 
-1. Factorization bound for one singular value (deep_linear.md section 1).
+1. Factorization bound for one singular value.
    min {sum_{j=0}^M lambda_j/2 s_j^2 : prod_j s_j = z} = (M+1)/2 mu z^{2/(M+1)}.
    Lagrange with the constraint sum_j log s_j = log z: lambda_j s_j = nu/s_j, so every
    lambda_j s_j^2 equals the same nu; the constraint gives nu^{M+1} = Lambda z^2, so
@@ -29,7 +30,7 @@ The argument, step by step:
    chained singular vectors (von Neumann), the bound is the Schatten-2/(M+1) quasi-norm
    term (M+1)/2 mu sum_i sigma_i(Z)^{2/(M+1)}.
 2. The scalar problem per singular direction.  With a target of singular value s the MSE
-   problem decouples (deep_linear.md section 1) into
+   problem decouples (von Neumann, as in derivations/plain_ufm.py step 5) into
        psi(z) = (s - z)^2/(2N) + (M+1)/2 mu z^{2/(M+1)},  z >= 0.
    With a = z/s and gamma = N mu s^{-2M/(M+1)}: psi = s^2/(2N) g(a),
    g(a) = (1 - a)^2 + (M+1) gamma a^{2/(M+1)}.  g'(a) = 2 a^{-p} (gamma - h(a)) with
@@ -50,8 +51,8 @@ The argument, step by step:
    (M+1)^2/(4M) ((M-1)/(M+1))^{(M-1)/M}, and with F_M(x; beta) = 1/(1 + x^M) + beta x,
    F_M - 1 = x^M (M-1-x^M)/(1+x^M)^2 = g(a) - 1 at stationarity (symbolic M, and M = 2..6).
    The switch a = (M-1)/M is x^M = M - 1, the peak a_m is x^M = (M-1)/(M+1).
-4. Minority collapse (bias-free MSE, deep_linear.md section 4).  The target Y has s_k =
-   sqrt(n_k) along e_k, so gamma_k = N mu n_k^{-M/(M+1)}, decreasing in n_k.  Class k is off
+4. Minority collapse (bias-free MSE).  The target Y has s_k = sqrt(n_k) along e_k,
+   so gamma_k = N mu n_k^{-M/(M+1)}, decreasing in n_k.  Class k is off
    iff gamma_k >= gamma*, i.e. n_k <= (N mu/gamma*)^{(M+1)/M}
    = M^2 N (N Lambda)^{1/M}/(M-1)^{(M-1)/M}; M = 1 (0^0 = 1): n_k <= N^2 lambda_W lambda_H.
    Dang's beta_k = b/n_k with b = M N (N Lambda)^{1/M} is M gamma_k^{(M+1)/M}.
@@ -68,7 +69,7 @@ The argument, step by step:
    diagonal factors for M = 3.  Balanced bias-free: N = K n, K directions s = sqrt(n), loss
    K psi = g(a)/2; with an unregularized bias the target is Y_c with Y_c Y_c^T =
    D - n n^T/N = n P_K (K = 4 with symbolic n): K - 1 directions, loss (K-1) psi.
-6. Deep CE, balanced (deep_linear.md section 7).  Within-class collapse reduces the problem
+6. Deep CE, balanced.  Within-class collapse reduces the problem
    to min over Zbar of CE(Zbar) + (M+1)/2 mu sum_i sigma_i(Zbar D^{1/2})^{2/(M+1)}, D = n I.
    ETF: Zbar = a P_K, Zbar D^{1/2} = a sqrt(n) P_K has K - 1 singular values a sqrt(n) (K = 4,
    6 by eigenvalues; trace for any K), per-sample CE ln(1 + (K-1) e^{-a}), so
@@ -80,8 +81,8 @@ The argument, step by step:
    M = 1 gives the plain ETF energy ln(1 + (K-1) e^{-a}) + (K-1) sqrt(n lambda_W lambda_H) a.
 
 ``derive()`` returns the named results (expressions in the module's symbols; M symbolic).
-Run ``python -m derivations.deep_linear`` to print them and the worked examples of
-deep_linear.md section 8.
+Run ``python -m derivations.deep_linear`` to print them and the worked examples (``NOTES``:
+numbers computed independently of this derivation, not read in a paper).
 """
 
 import sympy as sp
@@ -428,7 +429,8 @@ def derive() -> dict[str, sp.Expr]:
     return {**fac, **sc, **dang, **_minority(sc, dang), **_layers(sc, fac), **_ce(fac)}
 
 
-# deep_linear.md section 8 (the notes' numbers): K = 4, n = 5, M = 3, all lambdas 0.005
+# Worked examples: numbers computed independently of this derivation (and checked with a
+# numerical solver), not read in a paper.  K = 4, n = 5, M = 3, all lambdas 0.005
 _K, _N_PER, _DEPTH, _LAMBDA = 4, 5, 3, sp.Rational(5, 1000)
 NOTES = {
     "dang_b": 0.13924767,
@@ -468,7 +470,7 @@ def _minimize_energy(energy: sp.Expr) -> tuple[sp.Float, sp.Float]:
 
 
 def worked_examples(results: dict[str, sp.Expr]) -> dict[str, float]:
-    """Evaluate the results at the section 8 examples (balanced MSE and deep CE)."""
+    """Evaluate the results at the worked examples (balanced MSE and deep CE)."""
     N_ = _K * _N_PER
     at = {M: _DEPTH, N: N_, mu: _LAMBDA, Lam: _LAMBDA ** (_DEPTH + 1), lam_H: _LAMBDA}
     at |= {lam_j: _LAMBDA, K: _K, n: _N_PER, n_k: _N_PER, s: sp.sqrt(_N_PER)}
@@ -505,7 +507,7 @@ if __name__ == "__main__":
     results = derive()
     print_report(
         results,
-        "deep_linear.md section 8 worked examples",
+        "worked examples",
         worked_examples(results),
         NOTES,
         lambda key, value: abs(value - NOTES[key]) <= 5e-7 * max(1.0, abs(value)),

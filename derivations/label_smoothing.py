@@ -307,7 +307,7 @@ if __name__ == "__main__":
     numeric = numeric_minimum(results)
     print_report(
         results,
-        "worked examples (K=4, n=5, lambda_W=lambda_H=0.01; 'notes' = scipy on the energy)",
+        "worked examples (K=4, n=5, lambda_W=lambda_H=0.01; independent: scipy on the energy)",
         worked_examples(results),
         numeric,
         lambda key, value: abs(value - numeric[key]) <= 1e-6 * max(1.0, abs(value)),

@@ -1,11 +1,11 @@
 """Closed forms of the mixup unconstrained features model, derived with sympy.
 
-Canonical convention (README.md, "The canonical convention") in the formulation of
-the team's mixup formula notes section 1 (Fisher, Meng, Papyan, ICLR 2024, arXiv 2402.06171; the
-paper's text was not available, so this is "the natural formulation" of the notes, not a
-quotation of the paper's theorem).  A mixed example (c1, c2, lam) has its own free feature h
-and the soft label y~ = lam e_c1 + (1 - lam) e_c2; distinct examples are the columns m of
-H (d, M) with multiplicities mu_m, sum_m mu_m = N = K n:
+Canonical convention (docs/convention.md) in ufm's formulation of the mixup UFM of Fisher, Meng
+& Papyan (ICLR 2024, arXiv 2402.06171).  Only the paper's abstract was read, not its text, so
+this is our reconstruction of a natural formulation (with the abstract's classifier fixed to
+a simplex ETF), not a quotation of the paper's theorem.  A mixed example (c1, c2, lam) has its
+own free feature h and the soft label y~ = lam e_c1 + (1 - lam) e_c2; distinct examples are
+the columns m of H (d, M) with multiplicities mu_m, sum_m mu_m = N = K n:
 
     f(W, H) = (1/N) sum_m mu_m loss(W h_m, y~_m) + lambda_W/2 ||W||_F^2
               + lambda_H/2 sum_m mu_m ||h_m||^2,
@@ -17,7 +17,7 @@ lambda_H), c = K sqrt(n lambda_W lambda_H) = N mu/sqrt(n).
 
 The argument, step by step:
 
-1. Decoupling (mixup.md section 1).  f - lambda_W/2 ||W||^2 = sum_m (mu_m/N) phi_m with
+1. Decoupling.  f - lambda_W/2 ||W||^2 = sum_m (mu_m/N) phi_m with
    phi_m = loss_m + lambda_bar/2 ||h_m||^2 (checked for M = 3 columns with generic losses), so
    grad_{h_m} f = (mu_m/N) grad phi_m: with W fixed every column minimizes its own phi with the
    same lambda_bar = N lambda_H, and the multiplicities (hence the Beta law of lam, which only
@@ -37,10 +37,11 @@ The argument, step by step:
    F(g) = g (e^g + K - 1) - kappa K = 0 (the full K-vector residual vanishes on this ansatz,
    K = 3, 4, 5).  F(g) < 0 for g <= 0, F(kappa) = kappa (e^kappa - 1) > 0, F' = (1 + g) e^g +
    K - 1 > 0 on g > 0: one root g* in (0, kappa).  h = W^T z/(kappa lambda_bar) =
-   (K-1) g*/(r^2 K) w_c (W^T 1 = 0), lam-independent.  Plain CE UFM (plain_ufm.md section 2):
-   with r^2 = Zhu's ||w_k||^2 = (K-1)/K sqrt(n lambda_H/lambda_W) a*, lambda_bar = N lambda_H
-   and a* = log(1/s - (K-1)), s = sqrt(n lambda_W lambda_H): kappa K = a*/s and
-   e^{a*} + K - 1 = 1/s, so g* = a*, and the feature scale is sqrt(lambda_W/(n lambda_H)).
+   (K-1) g*/(r^2 K) w_c (W^T 1 = 0), lam-independent.  Plain CE UFM
+   (derivations/plain_ufm.py step 4): with r^2 = Zhu's ||w_k||^2 =
+   (K-1)/K sqrt(n lambda_H/lambda_W) a*, lambda_bar = N lambda_H and a* = log(1/s - (K-1)),
+   s = sqrt(n lambda_W lambda_H): kappa K = a*/s and e^{a*} + K - 1 = 1/s, so g* = a*, and
+   the feature scale is sqrt(lambda_W/(n lambda_H)).
 4. Different classes, K >= 3.  Symmetry in the K - 2 other classes: z = z_o + u e_c + v e_c'.
    With D = e^u + e^v + K - 2: E1 = u - kappa (lam - (e^u - 1)/D) = 0,
    E2 = v - kappa (1 - lam - (e^v - 1)/D) = 0 (parametrizing kappa = D (u + v)/K and lam by
@@ -64,17 +65,16 @@ The argument, step by step:
    log(kappa)/kappa, up to a log log factor), delta = 0 at lam = 1/2, and for K = 2 (C = 0)
    delta ~ -log(lam/(1-lam))/(2 lam (1-lam) kappa): rate 1/kappa.  As kappa -> 0, u, v -> 0
    and delta -> -log(lam/(1-lam)); for K >= 3 delta has the sign of 2 lam - 1 for large kappa
-   (overshoot), so |delta| is not monotone in kappa (notes: "not monotone").  ||h|| ~ s grows
-   like log kappa.
+   (overshoot), so |delta| is not monotone in kappa.  ||h|| ~ s grows like log kappa.
 6. MSE-mixup, fixed ETF: h = (W^T W + lambda_bar I)^{-1} W^T y~ = W^T (W W^T + lambda_bar I)^{-1}
    y~, (alpha P_K + lambda_bar I)^{-1} = P_K/(alpha + lambda_bar) + 1 1^T/(K lambda_bar) with
    alpha = r^2 K/(K-1), W^T 1 = 0: h = (lam w_c + (1-lam) w_c')/(r^2 K/(K-1) + lambda_bar),
    linear in lam (explicit K = 2..5).
 7. Learned W, MSE.  With M = diag(mu), H' = H M^{1/2}, T = Y~ M^{1/2}: sum_m mu_m ||W h_m -
    y~_m||^2 = ||W H' - T||^2 and sum_m mu_m ||h_m||^2 = ||H'||^2 (explicit K = d = 2, M = 3),
-   the plain MSE UFM on targets T: by the factorization bound (plain_ufm.md section 1 and
-   derivations/plain_ufm.py steps 1, 5) Z = W H' keeps the singular vectors of T with singular
-   values max(0, sigma - N mu), and W W^T = sqrt(lambda_H/lambda_W) U diag(z) U^T.  For every
+   the plain MSE UFM on targets T: by the factorization bound (derivations/plain_ufm.py
+   steps 1, 5) Z = W H' keeps the singular vectors of T with singular values
+   max(0, sigma - N mu), and W W^T = sqrt(lambda_H/lambda_W) U diag(z) U^T.  For every
    ordered class pair (c1, c2) carrying n/K examples (the package's pair set) and any lam law
    with m1 = E lam, m2 = E lam^2 (explicit K = 2, 3, 4, two generic nodes):
    T T^T = a I + b 1 1^T, a = n (E lam^2 + E (1-lam)^2) = n (2 m2 - 2 m1 + 1),
@@ -102,8 +102,9 @@ The argument, step by step:
    (unique, hence Gauss): J = 1 {1/2}; J = 2 nodes 1/2 +- 1/(2 sqrt(2 alpha+1)), weights 1/2;
    J = 3 nodes 1/2, 1/2 +- sqrt(3/(4 (2 alpha+3))), weights 4 alpha/(3 (2 alpha+1)) and
    (2 alpha+3)/(6 (2 alpha+1)); exact for k < 2 J and not for k = 2 J.
-9. Worked example (mixup.md section 6): K = 4, r = 1, lambda_bar = 1/2, kappa = 8/3, the
-   equations of steps 3, 4 and 6 solved to 30 digits (``worked_examples``).
+9. Worked example: K = 4, r = 1, lambda_bar = 1/2, kappa = 8/3, the equations of steps 3, 4
+   and 6 solved to 30 digits (``worked_examples``) and compared with ``NOTES``, numbers
+   computed independently of this derivation (not read in the paper).
 
 ``derive()`` returns the named results as sympy expressions in the symbols below; the
 implicit ones ("*_equation") vanish at the solution.  Run ``python -m derivations.mixup`` to
@@ -587,28 +588,30 @@ def derive() -> dict[str, sp.Expr]:
     return res
 
 
-# How each result is established.  [D]: derived here (the paper's text was not available:
-# mixup.md section 0), [R]: the notes' reconstruction.  "symbolic" = sympy identity for a
-# symbolic K; "explicit" = sympy identity at the sizes named in the docstring step; "numeric" =
-# only in tests/test_mixup_derivation.py (the package's solvers and closed forms).
+# How each result is established.  "ours": derived here; "reconstructed": part of our
+# reconstruction of the paper's setting from its abstract and second-hand summaries (its text
+# was not read), derived here too.  "symbolic" = sympy identity for a symbolic K;
+# "explicit" = sympy identity at the sizes named in the docstring step; "numeric" = only in
+# tests/test_mixup_derivation.py (the package's solvers and closed forms).
 TAGS = {
-    "lambda_bar": "[R] step 1: symbolic (M = 3 generic columns); numeric vs jax.grad",
-    "kappa, feature_from_logits": "[D] step 2: explicit ETF K=2..5 + symbolic K",
-    "logit_hessian_lower_bound": "[D] step 2: explicit Hessian K=3, PSD identity K=4",
-    "same_class_*": "[R]/[D] step 3: symbolic K + explicit K-vector ansatz K=3,4,5",
-    "zhu_*": "[D] step 3: symbolic (plain_ufm.md section 2)",
-    "mixed_*, half_equation": "[R]/[D] step 4: symbolic K + explicit K=3,4,5",
-    "binary_*": "[R]/[D] step 4: explicit K=2",
-    "sum_identity, calibration_*": "[D] step 5: symbolic exact identity + series in 1/kappa",
-    "logit_growth_*": "[D] step 5: symbolic; the rate is measured numerically",
-    "mse_feature_scale": "[R]/[D] step 6: explicit K=2..5",
-    "gram_*, W_gram_*, W_*": "[D] step 7: explicit K=2,3,4 (generic 2-node law) + symbolic",
-    "learned_mse_loss": "[D] step 7: soft threshold; numeric vs ufm.theory and ufm.solve",
-    "beta_*, gauss*": "[D] step 8: symbolic (gammasimp), direct integrals, moment matching",
+    "lambda_bar": "reconstructed, step 1: symbolic (M = 3 generic columns); numeric vs jax.grad",
+    "kappa, feature_from_logits": "ours, step 2: explicit ETF K=2..5 + symbolic K",
+    "logit_hessian_lower_bound": "ours, step 2: explicit Hessian K=3, PSD identity K=4",
+    "same_class_*": "reconstructed + ours, step 3: symbolic K + explicit K-vector ansatz K=3,4,5",
+    "zhu_*": "ours, step 3: symbolic (derivations/plain_ufm.py step 4)",
+    "mixed_*, half_equation": "reconstructed + ours, step 4: symbolic K + explicit K=3,4,5",
+    "binary_*": "reconstructed + ours, step 4: explicit K=2",
+    "sum_identity, calibration_*": "ours, step 5: symbolic exact identity + series in 1/kappa",
+    "logit_growth_*": "ours, step 5: symbolic; the rate is measured numerically",
+    "mse_feature_scale": "reconstructed + ours, step 6: explicit K=2..5",
+    "gram_*, W_gram_*, W_*": "ours, step 7: explicit K=2,3,4 (generic 2-node law) + symbolic",
+    "learned_mse_loss": "ours, step 7: soft threshold; numeric vs ufm.theory and ufm.solve",
+    "beta_*, gauss*": "ours, step 8: symbolic (gammasimp), direct integrals, moment matching",
 }
 
 
-# mixup.md section 6 (the notes' numbers): K = 4, r = 1, lambda_bar = 0.5
+# Worked example: numbers computed independently of this derivation (and checked by direct
+# per-feature minimization), not read in the paper.  K = 4, r = 1, lambda_bar = 0.5
 _EXAMPLE = {K: 4, r: 1, lam_bar: sp.Rational(1, 2)}
 NOTES = {  # printed to 7 decimals
     "kappa": 8 / 3,
@@ -629,7 +632,7 @@ NOTES = {  # printed to 7 decimals
 
 
 def worked_examples(results: dict[str, sp.Expr]) -> dict[str, float]:
-    """Solve the step 3, 4 and 6 equations at the section 6 example to 30 digits."""
+    """Solve the step 3, 4 and 6 equations at the worked example to 30 digits."""
     kap = results["kappa"].subs(_EXAMPLE)
     at = {**_EXAMPLE, kappa: kap}
     prec = 30
@@ -664,14 +667,14 @@ def worked_examples(results: dict[str, sp.Expr]) -> dict[str, float]:
     return {key: float(sp.N(value, 20)) for key, value in out.items()}
 
 
-NOTES_TOL = 0.6e-7  # the notes print 7 decimals (kappa = 8/3 is exact)
+NOTES_TOL = 0.6e-7  # NOTES are given to 7 decimals (kappa = 8/3 is exact)
 
 
 if __name__ == "__main__":
     results = derive()
     print_report(
         results,
-        "mixup.md section 6 worked example",
+        "worked example",
         worked_examples(results),
         NOTES,
         lambda key, value: abs(value - NOTES[key]) <= NOTES_TOL,

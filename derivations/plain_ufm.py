@@ -1,6 +1,6 @@
 """Closed forms of the plain (one-layer) unconstrained features model, derived with sympy.
 
-Canonical convention (README.md, "The canonical convention", the only one in ``ufm``):
+Canonical convention (docs/convention.md, the only one in ``ufm``):
 
     f(W, H, b) = (1/N) sum_i loss(W h_i + b, y_i)
                  + lambda_W/2 ||W||_F^2 + lambda_H/2 ||H||_F^2 (+ lambda_b/2 ||b||^2)
@@ -9,30 +9,31 @@ with CE loss -log softmax(z)_y and MSE loss 1/2 ||z - e_y||^2 (data term (1/(2N)
 Shapes: W (K, d), H (d, N), b (K,), Y one-hot (K, N) with columns sorted by class, class
 counts n_k, N = sum n_k, D = diag(n_k) = Y Y^T; balanced data has n_k = n and N = K n.
 Shorthands: mu = sqrt(lambda_W lambda_H), s = sqrt(n lambda_W lambda_H), c = K s,
-P_K = I - 11^T/K.  The results are the closed forms of the team's plain formula notes
-sections 2-5 (Zhu et al. 2021, arXiv 2105.02375; Tirer & Bruna 2022, arXiv 2202.08087;
-Dang et al. 2023 for the imbalanced MSE case), re-derived here.
+P_K = I - 11^T/K.  The results are closed forms in the settings of Zhu et al. 2021 (arXiv
+2105.02375, CE), Tirer & Bruna 2022 (arXiv 2202.08087, MSE) and Dang et al. 2023 (arXiv
+2301.00437, imbalanced MSE), derived here; how much of each paper was read is stated in the
+sources of ufm/models/plain/theory.py.
 
 The argument, step by step:
 
-1. Factorization bound (lemma, standard; plain_ufm.md section 1).
+1. Factorization bound (lemma, standard).
    min {lambda_W/2 ||W||^2 + lambda_H/2 ||H||^2 : W H = Z} = mu ||Z||_*  (d >= rank Z).
    Per singular value z of Z it is the scalar problem min_{w h = z} lambda_W w^2/2 +
    lambda_H h^2/2, which sympy solves: w^2 = sqrt(lambda_H/lambda_W) z,
    h^2 = sqrt(lambda_W/lambda_H) z, value mu z, and the two halves are equal (balancedness).
    Hence at an optimum with Z = U Sigma V^T:  W W^T = sqrt(lambda_H/lambda_W) U Sigma U^T and
    H^T H = sqrt(lambda_W/lambda_H) V Sigma V^T.
-2. Within-class collapse (plain_ufm.md section 1): for fixed (W, b) each h_i solves a strictly
-   convex problem, so H = Hbar Y and Z = Zbar Y.  Then ||Z||_* = ||Zbar D^{1/2}||_*, and a
-   singular direction u of Zbar D^{1/2} with D = n I has right vector v = Y^T u / sqrt(n), so
-   it contributes sqrt(lambda_W/lambda_H) z u u^T / n to Hbar^T Hbar (||h_{k,i}|| = ||hbar_k||).
-   The whole problem becomes the convex reduced problem
-   min_Z L(Z + b 1^T) + mu ||Z||_*   (plain_ufm.md section 7).
-3. CE, balanced.  By Zhu et al. Thm 3.1 the minimizer is a simplex ETF, Zbar = a P_K, a >= 0.
-   Its class-k logit column is a P_K e_k: own logit a(1 - 1/K), the K - 1 others -a/K, so the
-   margin is a and the CE of each sample is log(1 + (K - 1) e^{-a}) (computed below for a
-   symbolic K, and entrywise for K = 4).  Zbar D^{1/2} = a sqrt(n) P_K is symmetric PSD, so
-   its nuclear norm is a sqrt(n) tr P_K = a sqrt(n)(K - 1).  The reduced energy is
+2. Within-class collapse: for fixed (W, b) each h_i solves a strictly convex problem, so
+   H = Hbar Y and Z = Zbar Y.  Then ||Z||_* = ||Zbar D^{1/2}||_*, and a singular direction u
+   of Zbar D^{1/2} with D = n I has right vector v = Y^T u / sqrt(n), so it contributes
+   sqrt(lambda_W/lambda_H) z u u^T / n to Hbar^T Hbar (||h_{k,i}|| = ||hbar_k||).  The whole
+   problem becomes the convex reduced problem min_Z L(Z + b 1^T) + mu ||Z||_*.
+3. CE, balanced.  By Zhu et al. (abstract read; the theorem recalled as their Thm 3.1) the
+   minimizer is a simplex ETF, Zbar = a P_K, a >= 0.  Its class-k logit column is a P_K e_k:
+   own logit a(1 - 1/K), the K - 1 others -a/K, so the margin is a and the CE of each sample
+   is log(1 + (K - 1) e^{-a}) (computed below for a symbolic K, and entrywise for K = 4).
+   Zbar D^{1/2} = a sqrt(n) P_K is symmetric PSD, so its nuclear norm is
+   a sqrt(n) tr P_K = a sqrt(n)(K - 1).  The reduced energy is
    E(a) = log(1 + (K - 1) e^{-a}) + (K - 1) s a.
 4. E''(a) > 0 for K > 1 (convex).  E'(a) = 0 gives a* = log(1/s - (K - 1)), positive iff
    s < 1/K, i.e. c = K s < 1.  E'(0) = (K - 1)(K s - 1)/K >= 0 when c >= 1, so then a* = 0,
@@ -58,7 +59,7 @@ The argument, step by step:
    n_k/(2N) if dead; ||w_k||^2 = sqrt(n_k lambda_H/lambda_W) - N lambda_H,
    ||hbar_k||^2 = sqrt(lambda_W/(n_k lambda_H)) - N lambda_W/n_k, own logit
    1 - N sqrt(lambda_W lambda_H/n_k).
-9. Zero thresholds (plain_ufm.md section 5): Z = 0 (with the optimal bias) is global iff
+9. Zero thresholds: Z = 0 (with the optimal bias) is global iff
    ||grad_Z L||_op <= mu.  The gradient Grams at Z = 0 are P_K D P_K/N^2 (CE, no bias),
    (D - n n^T/N)/N^2 (CE or MSE with bias, b optimal) and D/N^2 (MSE, no bias); checked for
    K = 4 with symbolic n_k.  For balanced data all three have lambda_max = n, and
@@ -91,8 +92,8 @@ The argument, step by step:
 
 ``derive()`` returns the named results; balanced ones are in K, n, lambda_W, lambda_H (N = K n
 substituted), the imbalanced per-class ones in n_k, N, lambda_W, lambda_H.  Run
-``python -m derivations.plain_ufm`` to print them and the worked examples of plain_ufm.md
-section 8.
+``python -m derivations.plain_ufm`` to print them and the worked examples (``_NOTES``: numbers
+computed independently of this derivation, not read in a paper).
 """
 
 import sympy as sp
@@ -255,7 +256,7 @@ def _mse(fac: dict[str, sp.Expr], per: dict[str, sp.Expr]) -> dict[str, sp.Expr]
     assert _is_zero(rho - (1 - c) * sp.sqrt(lam_W / (n * lam_H)))
     assert _is_zero(w_norm2 - (1 - c) * sp.sqrt(n * lam_H / lam_W))
     assert _is_zero(w_norm2 - (sp.sqrt(n * lam_H / lam_W) - N * lam_H).subs(BALANCED))
-    # generator of plain_ufm.md 3.1: W = sqrt(n lambda_H/lambda_W) sqrt(rho) R^T
+    # the generator of the minimizers: W = sqrt(n lambda_H/lambda_W) sqrt(rho) R^T
     assert _is_zero(n * lam_H / lam_W * rho - w_norm2)
     assert _is_zero(sp.sqrt(n * lam_H / lam_W) * rho - (1 - c))  # W H = (1 - c) Y
 
@@ -388,7 +389,8 @@ def derive() -> dict[str, sp.Expr]:
     return {**_ce(fac), **mse, **_narrow(fac, per, mse)}
 
 
-# plain_ufm.md section 8 (the notes' numbers)
+# Worked examples: numbers computed independently of this derivation (and checked with a
+# numerical solver), not read in a paper
 _CE_EXAMPLE = {K: 4, n: 5, lam_W: 0.01, lam_H: 0.01}
 _MSE_EXAMPLE = {K: 4, n: 5, lam_W: 0.05, lam_H: 0.01}
 _NOTES = {
@@ -407,7 +409,7 @@ _NOTES = {
 
 
 def worked_examples(results: dict[str, sp.Expr]) -> dict[str, float]:
-    """Evaluate the results at the section 8 examples (CE and MSE, K = 4, n = 5)."""
+    """Evaluate the results at the worked examples (CE and MSE, K = 4, n = 5)."""
     out = {}
     for key in _NOTES:
         point = _CE_EXAMPLE if key.startswith("ce_") else _MSE_EXAMPLE
@@ -421,14 +423,14 @@ if __name__ == "__main__":
     results = derive()
     print_report(
         results,
-        "plain_ufm.md section 8 worked examples",
+        "worked examples",
         worked_examples(results),
         _NOTES,
         lambda key, value: abs(value - _NOTES[key]) <= 1e-7 * max(1.0, abs(value)),
     )
     lam = sp.Symbol("lambda", positive=True)
     (lam_c,) = sp.solve(results["mse_threshold"].subs({K: 4, n: 5, lam_W: lam, lam_H: lam}) - 1)
-    print(f"  equal-lambda threshold c = 1 at lambda = {float(lam_c):.6f} (notes: ~0.1118)")
+    print(f"  equal-lambda threshold c = 1 at lambda = {float(lam_c):.6f} (independent: ~0.1118)")
     print(f"  CE ||W||_F^2 = K ||w_k||^2 = {4 * results['ce_w_norm2'].subs(_CE_EXAMPLE):.8f}")
     print(f"  CE ||H||_F^2 = N ||h||^2   = {20 * results['ce_h_norm2'].subs(_CE_EXAMPLE):.8f}")
-    print("  (notes: ||W||_F^2 = ||H||_F^2 = 25.028398)")
+    print("  (independent: ||W||_F^2 = ||H||_F^2 = 25.028398)")

@@ -1,6 +1,6 @@
 """Closed forms of the perturbed-vicinity unconstrained features model, derived with sympy.
 
-Canonical convention (README.md, "The canonical convention", the only one in ``ufm``):
+Canonical convention (docs/convention.md, the only one in ``ufm``):
 
     f(W, H; H0) = (1/(2N)) ||W H - Y||_F^2 + lambda_W/2 ||W||_F^2 + lambda_H/2 ||H||_F^2
                   + beta/2 ||H - H0||_F^2
@@ -11,12 +11,13 @@ Shorthands c = K sqrt(n lambda_W lambda_H) (c < 1 throughout) and t = sqrt(lambd
 lambda_H)); inversely lambda_W = c t/K and lambda_H = c/(N t), so every closed form below is a
 rational function of (c, t, K, n, beta) and sympy checks identities without square roots.
 Paper ("T-norm") symbols: lambda_W^T = K lambda_W, lambda_H^T = N lambda_H, beta^T = N beta.
-The results are the team's vicinity formula notes sections 2-4, 6, 7, 9 (Tirer, Huang, Niles-Weed,
-ICML 2023, arXiv 2210.16658), re-derived here.
+The model, and the results named below Cor 2.2, Eq. 5, Eq. 6 and Thm 4.2, are those of Tirer,
+Huang & Niles-Weed (ICML 2023, arXiv 2210.16658; the body was read in the ICLR 2023
+submission, numbered as there, the appendices were not); everything below is derived here.
 
 The argument, step by step:
 
-1. Classifier (vicinity.md section 3).  Matrix calculus, term by term:
+1. Classifier.  Matrix calculus, term by term:
    grad_W f = (W H - Y) H^T/N + lambda_W W = (W A - Y H^T)/N with A = H H^T + N lambda_W I.
    A is positive definite, so f is strictly convex in W and W*(H) = Y H^T A^{-1}.  Checked
    again entrywise: for K = 2, d = 2, N = 3 with symbolic H and Y the linear system
@@ -34,14 +35,15 @@ The argument, step by step:
    (1-c) sqrt(n lambda_H/lambda_W), own logit w h = 1 - c, and the step-1 classifier at H* is
    n h/(n rho + N lambda_W) R^T = (h/t) R^T (n rho + N lambda_W = n t): (W*(H*), H*) is
    stationary for every beta.  It is the unique global minimizer: f(.; H*) = f_0 + beta/2
-   ||H - H*||^2 >= min f_0 = f_0(W*, H*) = f(W*, H*; H*) (plain_ufm.md: the OF is the global
-   minimizer of f_0 for c < 1, d >= K), equality forces H = H* and then W = W*(H*) (step 1).
-4. Implicit step (vicinity.md section 4).  Minimizing over W first, H_{1/beta} minimizes
+   ||H - H*||^2 >= min f_0 = f_0(W*, H*) = f(W*, H*; H*) (derivations/plain_ufm.py steps
+   5-6: the OF is the global minimizer of f_0 for c < 1, d >= K), equality forces H = H* and
+   then W = W*(H*) (step 1).
+4. Implicit step.  Minimizing over W first, H_{1/beta} minimizes
    L(H) + beta/2 ||H - H0||^2, so grad L(H) + beta (H - H0) = 0: H = H0 - eps g(H),
    eps = 1/beta, g = grad L.  With H = H0 + eps a_1 + eps^2 a_2 + O(eps^3) and g generic
    (two components, undefined functions) the series gives a_1 = -g(H0), a_2 = J_g(H0) g(H0):
    H_{1/beta} = H0 - g(H0)/beta + J_g(H0) g(H0)/beta^2 + O(beta^-3), J_g = Hess L.
-5. The Schur complement S0 (vicinity.md section 6).  The second-order term of f_0 at (W, H)
+5. The Schur complement S0.  The second-order term of f_0 at (W, H)
    in (dW, dH) is q = ||dW H + W dH||^2/(2N) + <R, dW dH>/N + lambda_W/2 ||dW||^2
    + lambda_H/2 ||dH||^2, R = W H - Y (checked against the Taylor coefficient for
    K = d = N = 2).  grad_dW q = (dW A + W dH H^T + R dH^T)/N = 0 gives dW = -M[dH],
@@ -97,8 +99,8 @@ The argument, step by step:
 ``derive()`` returns the named results: scalar closed forms in (K, n, d, lambda_W, lambda_H,
 beta), the paper forms in (lambda_W^T, lambda_H^T, beta^T), and matrix expressions in the
 MatrixSymbols W, H, Y, H_0, W_0, dH (``Identity(d)`` inside A).  Run
-``python -m derivations.vicinity`` to print them and the worked example of vicinity.md
-section 9.
+``python -m derivations.vicinity`` to print them and the worked example (``NOTES``: numbers
+computed independently of this derivation, not read in the paper).
 """
 
 import sympy as sp
@@ -626,29 +628,33 @@ def derive() -> dict[str, sp.Expr]:
     return res
 
 
-# How each result is established.  [P]: stated in the paper (vicinity.md), [D]: derived here.
+# How each result is established.  "paper": stated in the body of the paper (read) and derived
+# here; "ours": derived here, not in the part of the paper that was read; "paper + ours": the
+# paper states part of it (the implicit step; Eq. 5 and Thm 4.2), the rest is ours.
 # "symbolic" = sympy identity for general sizes (matrix calculus or scalar algebra); "explicit" =
 # sympy identity on explicit matrices of the sizes named in the docstring step; "numeric" = only
 # in tests/test_vicinity_derivation.py (dense jax Hessians, autodiff, the package's operators).
 TAGS = {
-    "W_star": "[P] step 1: symbolic (matrix calculus) + explicit K=2, d=2, N=3",
-    "grad_W_f, grad_H_f": "[D] step 1: symbolic; numeric vs jax.grad of the loss",
-    "grad_L": "[D] step 2: symbolic envelope + explicit K=d=N=2 (d/dH of L itself)",
-    "rho, w_norm2, own_logit, W_scale, c": "[P] step 3: scalar algebra (explicit K=3, n=2, d=4)",
-    "of_stationarity_W, of_stationarity_H": "[P] Cor 2.2 step 3: explicit reduction to scalars",
-    "explicit_step, implicit_*": "[P]/[D] step 4: series of H = H0 - g(H)/beta, generic g",
-    "M, S0, second_order_f0": "[D] step 5: symbolic + explicit K=d=N=2 Schur complement",
-    "s0_*, gamma_*, eq5_within_*, exact_within_*": "[D] step 6: symbolic, (1-c) cancels",
-    "s0_sym, eq5_mean_*, exact_mean_*, *_off_max": "[P]/[D] steps 7-8: explicit K=2, 3, 4",
-    "s0 spectrum with s0_mult_*": "[D] step 7: explicit eigenbasis K=3, n=2, d=5",
-    "mult_*": "[D] step 8: counting; numeric (dense F blocks) for K=3, 4, 6",
-    "nc1_ratio": "[D] step 6: algebra; numeric vs first-order NC1 of the package",
-    "paper_*, *_from_paper": "[P] step 9: symbolic substitution",
+    "W_star": "paper, step 1: symbolic (matrix calculus) + explicit K=2, d=2, N=3",
+    "grad_W_f, grad_H_f": "ours, step 1: symbolic; numeric vs jax.grad of the loss",
+    "grad_L": "ours, step 2: symbolic envelope + explicit K=d=N=2 (d/dH of L itself)",
+    "rho, w_norm2, own_logit, W_scale, c": "paper, step 3: scalar algebra (explicit K=3, n=2, d=4)",
+    "of_stationarity_W, of_stationarity_H": "paper, Cor 2.2 step 3: explicit reduction to scalars",
+    "explicit_step, implicit_*": "paper + ours, step 4: series of H = H0 - g(H)/beta, generic g",
+    "M, S0, second_order_f0": "ours, step 5: symbolic + explicit K=d=N=2 Schur complement",
+    "s0_*, gamma_*, eq5_within_*, exact_within_*": "ours, step 6: symbolic, (1-c) cancels",
+    "s0_sym, eq5_mean_*, exact_mean_*, *_off_max": "paper + ours, steps 7-8: explicit K=2, 3, 4",
+    "s0 spectrum with s0_mult_*": "ours, step 7: explicit eigenbasis K=3, n=2, d=5",
+    "mult_*": "ours, step 8: counting; numeric (dense F blocks) for K=3, 4, 6",
+    "nc1_ratio": "ours, step 6: algebra; numeric vs first-order NC1 of the package",
+    "paper_*, *_from_paper": "paper, step 9: symbolic substitution",
 }
 
 
-# vicinity.md section 9 (the notes' numbers): K = 4, n = 5, d = 6, T-norm lambda_W^T =
-# lambda_H^T = 0.2, beta^T = 100, i.e. canonical lambda_W = 0.05, lambda_H = 0.01, beta = 5
+# Worked example: numbers computed independently of this derivation (F built matrix-free and
+# checked against solver differences), not read in the paper.  K = 4, n = 5, d = 6, T-norm
+# lambda_W^T = lambda_H^T = 0.2, beta^T = 100, i.e. canonical lambda_W = 0.05, lambda_H = 0.01,
+# beta = 5
 _PAPER_EXAMPLE = {lam_W_T: sp.Rational(1, 5), lam_H_T: sp.Rational(1, 5), beta_T: 100}
 _SIZES = {K: 4, n: 5, d: 6}
 NOTES = {
@@ -677,7 +683,7 @@ NOTES = {
 
 
 def worked_examples(results: dict[str, sp.Expr]) -> dict[str, float]:
-    """Evaluate the results at the section 9 example, converted from the paper's units."""
+    """Evaluate the results at the worked example, converted from the paper's units."""
     conv = {"lambda_W": "lambda_W_from_paper", "lambda_H": "lambda_H_from_paper"}
     conv["beta"] = "beta_from_paper"
     out = {key: results[name].subs(_SIZES).subs(_PAPER_EXAMPLE) for key, name in conv.items()}
@@ -693,12 +699,10 @@ def worked_examples(results: dict[str, sp.Expr]) -> dict[str, float]:
 
 if __name__ == "__main__":
 
-    def close(key: str, value: float) -> bool:  # within half a unit of the notes' last digit
+    def close(key: str, value: float) -> bool:  # within half a unit of the last digit given
         digits = len(f"{NOTES[key]:.10g}".replace(".", "").lstrip("0"))
         tol = 0.6 * 10.0 ** (sp.floor(sp.log(abs(NOTES[key]), 10)) - digits + 1)
         return abs(value - NOTES[key]) <= tol
 
     results = derive()
-    print_report(
-        results, "vicinity.md section 9 worked example", worked_examples(results), NOTES, close
-    )
+    print_report(results, "worked example", worked_examples(results), NOTES, close)

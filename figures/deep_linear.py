@@ -8,13 +8,16 @@ in float64, not 30,000, to keep the script to a few minutes on 2 CPU cores).
 Left and middle: NC1 (Papyan's pinv form) and NC2 (distance of the layer's normalized
 class-mean Gram from the predicted one: an orthogonal frame when balanced, the closed-form
 general orthogonal frame when imbalanced) of the features entering each layer, for the
-global minimizer found by `ufm.solve` (dots) and the closed form (dashed). Right: the same
-quantities for the last layer and the loss gap to the closed-form minimum along SGD.
+global minimizer found by `ufm.solve` (dots) and the closed form (dashed, crosses). Right:
+NC1 and the Gram error of the last layer and the loss gap to the closed-form minimum along
+SGD. Values at or below their float64 round-off floor (`FLOORS`) are 0 to round-off: they are
+drawn as hollow markers in the grey band "round-off (exact)", never as data.
 
     python figures/deep_linear.py [--quick] [--out figures/out/deep_linear.png]
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import jax
@@ -26,13 +29,32 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 import ufm  # noqa: E402
 from ufm._theory import layer_quantities  # noqa: E402
 from ufm.check import layer_metrics  # noqa: E402
 
-FLOOR = 1e-16
-LABELS = {"nc1": "NC1", "nc2": "Gram error", "gap": "loss gap"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _style  # noqa: E402
+
+# Round-off floors. A quantity linear in the rounding errors of the features (the distance
+# of a normalized Gram from an orthogonal frame or from the predicted Gram, a relative loss
+# gap) can be as large as the features' relative error: a float64 product of M layers of
+# width d carries up to ~M d eps, 9 x 64 x 2.2e-16 = 1.3e-13 at the deepest setting. NC1 is
+# quadratic in the within-class deviations (Sigma_W is their second moment over Sigma_B's),
+# so its floor is the square. At or below these, a value is 0 up to round-off: "exact".
+# (Measured at the full setting: the closed form's NC1 <= 5e-30 and the solver's NC2 <= 2e-14;
+# the solver's Gram error in the imbalanced case, 1e-12 .. 3e-12, is tolerance, not round-off.)
+LINEAR_FLOOR = 1e-13
+FLOORS = {"nc1": LINEAR_FLOOR**2, "nc2": LINEAR_FLOOR, "gram": LINEAR_FLOOR, "gap": LINEAR_FLOOR}
+LABELS = {"nc1": "NC1", "nc2": "Gram error", "gap": "loss gap"}  # the trace's nc2: Gram error
+SGD_STYLES = {"nc1": "-", "nc2": "-.", "gap": ":"}
+WHO = ("solver", "theory")
+YLABELS = {
+    "nc1": r"NC1 $= \mathrm{Tr}(\Sigma_W\Sigma_B^+)/K$",
+    "nc2": r"NC2: $\|\bar G/\|\bar G\| - I/\sqrt{K}\|_F$",
+}
 
 
 def settings(quick: bool) -> dict:
@@ -45,6 +67,10 @@ def settings(quick: bool) -> dict:
         imbalanced=((200, 100, 50, 50), 6),
         steps=10_000,
     )
+
+
+def title(s: dict) -> str:
+    return f"deep linear MSE UFM, $K$=4, $d$={s['d']}, every $\\lambda$ = {s['lam']:g}"
 
 
 def gram_error(found: np.ndarray, predicted: np.ndarray) -> float:
@@ -130,44 +156,90 @@ def compute(quick: bool = False) -> dict:
     print(f"imbalanced, depth {M} ...", flush=True)
     problem = ufm.make("deep-linear", n=n_imb, depth=M, **common)
     out["imbalanced"].append(run_case(problem, s["steps"]))
-    out["title"] = f"deep linear MSE UFM, K=4, d={s['d']}, lambda={s['lam']:g}"
+    out["title"] = title(s)
     return out
 
 
-def plot(data: dict, out: Path) -> None:
-    fig, axes = plt.subplots(2, 3, figsize=(10, 5.6), constrained_layout=True)
+def plot(data: dict, out: Path):
+    """Draw and write the figure; returns it (open: the caller closes it)."""
+    with _style.context():
+        fig = _draw(data)
+        _style.save(fig, out)
+    return fig
+
+
+def _depth_colors(data: dict) -> dict[int, str]:
+    depths = sorted({c["depth"] for kind in ("balanced", "imbalanced") for c in data[kind]})
+    return {M: f"C{i}" for i, M in enumerate(depths)}
+
+
+def _draw(data: dict):
+    fig, axes = plt.subplots(2, 3, figsize=(_style.DOUBLE, 4.6), layout="constrained")
+    colors = _depth_colors(data)
+    letters = iter("abcdef")
     for row, kind in enumerate(("balanced", "imbalanced")):
-        for case in data[kind]:
-            layers = np.arange(1, case["depth"] + 1)
+        cases = data[kind]
+        for i, case in enumerate(cases):
+            color = colors[case["depth"]]
+            # depths share the layer axis: shift each a little so that no point hides another
+            layers = np.arange(1, case["depth"] + 1) + 0.12 * (i - (len(cases) - 1) / 2)
             for col, key in enumerate(("nc1", "nc2")):
-                ax = axes[row, col]
-                (line,) = ax.plot(layers, np.maximum(case["solver"][key], FLOOR), "o")
-                ax.plot(
-                    layers, np.maximum(case["theory"][key], FLOOR), "--", color=line.get_color()
-                )
-                line.set_label(f"M={case['depth']} ({case['verdict']})")
-            ax = axes[row, 2]
+                ax, floor = axes[row, col], FLOORS[key]
+                _style.floored(ax, layers, case["theory"][key], floor, "x--", color=color, ms=4)
+                _style.floored(ax, layers, case["solver"][key], floor, "o", color=color, ms=3)
             trace = case["sgd"]
-            for key, style in (("nc1", "-"), ("nc2", "--"), ("gap", ":")):  # nc2: Gram error
-                ax.plot(
-                    trace["step"],
-                    np.maximum(np.abs(trace[key]), FLOOR),
-                    style,
-                    label=f"{LABELS[key]}, M={case['depth']}",
+            for key, style in SGD_STYLES.items():
+                _style.floored(
+                    axes[row, 2], trace["step"], trace[key], FLOORS[key], style, color=color
                 )
-        for col, name in enumerate(("NC1", "NC2: distance from an OF")):
+        for col, key in enumerate(("nc1", "nc2")):
             ax = axes[row, col]
-            ax.set(yscale="log", xlabel="layer m (its input features)", ylabel=name)
-            ax.set_title(f"{kind}: {name}", fontsize=9)
-            ax.legend(fontsize=6)
+            ax.set(xlabel="layer $m$ (its input features)", ylabel=YLABELS[key])
+            ax.set_xticks(range(1, max(c["depth"] for c in cases) + 1))
+            ax.set_title(f"({next(letters)}) {kind}: {key.upper()} per layer")
+            if all(np.all(np.abs(c[who][key]) <= FLOORS[key]) for c in cases for who in WHO):
+                # nothing but round-off: say so, and leave room above the band for the note
+                ax.set_ylim(top=FLOORS[key] * 1e3)
+                ax.text(
+                    0.5,
+                    0.7,
+                    f"{key.upper()} = 0 at every layer\n(solver and closed form,\nto round-off)",
+                    transform=ax.transAxes,
+                    ha="center",
+                    va="center",
+                )
         ax = axes[row, 2]
-        ax.set(xscale="log", yscale="log", xlabel="SGD step")
-        ax.set_title(f"{kind}, last layer along SGD (theory: 0)", fontsize=9)
-        ax.legend(fontsize=6, ncol=2)
-    fig.suptitle(data["title"] + "; dots: ufm.solve, dashed: closed form", fontsize=9)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+        ax.set(xscale="log", xlabel="SGD step", ylabel="value (0 at the minimizer)")
+        ax.set_title(f"({next(letters)}) {kind}: SGD, last layer")
+    verdicts: dict[int, set] = {}
+    for kind in ("balanced", "imbalanced"):
+        for c in data[kind]:
+            verdicts.setdefault(c["depth"], set()).add(c["verdict"])
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=colors[M],
+            lw=2,
+            label=f"$M$={M}" + ("" if v == {"agrees"} else f" ({', '.join(sorted(v))})"),
+        )
+        for M, v in sorted(verdicts.items())
+    ]
+    gray = "0.3"
+    handles += [
+        Line2D([], [], color=gray, ls="none", marker="o", ms=3, label="ufm.solve"),
+        Line2D([], [], color=gray, ls="--", marker="x", ms=4, label="closed form"),
+    ]
+    handles += [
+        Line2D([], [], color=gray, ls=SGD_STYLES[key], label=f"SGD: {LABELS[key]}")
+        for key in SGD_STYLES
+    ]
+    labels = [h.get_label() for h in handles] + [_style.ROUNDOFF_LABEL]
+    handles.append(_style.roundoff_handle())
+    fig.legend(handles, labels, loc="outside lower center", ncol=5)
+    agree = all(c["verdict"] == "agrees" for k in ("balanced", "imbalanced") for c in data[k])
+    fig.suptitle(data["title"] + ("; every solve agrees with the closed form" if agree else ""))
+    return fig
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small setting for tests")
     parser.add_argument("--out", type=Path, default=Path("figures/out/deep_linear.png"))
     args = parser.parse_args(argv)
-    plot(compute(args.quick), args.out)
+    _style.close(plot(compute(args.quick), args.out))
     print(f"wrote {args.out}")
 
 

@@ -1,22 +1,24 @@
 """The mixup UFM of Fisher, Meng & Papyan (ICLR 2024, arXiv 2402.06171): theory version of the
-paper's Fig. 1, in the natural formulation of the team's mixup formula notes (one free feature per
-mixed example, soft label lam e_c1 + (1-lam) e_c2, lambda_bar = N lambda_H per feature).
+paper's Fig. 1, in the formulation of derivations/mixup.py (one free feature per mixed example,
+ soft label lam e_c1 + (1-lam) e_c2, lambda_bar = N lambda_H per feature).
 
 K=3, n=100, d=4, fixed simplex-ETF classifier of row norm 1 unless said otherwise; the mixing
 coefficients are the fixed list 0, 0.1, ..., 1 for every ordered class pair.
 
 Top row: features in the plane of the classifiers (orthonormal basis of span{w_k}, with w_k at
-90, 210, 330 degrees as in mixup.md §5). Grey rays: the classifiers; dotted rays: the decision
+90, 210, 330 degrees). Grey rays: the classifiers; dotted rays: the decision
 boundaries z_c = z_c'. Lines: the closed form lam -> h_cc'(lam) on a dense lam grid; dots:
 `ufm.solve`, coloured by the weight of the lower-index class of the pair; stars: the same-class
-features (one point per class for every lam).
+features (one point per class for every lam). Each title gives max |H - theory| (Delta H), or
+"Delta H = 0 (round-off)" where it is below the floor `H_FLOOR` of float64.
   (a) CE, lambda_H = 1e-5 (kappa = 500): the different-class features gather along the
       decision boundary, which each curve crosses at lam = 1/2 (the "channels"), and reach
       the classifier rays only as lam -> 0 or 1.
   (b) MSE: straight segments, convex combinations of the same-class points.
   (c) CE with a learned classifier (Beta(1,1) mixing by 8-point Gauss-Legendre quadrature,
       best of 4 restarts, 1 in --quick): the solver's W is a simplex ETF and its features lie
-      on the ETF-theory curves (mixup.md §4); each solution is drawn in its own W's plane.
+      on the ETF-theory curves (derivations/mixup.py, step 4); each solution is drawn in its
+      own W's plane.
 Bottom row, CE under the fixed ETF at lambda_H from 1e-2 to 1e-6 (kappa = 0.005 / lambda_H):
   (d) predicted probability of class c1 against lam (theory lines, solver dots) with the
       diagonal (perfect calibration);
@@ -28,7 +30,7 @@ Bottom row, CE under the fixed ETF at lambda_H from 1e-2 to 1e-6 (kappa = 0.005 
 """
 
 import argparse
-import io
+import sys
 from pathlib import Path
 
 import jax
@@ -39,19 +41,34 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import PIL.Image  # noqa: E402
 import scipy.special  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 import ufm  # noqa: E402
 from ufm.models import mixup as mx  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _style  # noqa: E402
 
 K, N_PER_CLASS, D = 3, 100, 4
 LAMS = tuple(round(0.1 * i, 10) for i in range(11))  # one compiled shape for every fixed-W solve
 MIX = ",".join(f"{x:g}" for x in LAMS)
 PLANE_LAMBDA_H = 1e-5  # kappa = 1.5 / (300 lambda_H) = 500: the mixed features form channels
 LEARNED = dict(classifier="learned", mix="beta:1:8", lambda_W=5e-4, lambda_H=1e-3)
-ANGLES = np.deg2rad([90.0, 210.0, 330.0])  # where w_0, w_1, w_2 are drawn (mixup.md §5)
+ANGLES = np.deg2rad([90.0, 210.0, 330.0])  # where w_0, w_1, w_2 are drawn
 CMAP = "viridis"
+TITLE = (
+    f"mixup UFM (Fisher, Meng & Papyan 2024; natural formulation), K={K}, n={N_PER_CLASS}, "
+    f"d={D}\nclassifier: fixed simplex ETF, $\\|w_k\\|$ = 1 ($\\lambda_H$ = {PLANE_LAMBDA_H:g} in "
+    f"(a), (b)), or learned ((c): $\\lambda_W$ = {LEARNED['lambda_W']:g}, $\\lambda_H$ = "
+    f"{LEARNED['lambda_H']:g})\n$\\lambda$ in {{0, 0.1, ..., 1}} ((c): Beta(1,1) by 8 "
+    "Gauss-Legendre nodes)"
+)
+# Round-off floor of max |H - theory| relative to max |H|: the solver's H is the minimizer of
+# a loss whose Hessian in H has condition number up to (r^2 K/(K-1) + lbar)/lbar = 500 at
+# lambda_H = 1e-5 (MSE; lbar = N lambda_H = 3e-3), so gradient-based stopping at round-off
+# locates H only to ~500 eps = 1.1e-13 relative. Below that, the two agree exactly.
+H_FLOOR = 1e-13
 
 
 def settings(quick: bool) -> dict:
@@ -215,12 +232,17 @@ def compute(quick: bool = False) -> dict:
     out["calibration"] = [calibration(lH, s["dense"]) for lH in s["calibration"]]
     values = np.geomspace(3e-2, 3e-7, s["sweep"])
     out["sweep"] = {"lambda_H": values.tolist(), "calibration_error": calibration_sweep(values)}
-    out["title"] = (
-        f"mixup UFM (Fisher, Meng & Papyan 2024; natural formulation, mixup.md), K={K}, "
-        f"n={N_PER_CLASS}, d={D}, fixed simplex ETF $\\|w_k\\|$=1 unless learned; "
-        "$\\lambda$ in {0, 0.1, ..., 1} ((c): 8 Gauss-Legendre nodes)"
-    )
+    out["title"] = TITLE
     return out
+
+
+def _error_text(panel: dict) -> str:
+    """max |H - theory| (Delta H) of a plane panel, or that it is 0 up to round-off."""
+    err = panel["max_abs_H_error"]
+    scale = float(np.max(np.abs(panel["xy"])))
+    if err <= H_FLOOR * scale:
+        return "$\\Delta H$ = 0 (round-off)"
+    return f"max $|\\Delta H|$ = {err:.0e}"
 
 
 def _plane(ax, panel: dict, title: str, norm) -> None:
@@ -229,85 +251,157 @@ def _plane(ax, panel: dict, title: str, norm) -> None:
     radius = 1.15 * float(np.max(np.hypot(*xy)))
     for k, angle in enumerate(ANGLES):
         u = np.array([np.cos(angle), np.sin(angle)])
-        ax.plot([0, radius * u[0]], [0, radius * u[1]], color="0.6", lw=1.2)
-        ax.annotate(f"$w_{k}$", radius * u * 1.04, ha="center", va="center", fontsize=9)
+        ax.plot([0, radius * u[0]], [0, radius * u[1]], color="0.6", lw=1)
+        ax.annotate(
+            f"$w_{k}$",
+            radius * u * 1.02,
+            ha="center",
+            va="center",
+            fontsize=7,
+            xytext=(6 * u[0], 6 * u[1]),
+            textcoords="offset points",
+        )
         boundary = -u  # z_c = z_c' between the two other classes: the ray opposite w_k
-        ax.plot([0, radius * boundary[0]], [0, radius * boundary[1]], ":", color="0.75", lw=1)
+        ax.plot([0, radius * boundary[0]], [0, radius * boundary[1]], ":", color="0.6", lw=0.8)
     for curve in panel["curves"]:
-        ax.plot(*np.asarray(curve["xy"]), color="0.25", lw=0.9, zorder=1)
+        ax.plot(*np.asarray(curve["xy"]), color="0.25", lw=0.8, zorder=1)
     # colour: the weight of the lower-index class, i.e. lam along the curve drawn from c' to c
     weight = np.where(c1 <= c2, lam, 1 - lam)
     mixed = c1 != c2
-    ax.scatter(*xy[:, mixed], c=weight[mixed], cmap=CMAP, norm=norm, s=18, zorder=3,
-               edgecolors="k", linewidths=0.3)  # fmt: skip
+    ax.scatter(
+        *xy[:, mixed],
+        c=weight[mixed],
+        cmap=CMAP,
+        norm=norm,
+        s=9,
+        zorder=3,
+        edgecolors="k",
+        linewidths=0.25,
+    )
     same = ~mixed
-    ax.scatter(*xy[:, same], c=[f"C{c}" for c in c1[same]], marker="*", s=110, zorder=4,
-               edgecolors="k", linewidths=0.4)  # fmt: skip
-    ax.set(aspect="equal", xlim=(-radius * 1.1, radius * 1.1), ylim=(-radius * 1.1, radius * 1.1))
-    ax.set_xticks([])
-    ax.set_yticks([])
-    err = panel["max_abs_H_error"]
-    ax.set_title(f"{title}\n{panel['verdict']}, max |H - theory| = {err:.1e}", fontsize=9)
+    ax.scatter(
+        *xy[:, same],
+        c=[f"C{c}" for c in c1[same]],
+        marker="*",
+        s=45,
+        zorder=4,
+        edgecolors="k",
+        linewidths=0.3,
+    )
+    lim = radius * 1.25
+    ax.set(aspect="equal", xlim=(-lim, lim), ylim=(-lim, lim))
+    ax.set(xlabel="$u_1$ (classifier plane)", ylabel="$u_2$")
+    ax.set_title(f"{title}\n{panel['verdict']}, {_error_text(panel)}")
 
 
-def plot(data: dict, out: Path) -> None:
-    fig, axes = plt.subplots(2, 3, figsize=(13, 8.4), constrained_layout=True)
+def plot(data: dict, out: Path):
+    """Draw and write the figure; returns it (open: the caller closes it)."""
+    with _style.context():
+        fig = _draw(data)
+        # a 256-colour palette keeps the PNG small enough for the README (~1/3 of the RGBA size)
+        _style.save(fig, out, quantize=True)
+    return fig
+
+
+def _draw(data: dict):
+    fig = plt.figure(figsize=(_style.DOUBLE, 5.5), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=(1.05, 1))
+    planes, lower = top.subplots(1, 3), bottom.subplots(1, 3)
     norm = matplotlib.colors.Normalize(0.0, 1.0)
-    ce, mse = data["ce"], data["mse"]
-    title = f"(a) CE, fixed ETF, $\\lambda_H$ = {ce['lambda_H']:g}, $\\kappa$ = {ce['kappa']:.3g}"
-    _plane(axes[0, 0], ce, title, norm)
-    _plane(axes[0, 1], mse, f"(b) MSE, fixed ETF, $\\lambda_H$ = {mse['lambda_H']:g}", norm)
-    lr = data["learned"]
-    title = f"(c) CE, learned W (r* = {lr['w_norm']:.3g}, $\\kappa$ = {lr['kappa']:.3g})"
-    _plane(axes[0, 2], lr, title + ", Beta(1,1) mix", norm)
+    ce, mse, lr = data["ce"], data["mse"], data["learned"]
+    _plane(planes[0], ce, f"(a) CE, fixed ETF, $\\kappa$ = {ce['kappa']:.3g}", norm)
+    _plane(planes[1], mse, "(b) MSE, fixed ETF", norm)
+    title = f"(c) CE, learned $W$ ($r^*$ = {lr['w_norm']:.3g}, $\\kappa$ = {lr['kappa']:.3g})"
+    _plane(planes[2], lr, title, norm)
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=CMAP)
-    fig.colorbar(sm, ax=axes[0, :], shrink=0.7, label="$\\lambda$ (curve from $w_{c'}$ to $w_c$)")
+    top.colorbar(sm, ax=planes, shrink=0.8, label="$\\lambda$ (from $w_{c'}$ to $w_c$)")
+    top.legend(
+        handles=[
+            Line2D([], [], color="0.25", lw=0.8, label="closed form"),
+            Line2D(
+                [],
+                [],
+                ls="none",
+                marker="o",
+                mfc="0.6",
+                mec="k",
+                mew=0.25,
+                ms=3.5,
+                label="ufm.solve, mixed classes",
+            ),
+            Line2D(
+                [],
+                [],
+                ls="none",
+                marker="*",
+                mfc="0.6",
+                mec="k",
+                mew=0.3,
+                ms=7,
+                label="ufm.solve, same class",
+            ),
+            Line2D([], [], color="0.6", lw=1, label="classifier rays $w_k$"),
+            Line2D([], [], color="0.6", ls=":", lw=0.8, label="decision boundaries"),
+        ],
+        loc="outside lower center",
+        ncol=5,
+    )
 
     cal = data["calibration"]
-    colors = plt.get_cmap("plasma")(np.linspace(0.0, 0.85, len(cal)))
-    ax = axes[1, 0]
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="calibrated: $p_{c_1}=\\lambda$")
+    lambdas = np.array([c["lambda_H"] for c in cal])
+    cal_norm = matplotlib.colors.LogNorm(lambdas.min(), lambdas.max())
+    cal_cmap = matplotlib.colors.LinearSegmentedColormap.from_list(
+        "plasma_cut", plt.get_cmap("plasma")(np.linspace(0.0, 0.85, 256))
+    )
+    colors = [cal_cmap(cal_norm(c["lambda_H"])) for c in cal]
+    ax = lower[0]
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     for c, color in zip(cal, colors, strict=True):
-        ax.plot(c["grid"], c["prob_theory"], color=color, lw=1)
-        ax.plot(c["lam"], c["prob"], "o", color=color, ms=3.5,
-                label=f"$\\lambda_H$={c['lambda_H']:.1g} ($\\kappa$={c['kappa']:.3g})")  # fmt: skip
+        ax.plot(c["grid"], c["prob_theory"], color=color, lw=0.9)
+        ax.plot(c["lam"], c["prob"], "o", color=color, ms=2.5)
     ax.set(xlabel="$\\lambda$ (weight of $c_1$)", ylabel="softmax$(z)_{c_1}$")
-    ax.set_title("(d) CE, fixed ETF: predicted probability (lines: theory, dots: solver)",
-                 fontsize=9)  # fmt: skip
-    ax.legend(fontsize=6.5, loc="upper left")
+    ax.set_title("(d) predicted probability")
 
-    ax = axes[1, 1]
+    ax = lower[1]
     odds = lambda lam: np.log(np.asarray(lam) / (1 - np.asarray(lam)))
     grid = np.asarray(cal[0]["grid"])
-    ax.plot(odds(grid), odds(grid), "k--", lw=0.8, label="log-odds (weak-regularization limit)")
+    ax.plot(odds(grid), odds(grid), "k--", lw=0.8)
     for c, color in zip(cal, colors, strict=True):
-        ax.plot(odds(c["grid"]), c["gap_theory"], color=color, lw=1)
+        ax.plot(odds(c["grid"]), c["gap_theory"], color=color, lw=0.9)
         inner = [(x, g) for x, g in zip(c["lam"], c["gap"], strict=True) if 0 < x < 1]
-        ax.plot(odds([x for x, _ in inner]), [g for _, g in inner], "o", color=color, ms=3.5)
+        ax.plot(odds([x for x, _ in inner]), [g for _, g in inner], "o", color=color, ms=2.5)
     ax.set(xlabel="$\\log(\\lambda/(1-\\lambda))$", ylabel="logit gap $z_{c_1}-z_{c_2}$")
-    ax.set_title("(e) logit gap; 0 at $\\lambda$ = 1/2 (on the boundary)", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("(e) logit gap (0 at $\\lambda$ = 1/2)")
 
-    ax = axes[1, 2]
+    ax = lower[2]
     sweep = data["sweep"]
-    ax.plot(sweep["lambda_H"], sweep["calibration_error"], "k-", lw=1, label="closed form")
+    ax.plot(sweep["lambda_H"], sweep["calibration_error"], "k-", lw=0.9)
     for c, color in zip(cal, colors, strict=True):
-        ax.plot(c["lambda_H"], c["calibration_error"], "o", color=color, ms=5)
-    ax.plot([], [], "ko", ms=4, label="ufm.solve")
+        ax.plot(c["lambda_H"], c["calibration_error"], "o", color=color, ms=3.5)
     ax.set(xscale="log", yscale="log", xlabel="$\\lambda_H$ ($\\kappa$ = 0.005 / $\\lambda_H$)")
-    ax.set(ylabel="max$_{0<\\lambda<1}$ |gap - log-odds|")
-    ax.set_title("(f) calibration error against the regularization", fontsize=9)
+    ax.set(ylabel="max$_{0<\\lambda<1}$ |gap $-$ log-odds|")
+    ax.set_title("(f) calibration error")
     ax.invert_xaxis()
-    ax.legend(fontsize=7)
-
-    fig.suptitle(data["title"], fontsize=9.5)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=100)
-    plt.close(fig)
-    # a 256-colour palette keeps the PNG small enough for the README (~1/3 of the RGBA size)
-    image = PIL.Image.open(buffer).convert("RGB").quantize(256, dither=PIL.Image.Dither.NONE)
-    image.save(out, optimize=True)
+    sm = matplotlib.cm.ScalarMappable(norm=cal_norm, cmap=cal_cmap)
+    bottom.colorbar(sm, ax=lower, shrink=0.8, label="$\\lambda_H$ of (d)-(f)")
+    bottom.legend(
+        handles=[
+            Line2D([], [], color="0.3", lw=0.9, label="closed form"),
+            Line2D([], [], color="0.3", ls="none", marker="o", ms=3, label="ufm.solve"),
+            Line2D(
+                [],
+                [],
+                color="k",
+                ls="--",
+                lw=0.8,
+                label="(d) calibrated $p_{c_1} = \\lambda$; (e) the log-odds",
+            ),
+        ],
+        loc="outside lower center",
+        ncol=3,
+    )
+    fig.suptitle(data["title"])
+    return fig
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -319,15 +413,19 @@ def main(argv: list[str] | None = None) -> None:
     for key in ("ce", "mse", "learned"):
         p = data[key]
         f = p["found"]
-        print(f"{key}: {p['verdict']}, max |H - theory| {p['max_abs_H_error']:.1e}, span "
-              f"residual {f['span_residual']:.1e}, same-class spread "
-              f"{f['same_class_spread']:.1e}, boundary gap {f['boundary_gap']:.1e}, "
-              f"ETF error {p['etf_error']:.1e}")  # fmt: skip
+        print(
+            f"{key}: {p['verdict']}, max |H - theory| {p['max_abs_H_error']:.1e}, span "
+            f"residual {f['span_residual']:.1e}, same-class spread "
+            f"{f['same_class_spread']:.1e}, boundary gap {f['boundary_gap']:.1e}, "
+            f"ETF error {p['etf_error']:.1e}"
+        )
     for c in data["calibration"]:
-        print(f"lambda_H={c['lambda_H']:.3g} (kappa {c['kappa']:.3g}): {c['verdict']}, "
-              f"calibration error {c['calibration_error']:.4g} "
-              f"(theory {c['calibration_error_theory']:.4g})")  # fmt: skip
-    plot(data, args.out)
+        print(
+            f"lambda_H={c['lambda_H']:.3g} (kappa {c['kappa']:.3g}): {c['verdict']}, "
+            f"calibration error {c['calibration_error']:.4g} "
+            f"(theory {c['calibration_error_theory']:.4g})"
+        )
+    _style.close(plot(data, args.out))
     print(f"wrote {args.out}")
 
 

@@ -10,7 +10,7 @@ at every depth. Each point is the best converged of 8 restarts (L-BFGS; depth >=
 spurious local minima, among them W = H = 0 itself); --quick: M = 1 .. 3, 8 values of
 lambda_W, 2 restarts.
 
-Closed form (Dang et al. 2023, deep_linear.md §4): class k is switched off iff n_k <=
+Closed form (derivations/deep_linear.py, steps 3-4; ours): class k is switched off iff n_k <=
 minority_threshold(N, lambda_H, lambda_W), i.e. iff lambda_W >= lambda_k(M) =
 n_k (M-1)^{(M-1)/M} / (M^2 N (N lambda_H)^{1/M}) (M = 1: n_k / (N^2 lambda_H)); for M >= 2
 the switch is a first-order transition. With two class sizes there are two thresholds per
@@ -33,6 +33,7 @@ lambda_W as M grows.
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -44,15 +45,24 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 import ufm  # noqa: E402
 import ufm.plot  # noqa: E402
 from ufm.models.deep_linear import minority_threshold  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _style  # noqa: E402
+
 COUNTS = (20, 20, 4, 4)
 N = sum(COUNTS)
 LAMBDA_H = 1e-2
 FIXED = dict(loss="mse", K=4, n=COUNTS, d=8, bias=False, lambda_H=LAMBDA_H)
+TITLE = (
+    f"deep linear UFM, MSE, no bias, $K$=4, $n$={COUNTS}, $d$=8, $\\lambda_H$={LAMBDA_H:g}, "
+    "the same $\\lambda_W$ on every layer"
+)
 ACTIVE = {"collapsed": 4, "minority_collapse": 2, "zero": 0}  # classes on, n = COUNTS
 
 
@@ -165,47 +175,71 @@ def compute(quick: bool = False) -> dict:
         "depths": list(s["depths"]),
         "restarts": s["restarts"],
         "seconds": total,
-        "title": (
-            f"deep linear UFM, MSE, no bias, K=4, n={COUNTS}, d=8, lambda_H={LAMBDA_H:g}, "
-            "the same lambda_W on every layer"
-        ),
+        "title": TITLE,
     }
 
 
-def plot(data: dict, out: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+def plot(data: dict, out: Path):
+    """Draw and write the figure; returns it (open: the caller closes it)."""
+    with _style.context():
+        fig = _draw(data)
+        _style.save(fig, out, quantize=True)
+    return fig
+
+
+def _draw(data: dict):
+    fig = plt.figure(figsize=(_style.DOUBLE, 3.9), layout="constrained")
+    subfigs = fig.subfigures(1, 2)
     s, same = data["summary"], data["same_scale"]["summary"]
+    gap = _style.value_text(s["max_abs_loss_gap"], _style.LOSS_GAP_FLOOR)
     panels = (
         (
             data["dataset"],
             "regime",
-            f"(a) regime of the best of {data['restarts']} restarts at scales 0.5 .. 2 "
-            f"(colour); theory boundary (black),\nexact thresholds (white): "
-            f"{s['agrees']}/{s['applicable']} points agree, regime == theory at "
-            f"{s['regime_matches']}, max |loss gap| {s['max_abs_loss_gap']:.0e}",
+            f"(a) regime, best of {data['restarts']} restarts at scales 0.5 .. 2\n"
+            f"{s['agrees']}/{s['applicable']} agree, regime = theory at "
+            f"{s['regime_matches']}\nmax |loss gap|: {gap}",
         ),
         (
             data["same_scale"]["dataset"],
             "verdict",
-            f"(b) verdict with {data['restarts']} restarts all at scale 1 (random directions "
-            f"only):\n{same['agrees']}/{same['applicable']} agree; the others stop in the "
-            "other branch (spurious minimum)",
+            f"(b) verdict, {data['restarts']} restarts all at scale 1\n"
+            f"{same['agrees']}/{same['applicable']} agree; the others stop in the\n"
+            "other branch (a spurious minimum)",
         ),
     )
-    for ax, (ds, color, title) in zip(axes, panels, strict=True):
-        ufm.plot.phase_diagram(ds, "lambda_W", "depth", color=color, ax=ax, title=title)
+    outline = [patheffects.withStroke(linewidth=3.6, foreground="k")]
+    for subfig, (ds, color, title) in zip(subfigs, panels, strict=True):
+        ax = subfig.subplots()
+        ufm.plot.phase_diagram(ds, "lambda_W", "depth", color=color, ax=ax)
+        ax.set_title(title, fontsize=plt.rcParams["axes.titlesize"])
+        legend = ax.get_legend()  # drawn inside the axes, over the cells: move it below
+        handles = list(legend.legend_handles)
+        labels = [t.get_text().replace("_", " ") for t in legend.get_texts()]
+        legend.remove()
+        for k, label in enumerate(labels):
+            if label.startswith("not converged"):
+                handles[k] = _style.unconverged_handle()
+        _style.mark_unconverged(ax)
         ax.set_yticks(data["depths"])
         ax.set_xlabel(r"$\lambda_W$ (every layer)")
-        ax.set_ylabel("depth M")
-    ax = axes[0]
-    for row in s["depths"]:
-        for key in ("minority", "zero"):
-            x = row[key]["exact"]
-            ax.plot([x, x], [row["depth"] - 0.45, row["depth"] + 0.45], color="w", lw=2.5)
-    fig.suptitle(data["title"], fontsize=9)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+        ax.set_ylabel("depth $M$")
+        if color == "regime":
+            for row in s["depths"]:
+                for key in ("minority", "zero"):
+                    x = row[key]["exact"]
+                    ax.plot(
+                        [x, x],
+                        [row["depth"] - 0.45, row["depth"] + 0.45],
+                        color="w",
+                        lw=2,
+                        path_effects=outline,
+                    )
+            handles.append(Line2D([], [], color="w", lw=2, path_effects=outline))
+            labels.append("exact thresholds $\\lambda_k(M)$")
+        subfig.legend(handles, labels, loc="outside lower center", ncol=2)
+    fig.suptitle(data["title"])
+    return fig
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -213,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small grid, for tests")
     parser.add_argument("--out", type=Path, default=Path("figures/out/phase_deep_linear.png"))
     args = parser.parse_args(argv)
-    plot(compute(args.quick), args.out)
+    _style.close(plot(compute(args.quick), args.out))
     print(f"wrote {args.out}")
 
 

@@ -26,6 +26,7 @@ predicted one among the converged points where the theory applies.
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -41,23 +42,26 @@ import numpy as np  # noqa: E402
 import ufm  # noqa: E402
 import ufm.plot  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _style  # noqa: E402
+
 IMBALANCED = (20, 20, 4, 4)
 PANELS = {
     "ce": dict(
-        title="(a) CE, balanced n=5, no bias",
+        title="(a) CE, balanced $n$=5, no bias",
         fixed=dict(loss="ce", K=4, n=5, d=8, bias=False),
     ),
     "mse": dict(
-        title="(b) MSE, balanced n=5, no bias",
+        title="(b) MSE, balanced $n$=5, no bias",
         fixed=dict(loss="mse", K=4, n=5, d=8, bias=False),
     ),
     "mse_imbalanced": dict(
-        title="(c) MSE, imbalanced n=(20,20,4,4), no bias",
+        title="(c) MSE, $n$=(20,20,4,4), no bias",
         fixed=dict(loss="mse", K=4, n=IMBALANCED, d=8, bias=False),
     ),
     "ce_imbalanced": dict(
-        title="(d) CE, imbalanced n=(20,20,4,4), bias with lambda_b=0\n"
-        "(inside the zero threshold: numerics only, theory not_applicable)",
+        title="(d) CE, $n$=(20,20,4,4), bias, $\\lambda_b$=0\n"
+        "inside the zero line: numerics only (no theory)",
         fixed=dict(loss="ce", K=4, n=IMBALANCED, d=8, bias=True, lambda_b=0.0),
     ),
 }
@@ -71,6 +75,15 @@ def settings(quick: bool) -> dict:
     if quick:
         return dict(lambdas=np.geomspace(1e-4, 1.0, 10), chunk={"ce": 50, "mse": 100})
     return dict(lambdas=np.geomspace(1e-4, 1.0, 48), chunk={"ce": 16, "mse": 256})
+
+
+def title(s: dict) -> str:
+    n = len(s["lambdas"])
+    return (
+        f"plain UFM, $K$=4, $d$=8: regime found by the solver at each of {n} $\\times$ {n} "
+        "points (colour);\nclosed-form boundaries $\\lambda_W\\lambda_H = \\mu_c^2$ of "
+        "ufm.theory (black lines)"
+    )
 
 
 def _counts(values: np.ndarray) -> dict[str, int]:
@@ -116,8 +129,9 @@ def summarize(ds) -> dict:
 
 def summary_line(title: str, s: dict, seconds: float) -> str:
     found = ", ".join(f"{k} {v}" for k, v in s["regimes"].items())
+    name = title.splitlines()[0].replace("$", "").replace("\\", "")  # plain text, no TeX
     return (
-        f"{title.splitlines()[0]}: {s['points']} points, {s['converged']} converged, "
+        f"{name}: {s['points']} points, {s['converged']} converged, "
         f"theory applies at {s['applicable']}: {s['agrees']} agree, regime == theory_regime at "
         f"{s['regime_matches']}; found {found}; max |loss gap| {s['max_abs_loss_gap']:.1e} "
         f"({seconds:.1f} s)"
@@ -145,31 +159,51 @@ def compute(quick: bool = False) -> dict:
             "seconds": seconds,
         }
     out["seconds"] = time.perf_counter() - began
-    n = len(s["lambdas"])
-    out["title"] = (
-        f"plain UFM, K=4, d=8: regime found by the solver at each of {n} x {n} points "
-        "(colour); closed-form boundaries lambda_W lambda_H = mu_c^2 of ufm.theory (black)"
-    )
+    out["title"] = title(s)
     print(f"total {out['seconds']:.1f} s", flush=True)
     return out
 
 
-def plot(data: dict, out: Path) -> None:
-    fig, axes = plt.subplots(2, 2, figsize=(11, 9.6), constrained_layout=True)
+def plot(data: dict, out: Path):
+    """Draw and write the figure; returns it (open: the caller closes it)."""
+    with _style.context():
+        fig = _draw(data)
+        _style.save(fig, out, quantize=True)
+    return fig
+
+
+def take_legend(ax, handles: dict) -> None:
+    """Move the legend `ufm.plot.phase_diagram` drew inside the axes (over the cells) into
+    `handles` (label -> handle, first seen wins), for one legend outside every panel."""
+    legend = ax.get_legend()
+    if legend is None:
+        return
+    for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
+        label = text.get_text()
+        if label.startswith("not converged"):  # the counts are in the panel titles
+            label, handle = "not converged (hatched)", _style.unconverged_handle()
+        handles.setdefault(label.replace("_", " "), handle)
+    legend.remove()
+
+
+def _draw(data: dict):
+    fig, axes = plt.subplots(2, 2, figsize=(_style.DOUBLE, 6.4), layout="constrained")
+    handles: dict = {}
     for ax, panel in zip(axes.ravel(), data["panels"].values(), strict=True):
         ufm.plot.phase_diagram(panel["dataset"], "lambda_W", "lambda_H", ax=ax, title=None)
+        take_legend(ax, handles)
+        _style.mark_unconverged(ax)
         s = panel["summary"]
         ax.set_title(
-            f"{panel['title']}\n{s['agrees']}/{s['applicable']} applicable points agree, "
-            f"{s['converged']}/{s['points']} converged",
-            fontsize=9,
+            f"{panel['title']}\n{s['agrees']}/{s['applicable']} applicable agree, "
+            f"{s['converged']}/{s['points']} converged"
         )
         ax.set_xlabel(r"$\lambda_W$")
         ax.set_ylabel(r"$\lambda_H$")
-    fig.suptitle(data["title"], fontsize=9)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    order = sorted(handles, key=lambda k: (k.startswith("theory"), k.startswith("not")))
+    fig.legend([handles[k] for k in order], order, loc="outside lower center", ncol=4)
+    fig.suptitle(data["title"])
+    return fig
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="10 x 10 grids, for tests")
     parser.add_argument("--out", type=Path, default=Path("figures/out/phase_plain.png"))
     args = parser.parse_args(argv)
-    plot(compute(args.quick), args.out)
+    _style.close(plot(compute(args.quick), args.out))
     print(f"wrote {args.out}")
 
 

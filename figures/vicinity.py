@@ -2,7 +2,8 @@
 
     f(W, H; H0) = ||W H - Y||^2/(2N) + lW/2 ||W||^2 + lH/2 ||H||^2 + beta/2 ||H - H0||^2
 
-in canonical units (vicinity.md; the paper's beta^T = N beta), on the notes' worked example
+in canonical units (docs/convention.md; the paper's beta^T = N beta), on the worked example
+of derivations/vicinity.py,
 K=4, n=5, d=6, lW=0.05, lH=0.01, with H0 the collapsed minimizer plus Gaussian noise.
 
 Top row: the central path, i.e. the gradient flow dH/dtau = -grad L(H) of the reduced loss
@@ -16,12 +17,15 @@ Bottom: left, the same against lH and lW scaled by a common factor (beta = 0.5):
 NC1, lW raises it. Middle and right: the singular values of the blocks F_kk and F_kk' of the
 large-beta operator F (Eq. 5) at a collapsed H0, against Thm 4.2 (dotted: extreme values) and
 the full predicted spectrum (solid staircase), for the worked example (beta=5) and the
-paper's Fig. 1 setting (K=4, n=10, d=10, beta^T=100, lW^T=sqrt 2, lH^T=0.5 so c<1).
+paper's Fig. 1 setting (K=4, n=10, d=10, beta^T=100, lW^T=sqrt 2, lH^T=0.5 so c<1). F_kk' has
+rank 1: its other singular values are 0 to round-off (below `SV_FLOOR`) and are drawn as
+hollow markers in the grey band "round-off (exact)".
 
     python figures/vicinity.py [--quick] [--out figures/out/vicinity.png]
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import jax
@@ -32,6 +36,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 import ufm  # noqa: E402
 from ufm.models.vicinity import (  # noqa: E402
@@ -40,8 +45,17 @@ from ufm.models.vicinity import (  # noqa: E402
     linear_response,
 )
 
-FLOOR = 1e-20
-BASE = dict(K=4, n=5, d=6, lambda_W=0.05, lambda_H=0.01)  # vicinity.md §9
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _style  # noqa: E402
+
+# Round-off floor of the singular values of F's blocks: F's entries are O(1) (its diagonal
+# blocks have singular values in [0.9, 1]) and carry relative rounding errors of a few eps,
+# so the computed singular values are off by up to ~(d n) eps ||F|| = 100 x 2.2e-16 ~ 2e-14
+# (d n <= 100 here). The off-diagonal block has rank 1: its other singular values are 0 and
+# come out at or below this; they are drawn as exact, not as data.
+SV_FLOOR = 1e-13
+# the worked example of derivations/vicinity.py
+BASE = dict(K=4, n=5, d=6, lambda_W=0.05, lambda_H=0.01)
 SPECTRA = (  # (label, ufm.make keywords) for the Thm 4.2 panels
     ("worked example: K=4, n=5, d=6, $\\beta$=5", dict(BASE, beta=5.0)),
     (
@@ -165,38 +179,47 @@ def _flow_label(f: dict) -> str:
     return f"noise {f['noise']:g}, seed {f['seed']}"
 
 
-def plot(data: dict, out: Path) -> None:
-    fig, axes = plt.subplots(2, 3, figsize=(14, 8), constrained_layout=True)
+def plot(data: dict, out: Path):
+    """Draw and write the figure; returns it (open: the caller closes it)."""
+    with _style.context():
+        fig = _draw(data)
+        _style.save(fig, out)
+    return fig
+
+
+def _draw(data: dict):
+    fig = plt.figure(figsize=(_style.DOUBLE, 5.4), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=(1, 1.08))
+    axes = np.array([top.subplots(1, 3), bottom.subplots(1, 3)])
     lH = data["lambda_H"]
+    noises = sorted({f["noise"] for f in data["flows"]})
+    flow_color = {noise: f"C{i}" for i, noise in enumerate(noises)}
 
     ax = axes[0, 0]
     for f in data["flows"]:
-        ax.plot(f["tau"], f["nc1"], label=_flow_label(f))
+        ax.plot(f["tau"], f["nc1"], color=flow_color[f["noise"]])
     last = max(data["flows"], key=lambda f: f["nc1"][-1])
     tau = np.asarray(last["tau"])
     ref = last["nc1"][-1] * np.exp(-2 * lH * (tau - tau[-1]))
     keep = tau >= 0.4 * tau[-1]
-    ax.plot(tau[keep], 3 * ref[keep], ":", color="gray", label="$\\propto e^{-2\\lambda_H\\tau}$")
+    ax.plot(tau[keep], 3 * ref[keep], ":", color="k")
     ax.set(yscale="log", xlabel="flow time $\\tau$", ylabel="NC1 = Tr$\\Sigma_W$ / Tr$\\Sigma_B$")
-    ax.set_title("NC1 along the gradient flow (Thm 3.1: decreasing)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title("(a) NC1 along the flow (Thm 3.1)")
 
     ax = axes[0, 1]
     for f in data["flows"]:
-        (line,) = ax.plot(f["tau"], f["within"], label=_flow_label(f))
-        ax.plot(f["tau"], f["between"], "--", color=line.get_color())
-    ax.plot([], [], "k-", label="$e^{2\\lambda_H\\tau}$Tr$\\Sigma_W$ (decreasing)")
-    ax.plot([], [], "k--", label="$e^{2\\lambda_H\\tau}$Tr$\\Sigma_B$ (increasing)")
-    ax.set(yscale="log", xlabel="flow time $\\tau$", ylabel="value / value at $\\tau$=0")
-    ax.set_title("scaled traces along the flow (Thm 3.1)", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+        color = flow_color[f["noise"]]
+        ax.plot(f["tau"], f["within"], color=color)
+        ax.plot(f["tau"], f["between"], "--", color=color)
+    ax.set(yscale="log", xlabel="flow time $\\tau$", ylabel="value / value at $\\tau$ = 0")
+    ax.set_title("(b) scaled traces (Thm 3.1)")
 
     ax = axes[0, 2]
     b = data["beta"]
-    (dots,) = ax.plot(b["values"], b["solved"], "o", label="ufm.solve")
-    ax.plot(b["values"], b["linear_response"], "-", color=dots.get_color(), label="linear response")
-    ax.plot(b["values"], b["explicit_step"], "--", color="C1", label="explicit step")
-    ax.axvline(data["validity"], color="gray", ls=":", label="max(1/N, $\\lambda_H$)")
+    ax.plot(b["values"], b["linear_response"], "-", color="k", lw=0.9)
+    ax.plot(b["values"], b["explicit_step"], "--", color="0.45", lw=0.9)
+    ax.plot(b["values"], b["solved"], "o", color="C3", ms=3.5, zorder=3)
+    ax.axvline(data["validity"], color="0.6", ls=":", lw=0.9)
     ax.set(
         xscale="log",
         yscale="log",
@@ -204,25 +227,46 @@ def plot(data: dict, out: Path) -> None:
         xlabel="$\\beta$ (canonical; $\\beta^T = N\\beta$)",
         ylabel="NC1(minimizer) / NC1($H_0$)",
     )
-    ax.set_title("against $\\beta$ (noise 0.05)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title(f"(c) against $\\beta$ (noise {SWEEP_NOISE:g})")
+    handles = [Line2D([], [], color=flow_color[n], label=f"(a, b) noise {n:g}") for n in noises] + [
+        Line2D([], [], color="k", ls=":", label="(a) $\\propto e^{-2\\lambda_H\\tau}$"),
+        Line2D([], [], color="0.3", label="(b) $e^{2\\lambda_H\\tau}$Tr$\\Sigma_W$ (decreases)"),
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            ls="--",
+            label="(b) $e^{2\\lambda_H\\tau}$Tr$\\Sigma_B$ (increases)",
+        ),
+        Line2D([], [], color="C3", ls="none", marker="o", ms=3.5, label="(c) ufm.solve"),
+        Line2D([], [], color="k", lw=0.9, label="(c) linear response"),
+        Line2D([], [], color="0.45", ls="--", lw=0.9, label="(c) explicit step"),
+        Line2D([], [], color="0.6", ls=":", lw=0.9, label="(c) $\\beta$ = max(1/N, $\\lambda_H$)"),
+    ]
+    top.legend(handles=handles, loc="outside lower center", ncol=4)
 
     ax = axes[1, 0]
+    names = {"lambda_H": "\\lambda_H", "lambda_W": "\\lambda_W"}
+    handles = []
     for i, c in enumerate(data["lambdas"]):
-        color = f"C{2 + i}"
-        name = {"lambda_H": "\\lambda_H", "lambda_W": "\\lambda_W"}[c["parameter"]]
+        color = f"C{4 + i}"
         base = c["values"][0] / c["factors"][0]
-        ax.plot(c["factors"], c["solved"], "o", color=color, label=f"${name}$ = {base:g} × factor")
-        ax.plot(c["factors"], c["linear_response"], "-", color=color)
-        ax.plot(c["factors"], c["explicit_step"], "--", color=color)
-    ax.plot([], [], "k-", label="linear response")
-    ax.plot([], [], "k--", label="explicit step")
+        ax.plot(c["factors"], c["linear_response"], "-", color=color, lw=0.9)
+        ax.plot(c["factors"], c["explicit_step"], "--", color=color, lw=0.9)
+        ax.plot(c["factors"], c["solved"], "o", color=color, ms=3.5, zorder=3)
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=color,
+                marker="o",
+                ms=3.5,
+                label=f"(d) ${names[c['parameter']]}$ = {base:g} $\\times$ factor",
+            )
+        )
     ax.set(xscale="log", xlabel="factor on $\\lambda$ (the other fixed)")
     ax.set(ylabel="NC1(minimizer) / NC1($H_0$)")
-    ax.set_title(
-        f"against $\\lambda_H$, $\\lambda_W$ ($\\beta$={SWEEP_BETA:g}, noise 0.05)", fontsize=9
-    )
-    ax.legend(fontsize=7)
+    ax.set_title(f"(d) against $\\lambda$ ($\\beta$ = {SWEEP_BETA:g})")
 
     for col, key in ((1, "diag"), (2, "off")):
         ax = axes[1, col]
@@ -230,31 +274,45 @@ def plot(data: dict, out: Path) -> None:
             color, marker = f"C{i}", "os"[i % 2]
             values = np.asarray(sp[key])
             x = (np.arange(values.size) + 0.5) / values.size
-            ax.plot(x, np.maximum(values, FLOOR), marker, color=color, ms=4, ls="none",
-                    label=f"{sp['label']} (c={sp['c']:.2f})")  # fmt: skip
             if key == "diag":
                 full = np.sort(np.concatenate([np.full(m, v) for v, m in sp["spectrum"]]))
                 ax.step(x, full, where="mid", color=color, lw=1, alpha=0.6)
                 for name in ("diag_min", "diag_max"):
-                    ax.axhline(sp["predicted"][name], color=color, ls=":", lw=1)
+                    ax.axhline(sp["predicted"][name], color=color, ls=":", lw=0.9)
+                ax.plot(x, values, marker, color=color, ms=3, ls="none")
             else:
-                ax.axhline(sp["predicted"]["off_max"], color=color, ls=":", lw=1)
+                ax.axhline(sp["predicted"]["off_max"], color=color, ls=":", lw=0.9)
+                _style.floored(ax, x, values, SV_FLOOR, marker, color=color, ms=3)
         if key == "diag":
-            ax.plot([], [], "k-", lw=1, alpha=0.6, label="predicted spectrum (notes §7)")
-            ax.plot([], [], "k:", lw=1, label="Thm 4.2: $\\sigma_{min}$, $\\sigma_{max}$ = 1")
             ax.set(ylabel="singular value of $F_{kk}$")
-            ax.set_title("diagonal block $F_{kk}$ of Eq. 5 at a collapsed $H_0$", fontsize=9)
+            ax.set_title("(e) diagonal block $F_{kk}$ of Eq. 5")
         else:
-            ax.plot([], [], "k:", lw=1, label="Thm 4.2: $2\\lambda_H(1-c)/\\beta$, rank 1")
-            ax.set(yscale="log", ylabel="singular value of $F_{kk'}$ (floored at 1e-20)")
-            ax.set_title("off-diagonal block $F_{kk'}$: rank 1 (rest is round-off)", fontsize=9)
-        ax.set(xlabel="rank / (d n), sorted")
-        ax.legend(fontsize=7, loc="upper left" if key == "diag" else "upper right")
-
-    fig.suptitle(data["title"], fontsize=10)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+            ax.set(ylabel="singular value of $F_{kk'}$")
+            ax.set_title("(f) off-diagonal block $F_{kk'}$: rank 1")
+        ax.set(xlabel="rank / ($d n$), sorted")
+    handles += [
+        Line2D(
+            [],
+            [],
+            color=f"C{i}",
+            marker="os"[i % 2],
+            ms=3,
+            ls="none",
+            label=f"(e, f) {sp['label']} ($c$ = {sp['c']:.2f})",
+        )
+        for i, sp in enumerate(data["spectra"])
+    ]
+    handles += [
+        Line2D([], [], color="0.3", ls="none", marker="o", ms=3.5, label="(d) ufm.solve"),
+        Line2D([], [], color="0.3", label="(d) linear response"),
+        Line2D([], [], color="0.3", ls="--", label="(d) explicit step"),
+        Line2D([], [], color="0.3", alpha=0.6, label="(e) predicted spectrum (ours)"),
+        Line2D([], [], color="0.3", ls=":", label="(e, f) Thm 4.2: extreme values"),
+    ]
+    labels = [h.get_label() for h in handles] + [_style.ROUNDOFF_LABEL]
+    bottom.legend([*handles, _style.roundoff_handle()], labels, loc="outside lower center", ncol=2)
+    fig.suptitle(data["title"])
+    return fig
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -265,15 +323,19 @@ def main(argv: list[str] | None = None) -> None:
     data = compute(args.quick)
     for f in data["flows"]:
         holds = all(v["holds"] for v in f["monotonicity"].values())
-        print(f"flow {_flow_label(f)}: Thm 3.1 holds {holds}, NC1 {f['nc1'][0]:.3g} -> "
-              f"{f['nc1'][-1]:.3g}")  # fmt: skip
+        print(
+            f"flow {_flow_label(f)}: Thm 3.1 holds {holds}, NC1 {f['nc1'][0]:.3g} -> "
+            f"{f['nc1'][-1]:.3g}"
+        )
     for c in [data["beta"], *data["lambdas"]]:
-        print(f"{c['parameter']} sweep: converged {c['converged']}, max relative error of the "
-              f"linear response {c['max_rel_error_linear_response']:.2e}")  # fmt: skip
+        print(
+            f"{c['parameter']} sweep: converged {c['converged']}, max relative error of the "
+            f"linear response {c['max_rel_error_linear_response']:.2e}"
+        )
     for sp in data["spectra"]:
         label = sp["label"].replace("$", "").replace("\\", "")
         print(f"{label}: Thm 4.2 holds {sp['holds']}, max error {sp['max_error']:.1e}")
-    plot(data, args.out)
+    _style.close(plot(data, args.out))
     print(f"wrote {args.out}")
 
 

@@ -57,7 +57,8 @@ def test_solve_json_has_the_documented_keys_and_numbers(capsys, tmp_path):
     assert r["converged"] and r["grad_norm"] <= 1e-10
     assert (r["theory"]["regime"], r["theory"]["geometry"]) == ("collapsed", "orthogonal_frame")
     assert r["check"]["verdict"] == "agrees"
-    # at an exact orthogonal frame Papyan's NC3 is 2 - 2 sqrt((K-1)/K) (metrics.md §4), not 0
+    # at an exact orthogonal frame Papyan's NC3 is 2 - 2 sqrt((K-1)/K), not 0 (derived by hand
+    # in tests/test_metrics.py)
     assert r["metrics"]["nc3"] == pytest.approx(2 - 2 * np.sqrt(3 / 4), abs=1e-8)
     assert json.loads((tmp_path / "r.json").read_text())["loss"] == r["loss"]
     saved = np.load(tmp_path / "p.npz")

@@ -48,7 +48,8 @@ def test_solver_reaches_closed_form(depth, n, bias):
 
 
 def test_worked_example_numbers():
-    """deep_linear.md §8(a), computed independently in the notes."""
+    """The balanced MSE worked example of derivations/deep_linear.py (``NOTES``): numbers
+    computed independently of the package, not read in a paper."""
     theory = ufm.theory(deep(lambda_W=0.005, lambda_H=0.005))
     assert theory.loss == pytest.approx(0.059359842, rel=1e-7)
     assert theory.geometry == "orthogonal_frame"
@@ -159,7 +160,8 @@ def test_spurious_minimum_is_reported():
 
 # --- cross-entropy: ETF against the low-rank orthoplex -------------------------------------
 def test_ce_orthoplex_beats_etf():
-    """deep_linear.md §8(b): E*_ETF = 0.11707402, min E_orth = 0.10729646 (K=4, M=3)."""
+    """The deep CE worked example of derivations/deep_linear.py: E*_ETF = 0.11707402,
+    min E_orth = 0.10729646 (K=4, M=3)."""
     problem = deep("ce", lambda_W=0.005, lambda_H=0.005)
     mu = dl.mu(0.005, [0.005] * 3)
     a, etf = dl.etf_best(4, 5, mu, 3)

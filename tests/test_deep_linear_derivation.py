@@ -1,6 +1,6 @@
 """Deep linear UFM: the sympy derivation (derivations/deep_linear.py), lambdified, against the
-package's closed forms (ufm._theory.direction_minimizer, ufm.models.deep_linear) and the notes'
-worked examples (deep_linear.md §8)."""
+package's closed forms (ufm._theory.direction_minimizer, ufm.models.deep_linear) and the worked
+examples of derivations/deep_linear.py (``NOTES``)."""
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from ufm.models import plain as cf
 
 DEPTHS = (1, 2, 3, 4, 5, 6)
 
-NOTES = dv.NOTES  # deep_linear.md §8, the notes' own numbers (computed independently)
+NOTES = dv.NOTES  # worked examples: numbers computed independently, not read in a paper
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_m1_is_the_plain_soft_threshold(f):
         a, psi_min = direction_minimizer(s, N, mu, 1)
         gam = f["gamma"](1, N, mu, s)
         np.testing.assert_allclose(a, np.maximum(0.0, f["own_fraction_M1"](gam)), atol=1e-15)
-        z = np.maximum(0.0, s - N * mu)  # plain_ufm.md: soft threshold of the singular values
+        z = np.maximum(0.0, s - N * mu)  # derivations/plain_ufm.py step 5: soft threshold
         np.testing.assert_allclose(a * s, z, atol=1e-13)
         alive = s > N * mu
         expect = np.where(alive, mu * s - N * mu**2 / 2, s**2 / (2 * N))
@@ -253,7 +253,7 @@ def test_per_layer_quantities_match_theory(f, depth, counts, lam_W, lam_H):
 
 
 # ------------------------------------------------------------------------------------------
-# worked examples (deep_linear.md §8)
+# worked examples (derivations/deep_linear.py, ``NOTES``)
 
 
 def test_derivation_reproduces_the_worked_examples(derived):

@@ -1,5 +1,5 @@
-"""ufm.metrics: exact geometries, the worked example of metrics.md §6, hand-computed noise
-cases, invariances, degenerate inputs and jit.
+"""ufm.metrics: exact geometries, a worked example (orthogonal-frame means with noise along one
+direction), hand-computed noise cases, invariances, degenerate inputs and jit.
 
 Expected numbers are derived by hand in the comments, never copied from a run. float64
 throughout (conftest); tolerances 1e-12 unless a comment says otherwise. Inputs are built
@@ -98,7 +98,7 @@ def test_orthogonal_frame_means():
     for name in ("nc2_of", "nc2", "nc2_equinorm", "nc2_equiangularity", "nc3_uncentred"):
         assert abs(out[name]) < 1e-12, name
     # at an OF, Papyan's centred NC3 is ||F^T/sqrt K - P/sqrt(K-1)||^2
-    # = 1 + 1 - 2 Tr(P)/sqrt(K (K-1)) = 2 - 2 sqrt((K-1)/K)  (metrics.md §4)
+    # = 1 + 1 - 2 Tr(P)/sqrt(K (K-1)) = 2 - 2 sqrt((K-1)/K)
     assert out["nc3"] == pytest.approx(2 - 2 * math.sqrt((K - 1) / K), abs=1e-12)
     # and the uncentred ETF error is its square root
     assert out["nc2_uncentred"] == pytest.approx(math.sqrt(2 - 2 * math.sqrt((K - 1) / K)))
@@ -115,7 +115,7 @@ def test_nc1_pinv_nonnegative_at_exact_collapse():
     assert 0.0 <= out["nc1_trace"] < 1e-24
 
 
-# --------------------------------------------------------------------------- metrics.md §6
+# --------------------------------------------------------------------------- worked example
 
 
 def _worked_example(v):

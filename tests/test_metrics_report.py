@@ -114,7 +114,8 @@ def test_regular_polygon_attains_the_least_etf_error_in_two_dimensions():
 
 
 def test_worked_example_new_variants():
-    # metrics.md §6: means 2 e_k (K=4, d=5), W = Hbar^T, samples mu_k +- 0.6 e_5
+    # the worked example of tests/test_metrics.py: means 2 e_k (K=4, d=5), W = Hbar^T,
+    # samples mu_k +- 0.6 e_5
     K, n, a = 4, 2, 0.6
     y = np.repeat(np.arange(K), n)
     H = 2.0 * np.eye(5, K)[:, y] + a * np.outer(np.eye(5)[4], np.tile([1.0, -1.0], K))

@@ -1,10 +1,12 @@
-"""Mixup UFM (Fisher, Meng & Papyan 2024): columns, loss, solver and closed forms against the
-natural formulation of the team's mixup formula notes and independent numpy/scipy computations.
+"""Mixup UFM (Fisher, Meng & Papyan 2024): columns, loss, solver and closed forms against ufm's
+formulation (derivations/mixup.py; the paper's text was not read, only its abstract) and
+independent numpy/scipy computations.
 
 References are computed here: the soft labels and the loss from their definitions, the fixed-ETF
-features from the notes' scalar equations (§2: g* by bracketing, (u, v) by scipy's root finder;
-K = 2 by its own scalar equation; §3 for MSE) and by direct per-feature minimization, the Beta
-moments from their product formula, and the worked example of mixup.md §6. No value is copied
+features from the scalar equations of derivations/mixup.py (step 3: g* by bracketing; step 4:
+(u, v) by scipy's root finder, K = 2 by its own scalar equation; step 6 for MSE) and by direct
+per-feature minimization, the Beta moments from their product formula, and the worked example of
+derivations/mixup.py (numbers computed independently, not read in a paper). No value is copied
 from the code under test.
 """
 
@@ -43,7 +45,8 @@ def soft_labels(K, c1, c2, lam):
 
 
 def ref_loss(problem, W, H, learned):
-    """The objective of mixup.md §1 with multiplicities mu_m, written out in numpy."""
+    """The objective of derivations/mixup.py (module docstring) with multiplicities mu_m, in
+    numpy."""
     cols = problem.columns
     Y = soft_labels(problem.K, cols["c1"], cols["c2"], cols["lam"])
     mu, N = cols["count"], problem.K * problem.n
@@ -58,14 +61,15 @@ def ref_loss(problem, W, H, learned):
 
 
 def g_star(K, kappa):
-    """mixup.md §2: the root in (0, kappa) of g (e^g + K - 1) = kappa K."""
+    """derivations/mixup.py step 3: the root in (0, kappa) of g (e^g + K - 1) = kappa K."""
     return scipy.optimize.brentq(
         lambda g: g * (np.exp(g) + K - 1) - kappa * K, 0, kappa, xtol=1e-15
     )
 
 
 def uv(K, kappa, lam):
-    """mixup.md §2 (K >= 3): u = kappa (lam - (e^u-1)/D), v = kappa (1-lam - (e^v-1)/D)."""
+    """derivations/mixup.py step 4 (K >= 3): u = kappa (lam - (e^u-1)/D),
+    v = kappa (1-lam - (e^v-1)/D)."""
 
     def equations(x):
         u, v = x
@@ -82,7 +86,7 @@ def uv(K, kappa, lam):
 
 
 def ce_feature(W, lbar, c1, c2, lam):
-    """The fixed-ETF CE feature of one column from the notes' scalar equations."""
+    """The fixed-ETF CE feature of one column from the scalar equations of derivations/mixup.py."""
     K = W.shape[0]
     r2 = float(W[0] @ W[0])
     kappa = r2 * K / ((K - 1) * lbar)
@@ -118,7 +122,7 @@ def ce_feature_direct(W, lbar, y):
 
 
 def mse_feature(W, lbar, c1, c2, lam):
-    """mixup.md §3: h = (lam w_c1 + (1-lam) w_c2) / (r^2 K/(K-1) + lbar)."""
+    """derivations/mixup.py step 6: h = (lam w_c1 + (1-lam) w_c2) / (r^2 K/(K-1) + lbar)."""
     K = W.shape[0]
     return (lam * W[c1] + (1 - lam) * W[c2]) / (float(W[0] @ W[0]) * K / (K - 1) + lbar)
 
@@ -362,7 +366,8 @@ def test_fixed_etf_mse_linear_in_lambda(case):
 
 
 def test_direct_minimization_agrees_with_notes_equations():
-    """The scalar equations of mixup.md §2 against a generic per-feature minimization."""
+    """The scalar equations of derivations/mixup.py steps 3-4 against a generic per-feature
+    minimization."""
     for K, d, r, lbar in [(2, 3, 1.3, 0.2), (4, 6, 1.0, 0.5), (6, 5, 0.8, 0.05)]:
         W = np.asarray(ufm.geometry.simplex_etf(K, d, r, dtype=np.float64))
         for c1, c2, lam in [(0, 0, 0.3), (0, 1, 0.5), (1, 0, 0.8), (K - 1, 0, 0.05)]:
@@ -373,7 +378,8 @@ def test_direct_minimization_agrees_with_notes_equations():
 
 
 def test_worked_example():
-    """mixup.md §6: K=4, r=1, lambda_bar=0.5 (kappa=8/3), solved with n=25, lambda_H=0.005."""
+    """The worked example of derivations/mixup.py: K=4, r=1, lambda_bar=0.5 (kappa=8/3), solved
+    with n=25, lambda_H=0.005."""
     problem = ufm.make("mixup", K=4, n=25, d=4, w_norm=1.0, lambda_H=0.005, mix="0.5,0.75")
     assert problem.lambda_bar == pytest.approx(0.5, rel=1e-15)
     assert mx.kappa(4, 1.0, 0.5) == pytest.approx(8 / 3, rel=1e-15)
@@ -412,7 +418,7 @@ def test_calibration_improves_as_regularization_vanishes():
         sel = np.flatnonzero((cols["c1"] == 0) & (cols["c2"] == 1))
         assert np.array_equal(cols["lam"][sel], lams)
         gap = Z[0, sel] - Z[1, sel]
-        # the notes' (u, v): the gap is u - v
+        # (u, v) of derivations/mixup.py step 4: the gap is u - v
         kappa = 3 / (2 * 300 * lambda_H)
         np.testing.assert_allclose(gap, [np.subtract(*uv(3, kappa, x)) for x in lams], atol=1e-6)
         errors.append(np.max(np.abs(gap - np.log(lams / (1 - lams)))))
@@ -437,7 +443,8 @@ def test_learned_ce_is_a_simplex_etf():
     P = np.eye(K) - np.ones((K, K)) / K
     # measured 5e-9 relative
     np.testing.assert_allclose(W @ W.T, r_star**2 * K / (K - 1) * P, atol=1e-6 * r_star**2)
-    # with W fixed at the solver's classifier, the features are the notes' closed form
+    # with W fixed at the solver's classifier, the features are the closed form of
+    # derivations/mixup.py steps 3-4
     lbar = problem.lambda_bar
     cols = problem.columns
     triples = list(zip(cols["c1"], cols["c2"], cols["lam"], strict=True))

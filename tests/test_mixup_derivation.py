@@ -1,10 +1,11 @@
 """Mixup UFM: the sympy derivation (derivations/mixup.py), lambdified, against the package's
 closed forms (ufm.models.mixup: kappa, ce_logits, same_class_gap, mixed_gaps,
 mse_feature_scale, beta_quadrature), its predictions (`ufm.theory`), jax autodiff of its loss,
-the solver, scipy's Beta law, and the notes' worked example (mixup.md §6).
+the solver, scipy's Beta law, and the worked example of derivations/mixup.py.
 
 Reference values come from the derived equations, solved here with scipy root finders that do
-not share code with the package, or from the notes' printed digits (``NOTES``)."""
+not share code with the package, or from the worked example's 7-decimal numbers (``NOTES``:
+computed independently, not read in a paper)."""
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +21,7 @@ from derivations import mixup as dm
 from ufm.models import mixup as mx
 from ufm.models import plain as cf
 
-NOTES = dm.NOTES  # mixup.md §6, the notes' own numbers (7 decimals)
+NOTES = dm.NOTES  # worked example: numbers computed independently (7 decimals)
 
 KS = (2, 3, 4, 5, 7, 10)
 KAPPAS = (0.1, 1.0, 8 / 3, 10.0, 20.0)
@@ -238,7 +239,8 @@ def test_same_class_gap(f, K):
 
 @pytest.mark.parametrize("K", (2, 3, 4, 10))
 def test_same_class_is_the_plain_ce_margin(f, K):
-    """r^2 = Zhu's ||w_k||^2 and lambda_bar = N lambda_H give g* = a* (plain_ufm.md §2)."""
+    """r^2 = Zhu's ||w_k||^2 and lambda_bar = N lambda_H give g* = a* (derivations/mixup.py
+    step 3)."""
     for n, lW, lH in ((5, 0.01, 0.01), (20, 1e-3, 5e-3), (3, 0.02, 1e-3)):
         margin = f["zhu_margin"](K, n, lW, lH)
         assert margin == pytest.approx(cf.ce_margin(K, n, lW, lH), rel=1e-13)
@@ -388,7 +390,7 @@ def test_binary_calibration_rate(f):
 
 
 # ------------------------------------------------------------------------------------------
-# worked example (mixup.md §6)
+# worked example (derivations/mixup.py step 9, ``NOTES``)
 
 
 def test_derivation_reproduces_the_worked_example(derived):

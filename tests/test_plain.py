@@ -1,4 +1,4 @@
-"""Plain UFM: closed forms against the sympy derivation, the notes' worked examples, the
+"""Plain UFM: closed forms against the sympy derivation, its worked examples, the
 closed-form minimizer against the loss, and the solver against all of them."""
 
 import equinox as eqx
@@ -102,7 +102,8 @@ def test_gof_formulas_match_derivation(derived):
 
 
 def test_worked_examples_of_the_notes():
-    # plain_ufm.md §8, computed there independently (pack)
+    # the worked examples of derivations/plain_ufm.py (``_NOTES``): numbers computed
+    # independently of the package, not read in a paper
     assert cf.ce_margin(4, 5, 0.01, 0.01) == pytest.approx(3.7310132, abs=1e-7)
     assert cf.ce_w_norm2(4, 5, 0.01, 0.01) == pytest.approx(6.2570994, abs=1e-7)
     assert cf.ce_h_norm2(4, 5, 0.01, 0.01) == pytest.approx(1.2514199, abs=1e-7)
@@ -146,10 +147,12 @@ def test_solver_reaches_closed_form(hyper):
     report = ufm.check(problem, sol)
     assert report.verdict == "agrees", report.reason
     # exact NC1. Only where all class means differ: at W = H = 0 the scale-free NC1 is a
-    # ratio of round-off, and coinciding dead-class means make the pinv blow up (metrics.md §7)
+    # ratio of round-off, and coinciding dead-class means make the pinv blow up
     if th.regime == "collapsed":
         assert report.metrics["nc1"] == pytest.approx(0, abs=1e-12)
-    # independent certificate of global optimality (plain_ufm.md §7): ||grad_Z L||_op <= mu
+    # independent certificate of global optimality (standard: a stationary point of the factored
+    # loss solves the convex problem of derivations/plain_ufm.py step 2 if this holds; step 9
+    # uses it at Z = 0): ||grad_Z L||_op <= mu
     mu = np.sqrt(float(problem.lambda_W * problem.lambda_H))
     G = np.asarray(logit_gradient(problem, sol.params))
     assert np.linalg.norm(G, 2) <= mu * (1 + 1e-6)

@@ -1,9 +1,10 @@
 """Perturbed-vicinity UFM (Tirer, Huang, Niles-Weed 2023): the solver, the central path and the
-linear response against theory (the team's vicinity formula notes) and independent numpy
+linear response against theory (the paper and derivations/vicinity.py) and independent numpy
 computations.
 
-Reference values are computed here from the notes' formulas (collapsed minimizer, W*(H),
-grad L, trace-ratio NC1), never copied from the code under test. The derivation-level checks
+Reference values are computed here from the closed forms (collapsed minimizer, W*(H), grad L:
+derivations/vicinity.py steps 1-3; the trace-ratio NC1: the paper's Eq. 3), never copied from
+the code under test. The derivation-level checks
 (sympy, Schur complement vs the dense Hessian, Thm 4.2) live in test_vicinity_derivation.py.
 """
 
@@ -18,7 +19,7 @@ from ufm.models import vicinity as vc
 from ufm.models.vicinity import central_path as cp
 from ufm.models.vicinity import linear_response as lr
 
-K, n, d = 4, 5, 6  # the notes' worked example (vicinity.md §9); most tests share these shapes
+K, n, d = 4, 5, 6  # the worked example of derivations/vicinity.py; most tests share these shapes
 N = K * n
 LW, LH = 0.05, 0.01  # c = 0.2, rho = 0.8
 
@@ -37,8 +38,8 @@ def c_of(K, n, lW, lH):
 
 
 def collapsed(K, n, d, lW, lH, seed=0):
-    """The plain MSE UFM minimizer (vicinity.md §2) with a random rotation R (d x K,
-    R^T R = I): H* = sqrt(rho) R (x) 1_n^T, W* = sqrt(n lH / lW) sqrt(rho) R^T."""
+    """The plain MSE UFM minimizer (derivations/vicinity.py step 3) with a random rotation R
+    (d x K, R^T R = I): H* = sqrt(rho) R (x) 1_n^T, W* = sqrt(n lH / lW) sqrt(rho) R^T."""
     c = c_of(K, n, lW, lH)
     assert c < 1 and d >= K
     rho = (1 - c) * np.sqrt(lW / (n * lH))
@@ -49,7 +50,7 @@ def collapsed(K, n, d, lW, lH, seed=0):
 
 
 def w_star(H, K, n, lW):
-    """W*(H) = Y H^T (H H^T + N lW I)^{-1} (vicinity.md §3)."""
+    """W*(H) = Y H^T (H H^T + N lW I)^{-1} (derivations/vicinity.py step 1)."""
     A = H @ H.T + K * n * lW * np.eye(H.shape[0])
     return np.linalg.solve(A, H @ one_hot(K, n).T).T
 
@@ -400,7 +401,7 @@ def test_within_class_noise_nc1_ratio(mix, beta):
     sol = ufm.solve(problem)
     assert sol.converged, sol.status
     ratio = trace_nc1(sol.params["H"], K, n) / trace_nc1(H0, K, n)
-    # gamma's from the notes (§7), canonical units
+    # gamma's of derivations/vicinity.py step 6, canonical units
     g_par = beta / (beta + np.sqrt(n * LH / LW) / N)
     g_perp = beta / (beta + LH)
     by_hand = g_par**2 * e_par + g_perp**2 * (1 - e_par)
@@ -576,7 +577,7 @@ def test_paper_units():
     assert float(problem.lambda_W) == pytest.approx(lWT / K, rel=1e-15)
     assert float(problem.lambda_H) == pytest.approx(lHT / N, rel=1e-15)
     assert float(problem.beta) == pytest.approx(betaT / N, rel=1e-15)
-    # the notes' worked example: canonical 0.05, 0.01, 5
+    # the worked example of derivations/vicinity.py: canonical 0.05, 0.01, 5
     assert (float(problem.lambda_W), float(problem.lambda_H), float(problem.beta)) == (
         pytest.approx(0.05),
         pytest.approx(0.01),
@@ -643,16 +644,18 @@ def test_extra_report():
     beta = 0.5
     problem = vicinity(H0, beta=beta)
     sol = ufm.solve(problem)
-    report = problem.extra_report(sol.params)
-    assert {"nc1_H0", "nc1", "first_order"} <= set(report)
-    assert report["nc1_H0"] == pytest.approx(trace_nc1(H0, K, n), rel=1e-12)
-    assert report["nc1"] == pytest.approx(trace_nc1(sol.params["H"], K, n), rel=1e-12)
+    report = problem.extra_report(sol.params)["vicinity"]
+    assert {"nc1_trace_H0", "nc1_trace", "first_order"} <= set(report)
+    assert report["nc1_trace_H0"] == pytest.approx(trace_nc1(H0, K, n), rel=1e-12)
+    assert report["nc1_trace"] == pytest.approx(trace_nc1(sol.params["H"], K, n), rel=1e-12)
     first = report["first_order"]
     assert set(first) == {"explicit_step", "linear_response"}
     explicit = H0 - grad_L(H0, K, n, LW, LH) / beta
-    assert first["explicit_step"]["nc1"] == pytest.approx(trace_nc1(explicit, K, n), rel=1e-10)
+    assert first["explicit_step"]["nc1_trace"] == pytest.approx(
+        trace_nc1(explicit, K, n), rel=1e-10
+    )
     # 1% noise: the linear response (first order in the distance) is accurate to ~1e-4
-    assert first["linear_response"]["nc1"] == pytest.approx(report["nc1"], rel=1e-3)
+    assert first["linear_response"]["nc1_trace"] == pytest.approx(report["nc1_trace"], rel=1e-3)
     # distance to the nearest collapsed minimizer: rotation by orthogonal Procrustes
     U, _, Vt = np.linalg.svd(H0.reshape(d, K, n).mean(axis=2), full_matrices=False)
     rho = (1 - c_of(K, n, LW, LH)) * np.sqrt(LW / (n * LH))
@@ -660,9 +663,10 @@ def test_extra_report():
     distance = relative(H0, nearest)
     assert first["linear_response"]["distance"] == pytest.approx(distance, rel=1e-10)
     assert 0.005 < distance <= 0.01  # at most the noise added to H*
-    assert report["nc1"] < report["nc1_H0"]
+    assert report["nc1_trace"] < report["nc1_trace_H0"]
     # past the threshold the collapsed base is zero: no linear response, explicit step only
     beyond = vicinity(H0, lW=0.3, lH=0.3, beta=beta)
     assert c_of(K, n, 0.3, 0.3) > 1
     beyond_report = beyond.extra_report({"W": jnp.zeros((K, d)), "H": jnp.asarray(H0)})
+    beyond_report = beyond_report["vicinity"]
     assert set(beyond_report["first_order"]) == {"explicit_step"}

@@ -16,7 +16,7 @@ from ufm.models import plain as cf
 from ufm.models import vicinity as vm
 from ufm.models.vicinity import linear_response as lr
 
-NOTES = dv.NOTES  # vicinity.md §9, the notes' own numbers (computed independently)
+NOTES = dv.NOTES  # worked example: numbers computed independently, not read in a paper
 
 # (K, n, d, lambda_W, lambda_H), canonical, all with c < 1 and d > K; the last has c > 1/2
 POINTS = [
@@ -322,7 +322,7 @@ def test_theorem_4_2_and_eq5_spectrum(f, point):
         np.testing.assert_allclose(package, spectrum(f, args, "eq5_"), rtol=1e-14)
     # the operator: blocks of Eq. 5's F and of the exact F at the collapsed minimizer
     case = make(K, n, d, lW, lH, beta=BETAS[1], noise=0.0)
-    if point == POINTS[-1]:  # the package's check (the §9 example runs it too)
+    if point == POINTS[-1]:  # the package's check (the worked example runs it too)
         check = lr.theorem_4_2_check(case.p)
         assert check["holds"]
         found = check["found"]
@@ -406,7 +406,7 @@ def test_paper_forms_and_conversions(f):
 
 
 # ------------------------------------------------------------------------------------------
-# worked example (vicinity.md §9)
+# worked example (derivations/vicinity.py, ``NOTES``)
 
 
 def test_derivation_reproduces_the_worked_example(derived):
@@ -417,7 +417,8 @@ def test_derivation_reproduces_the_worked_example(derived):
 
 
 def test_worked_example_operators(f):
-    """The §9 numbers from the package's operators (Eq. 5 and exact), in the paper's units."""
+    """The worked example's numbers from the package's operators (Eq. 5 and exact), in the
+    paper's units."""
     p = ufm.make("vicinity", K=4, n=5, d=6, lambda_W=0.2, lambda_H=0.2, beta=100.0, units="paper")
     for key in ("lambda_W", "lambda_H", "beta"):
         assert float(getattr(p, key)) == pytest.approx(NOTES[key], rel=1e-14)

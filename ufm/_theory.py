@@ -70,7 +70,8 @@ def not_applicable(reason: str, source: str) -> Theory:
 
 
 def zero_point_gradient_norm(p: np.ndarray, counts: np.ndarray) -> float:
-    """Spectral norm of the logit gradient G = (p 1^T - Y)/N at logits p 1^T (plain_ufm.md §7).
+    """Spectral norm of the logit gradient G = (p 1^T - Y)/N at logits p 1^T
+    (derivations/plain_ufm.py step 9).
 
     Computed from the K x K matrix G G^T = (N p p^T - p n^T - n p^T + D) / N^2.
     W = H = 0 (with the best bias) is a global minimizer iff this is <= sqrt(lambda_W lambda_H):
@@ -89,7 +90,8 @@ def realize(
 
     `lambdas` = (lambda_H, lambda_W1, ..., lambda_WM): the penalty of each factor, features
     first; M = 1 is the plain UFM. With collapsed features Z = Zbar Y, the factorization
-    bound (deep_linear.md §1; plain_ufm.md §1 for M = 1) is attained by balanced factors
+    bound (derivations/deep_linear.py steps 1 and 5; derivations/plain_ufm.py step 1 for
+    M = 1) is attained by balanced factors
     with chained singular vectors: if Q = Zbar D^{1/2} = U S V^T, factor j has singular
     values S^{1/(M+1)} (mu/lambda_j)^{1/2}, mu = (prod lambda_j)^{1/(M+1)}, so
         Hbar = E S^{1/(M+1)} c_0 V^T D^{-1/2},  X_j = E S^{1/(M+1)} c_j E^T,
@@ -135,7 +137,8 @@ def product(matrices: list[np.ndarray]) -> np.ndarray:
 
 
 def direction_minimizer(s: np.ndarray, N: int, mu: float, depth: int):
-    """Global minimizer of the scalar problem of one singular direction (deep_linear.md §1-2).
+    """Global minimizer of the scalar problem of one singular direction
+    (derivations/deep_linear.py steps 2-3).
 
         psi(z) = (s - z)^2/(2N) + (M+1)/2 mu z^{2/(M+1)},  z >= 0,  M = depth.
 
@@ -182,7 +185,7 @@ class SpectralMSE(NamedTuple):
 
 
 def spectral_mse(counts: np.ndarray, mu: float, depth: int, bias: bool, width: int | None = None):
-    """MSE class-mean logits, minimum and active directions (deep_linear.md §1, §4).
+    """MSE class-mean logits, minimum and active directions (derivations/deep_linear.py steps 2-5).
 
     Without bias the target is Y: one direction per class, s_k = sqrt(n_k), aligned with
     e_k, so Zbar = diag(a_k). With an unregularized bias b = n/N the target is the centred

@@ -190,7 +190,8 @@ class DeepLinearProblem(AbstractClassProblem):
             return th.not_applicable(
                 "imbalanced cross-entropy with depth >= 2: no closed form (and no certificate "
                 "for the zero solution: the deep penalty is a Schatten quasi-norm, not convex)",
-                "deep_linear.md §7",
+                "not derived: derivations/deep_linear.py step 6 (ours) covers balanced classes "
+                "only, and step 1 gives the quasi-norm penalty",
             )
         if self.loss_name == "ce":
             return self._theory_ce()

@@ -40,7 +40,8 @@ def beta_star(depth: int) -> float:
 
 
 def minority_threshold(N: int, lambda_H: float, lambda_W) -> float:
-    """Class k of bias-free MSE is switched off iff n_k <= this count (deep_linear.md §4).
+    """Class k of bias-free MSE is switched off iff n_k <= this count
+    (derivations/deep_linear.py step 4).
 
     M = 1: N^2 lambda_W lambda_H. M >= 2: M^2 N (N lambda_H prod lambda_Wm)^{1/M} /
     (M-1)^{(M-1)/M}; at equality both branches are global (first-order transition).
@@ -53,7 +54,8 @@ def minority_threshold(N: int, lambda_H: float, lambda_W) -> float:
 
 
 def etf_energy(a, K: int, n: int, mu: float, depth: int):
-    """Balanced CE loss of the best simplex-ETF-structured point with margin a (§7)."""
+    """Balanced CE loss of the best simplex-ETF-structured point with margin a
+    (derivations/deep_linear.py step 6)."""
     a = np.asarray(a, dtype=float)
     q = 2 / (depth + 1)
     return np.log1p((K - 1) * np.exp(-a)) + (depth + 1) / 2 * (K - 1) * mu * (a * np.sqrt(n)) ** q

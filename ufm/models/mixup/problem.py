@@ -180,7 +180,8 @@ class MixupProblem(AbstractProblem):
 
     @property
     def lambda_bar(self) -> float:
-        """N lambda_H: the feature penalty every mixed example sees (mixup.md §1)."""
+        """N lambda_H: the feature penalty every mixed example sees
+        (derivations/mixup.py step 1)."""
         return self.N * float(self.lambda_H)
 
     @property

@@ -100,8 +100,8 @@ def centred_basis(K: int) -> np.ndarray:
 
 
 def same_class_gap(K: int, kappa: float) -> float:
-    """g* in (0, kappa): the root of g (e^g + K - 1) = kappa K (mixup.md §2); the same-class
-    feature is h = (K-1) g* / (r^2 K) w_c for every lam."""
+    """g* in (0, kappa): the root of g (e^g + K - 1) = kappa K (derivations/mixup.py step 3);
+    the same-class feature is h = (K-1) g* / (r^2 K) w_c for every lam."""
     f = lambda g: g * (np.exp(g) + K - 1) - kappa * K
     return scipy.optimize.brentq(f, 0.0, kappa, xtol=1e-300, rtol=4 * np.finfo(float).eps)
 

@@ -163,20 +163,24 @@ class PlainProblem(AbstractClassProblem):
             return th.not_applicable(
                 "imbalanced cross-entropy with a regularized bias (lambda_b > 0): no closed form, "
                 "not even for the zero threshold (the best bias at W = H = 0 has none)",
-                "plain_ufm.md §5",
+                "not derived: the zero threshold of derivations/plain_ufm.py step 9 assumes an "
+                "unregularized bias",
             )
         if ce and not self.balanced:
             return th.not_applicable(
                 "imbalanced cross-entropy inside its zero threshold: the finite-lambda minimizer "
                 "has no closed form (SELI, Thrampoulidis et al. 2022, is the lambda -> 0 limit "
                 "of directions only)",
-                "plain_ufm.md §5",
+                "no closed form known to us; Thrampoulidis et al. 2022, arXiv 2208.05512 (SELI, "
+                "recalled, not read) treat only the lambda -> 0 limit; the zero threshold is "
+                "derivations/plain_ufm.py step 9",
             )
         if not ce and self.bias and lb > 0:
             return th.not_applicable(
                 "MSE with a regularized bias (lambda_b > 0): the geometry interpolates between "
                 "ETF and orthogonal frame and has no closed form; use lambda_b = 0 or no bias",
-                "plain_ufm.md §3.2",
+                "not derived here; the interpolation is recalled (not read) from Zhou et al. "
+                "2022, arXiv 2203.01238",
             )
 
         b = None

@@ -1,12 +1,14 @@
-"""The central path of the vicinity UFM: gradient flow of the reduced loss (Thm 3.1).
+"""The central path of the vicinity UFM: gradient flow of the reduced loss (Tirer, Huang &
+Niles-Weed 2023, Thm 3.1).
 
 With the classifier at its optimum W*(H), the beta-free loss is L(H) = f_0(W*(H), H), and
 the minimizer of f(.; H0) is one backward-Euler step of size 1/beta of the flow
 
-    dH/dtau = -grad L(H),   H(0) = H0                      (vicinity.md §4-5)
+    dH/dtau = -grad L(H),   H(0) = H0
 
-(tau = N t in the paper's time t = 1/beta^T). Thm 3.1: along the flow, NC1 = Tr(Sigma_W) /
-Tr(Sigma_B) strictly decreases, e^{2 lambda_H tau} Tr(Sigma_W) decreases and
+(the paper's Eq. 4 in canonical time: tau = N t, t = 1/beta^T; the gradient of L is
+derivations/vicinity.py step 2, the backward-Euler step its step 4). Thm 3.1: along the flow,
+NC1 = Tr(Sigma_W) / Tr(Sigma_B) strictly decreases, e^{2 lambda_H tau} Tr(Sigma_W) decreases and
 e^{2 lambda_H tau} Tr(Sigma_B) strictly increases (lambda_W > 0, Sigma_W(H0) != 0).
 The flow is integrated with diffrax (Tsit5, adaptive steps).
 """

@@ -1,7 +1,7 @@
 """First-order perturbation analysis of the vicinity UFM (Tirer, Huang, Niles-Weed, Thms 4.1-4.2).
 
 At a minimizer (W, H) of f(.; H0), a change dH0 of H0 moves the minimizer by
-dH = F[dH0] + O(|dH0|^2), with (vicinity.md §6, canonical units)
+dH = F[dH0] + O(|dH0|^2), with (derivations/vicinity.py step 5, canonical units)
 
     F = (I + S0/beta)^{-1}                     exact
     F ~ I - S0/beta                            Eq. 5, beta >> max(1/N, lambda_H), O(beta^-2)
@@ -158,7 +158,8 @@ def _first_order(problem: VicinityProblem, base: jax.Array) -> jax.Array:
 
 @eqx.filter_jit
 def explicit_step(problem: VicinityProblem) -> jax.Array:
-    """H0 - grad L(H0)/beta: the minimizer to first order in 1/beta (vicinity.md §4)."""
+    """H0 - grad L(H0)/beta: the minimizer to first order in 1/beta
+    (derivations/vicinity.py step 4)."""
     return problem.H0 - problem.reduced_gradient(problem.H0) / problem.beta
 
 

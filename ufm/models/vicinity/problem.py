@@ -41,7 +41,7 @@ from .data import _generate, _load
 from .theory import SOURCE, SOURCE_COR22, from_paper
 
 COLLAPSED_RTOL = 1e-10  # H0 this close (relative) to a collapsed minimizer counts as one
-DEFAULTS = {"K": 4, "n": 5, "d": 6}  # the notes' worked example (vicinity.md §9)
+DEFAULTS = {"K": 4, "n": 5, "d": 6}  # the sizes of the worked example in derivations/vicinity.py
 
 
 class VicinityProblem(AbstractClassProblem):

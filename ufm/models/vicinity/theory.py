@@ -12,7 +12,7 @@ SOURCE_COR22 = f"{SOURCE}, Cor 2.2; derivations/vicinity.py step 3"
 
 
 # ----------------------------------------------------------------------------------------
-# Closed forms (numpy), canonical units, balanced classes (vicinity.md §6-7).
+# Closed forms (numpy), canonical units, balanced classes (derivations/vicinity.py steps 6-9).
 
 
 def from_paper(K: int, n: int, lambda_W: float, lambda_H: float, beta: float) -> dict:
@@ -23,7 +23,7 @@ def from_paper(K: int, n: int, lambda_W: float, lambda_H: float, beta: float) ->
 
 def gamma_parallel(K, n, lambda_W, lambda_H, beta):
     """Exact first-order shrink of within-class noise inside the span of the class means:
-    beta / (beta + sqrt(n lambda_H / lambda_W) / N), N = K n (vicinity.md §7)."""
+    beta / (beta + sqrt(n lambda_H / lambda_W) / N), N = K n (derivations/vicinity.py step 6)."""
     return beta / (beta + np.sqrt(n * lambda_H / lambda_W) / (K * n))
 
 
@@ -58,7 +58,7 @@ def theorem_4_2(K, n, lambda_W, lambda_H, beta) -> dict[str, float]:
 
 def eq5_spectrum(K, n, d, lambda_W, lambda_H, beta) -> list[tuple[float, int]]:
     """Every singular value of a diagonal block F_kk of Eq. 5 with its multiplicity
-    (vicinity.md §7, derived in derivations/vicinity.py); they sum to d n."""
+    (derivations/vicinity.py steps 6 and 8); they sum to d n."""
     c = threshold(K, n, lambda_W, lambda_H)
     return [
         (1 - np.sqrt(n * lambda_H / lambda_W) / (K * n * beta), K * (n - 1)),
