@@ -51,9 +51,7 @@ from .theory import (
 class DeepLinearProblem(AbstractClassProblem):
     """The deep linear UFM; build it with ``ufm.make("deep-linear", ...)``."""
 
-    summary: ClassVar[str] = (
-        "The deep linear UFM: M linear layers on free features, cross-entropy or MSE."
-    )
+    summary: ClassVar[str] = "The deep linear UFM: M linear layers on free features, CE or MSE."
     name: ClassVar[str] = "deep-linear"
     hypers: ClassVar[tuple[Hyper, ...]] = (
         Hyper("loss", "choice", "mse", "data loss", ("ce", "mse")),

@@ -54,9 +54,7 @@ from .theory import (
 class PlainProblem(AbstractClassProblem):
     """The plain UFM; build it with ``ufm.make("plain", ...)``."""
 
-    summary: ClassVar[str] = (
-        "The plain UFM: one linear classifier on free features, cross-entropy or MSE."
-    )
+    summary: ClassVar[str] = "The plain UFM: one linear classifier on free features, CE or MSE."
     name: ClassVar[str] = "plain"
     hypers: ClassVar[tuple[Hyper, ...]] = (
         Hyper("loss", "choice", "ce", "data loss", ("ce", "mse")),
@@ -159,29 +157,9 @@ class PlainProblem(AbstractClassProblem):
         if zero is not None:
             return zero
 
-        if ce and not self.balanced and self.bias and lb > 0:
-            return th.not_applicable(
-                "imbalanced cross-entropy with a regularized bias (lambda_b > 0): no closed form, "
-                "not even for the zero threshold (the best bias at W = H = 0 has none)",
-                "not derived: the zero threshold of derivations/plain_ufm.py step 9 assumes an "
-                "unregularized bias",
-            )
-        if ce and not self.balanced:
-            return th.not_applicable(
-                "imbalanced cross-entropy inside its zero threshold: the finite-lambda minimizer "
-                "has no closed form (SELI, Thrampoulidis et al. 2022, is the lambda -> 0 limit "
-                "of directions only)",
-                "no closed form known to us; Thrampoulidis et al. 2022, arXiv 2208.05512 (SELI, "
-                "recalled, not read) treat only the lambda -> 0 limit; the zero threshold is "
-                "derivations/plain_ufm.py step 9",
-            )
-        if not ce and self.bias and lb > 0:
-            return th.not_applicable(
-                "MSE with a regularized bias (lambda_b > 0): the geometry interpolates between "
-                "ETF and orthogonal frame and has no closed form; use lambda_b = 0 or no bias",
-                "not derived here; the interpolation is recalled (not read) from Zhou et al. "
-                "2022, arXiv 2203.01238",
-            )
+        outside = self._outside_closed_forms(ce, lb)
+        if outside is not None:
+            return outside
 
         b = None
         if ce:
@@ -229,6 +207,33 @@ class PlainProblem(AbstractClassProblem):
                 source,
             )
         return self._prediction(regime, geometry, loss, reason, source, logits, b)
+
+    def _outside_closed_forms(self, ce: bool, lb: float) -> th.Theory | None:
+        """The cases inside the zero threshold that no closed form covers."""
+        if ce and not self.balanced and self.bias and lb > 0:
+            return th.not_applicable(
+                "imbalanced cross-entropy with a regularized bias (lambda_b > 0): no closed form, "
+                "not even for the zero threshold (the best bias at W = H = 0 has none)",
+                "not derived: the zero threshold of derivations/plain_ufm.py step 9 assumes an "
+                "unregularized bias",
+            )
+        if ce and not self.balanced:
+            return th.not_applicable(
+                "imbalanced cross-entropy inside its zero threshold: the finite-lambda minimizer "
+                "has no closed form (SELI, Thrampoulidis et al. 2022, is the lambda -> 0 limit "
+                "of directions only)",
+                "no closed form known to us; Thrampoulidis et al. 2022, arXiv 2208.05512 (SELI, "
+                "recalled, not read) treat only the lambda -> 0 limit; the zero threshold is "
+                "derivations/plain_ufm.py step 9",
+            )
+        if not ce and self.bias and lb > 0:
+            return th.not_applicable(
+                "MSE with a regularized bias (lambda_b > 0): the geometry interpolates between "
+                "ETF and orthogonal frame and has no closed form; use lambda_b = 0 or no bias",
+                "not derived here; the interpolation is recalled (not read) from Zhou et al. "
+                "2022, arXiv 2203.01238",
+            )
+        return None
 
     def _theory_narrow_mse(self, spec: th.SpectralMSE) -> th.Theory:
         """MSE (no bias, or an unregularized one) with d below the number of label directions
