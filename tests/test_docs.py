@@ -198,3 +198,31 @@ def test_every_test_the_docs_name_exists():
     }
     missing = sorted(f"{page}: {name}" for page, name in named if name not in defined)
     assert not missing, "\n".join(missing)
+
+
+PATH_SPAN = re.compile(
+    r"`((?:ufm|derivations|figures|tests|benchmarks|docs)/[\w./-]+\.(?:py|md|png))`"
+)
+MODEL_PAGES = {  # docs page -> the model's package and derivation
+    "plain": ("plain", "plain_ufm"),
+    "deep_linear": ("deep_linear", "deep_linear"),
+    "vicinity": ("vicinity", "vicinity"),
+    "mixup": ("mixup", "mixup"),
+}
+
+
+def test_every_repository_path_the_docs_name_exists():
+    for page in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
+        for path in PATH_SPAN.findall(page.read_text(encoding="utf-8")):
+            assert (ROOT / path).exists(), f"{page.relative_to(ROOT)} names {path}"
+
+
+@pytest.mark.parametrize("page", list(MODEL_PAGES))
+def test_each_model_page_names_its_problem_closed_forms_claims_derivation_figure_tests(page):
+    package, derivation = MODEL_PAGES[page]
+    named = set(PATH_SPAN.findall((ROOT / "docs" / "models" / f"{page}.md").read_text()))
+    for part in ("problem", "theory", "claims"):
+        assert f"ufm/models/{package}/{part}.py" in named, part
+    assert f"derivations/{derivation}.py" in named
+    assert any(p.startswith("figures/") and p.endswith(".py") for p in named), "figure"
+    assert any(p.startswith("tests/test_") for p in named), "tests"

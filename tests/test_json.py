@@ -123,3 +123,38 @@ def test_sweep_json_and_zarr_metadata_are_strict(capsys, tmp_path):
     assert len(metadata) > 10
     for path in metadata:
         strict(path.read_text())
+
+
+SMALL = {
+    "plain": ["--loss", "mse", "--K", "3", "--n", "2", "--d", "4"],
+    "deep-linear": ["--loss", "mse", "--K", "3", "--n", "2", "--d", "4", "--depth", "2"],
+    "vicinity": ["--K", "3", "--n", "2", "--d", "4"],
+    "mixup": ["--loss", "mse", "--K", "3", "--n", "2", "--d", "4"],
+}
+
+
+def test_every_model_report_has_the_same_keys_outside_its_own_section(capsys, tmp_path):
+    """`ufm solve --json`: the keys every report has mean one thing; what only one model
+    reports sits under a key named after it (or under `layers`, for layered models), and
+    `--params` always saves the classifier applied to H as `W`."""
+    reports = {}
+    for model, flags in SMALL.items():
+        params = tmp_path / f"{model}.npz"
+        code, out, _ = run(["solve", model, *flags, "--json", "--params", params], capsys)
+        assert code == 0, model
+        reports[model] = strict(out)
+        with np.load(params) as saved:
+            K, d = 3, 4
+            assert saved["W"].shape == (K, d), model  # mixup's fixed ETF included
+            Z = saved["W"] @ saved["H"]
+            assert Z.shape[0] == K
+    common = set.intersection(*(set(r) for r in reports.values()))
+    for model, r in reports.items():
+        own = set(r) - common
+        assert own <= {model, "layers"}, (model, own)
+        assert set(r["metrics"]) == set(reports["plain"]["metrics"]), model
+        assert set(r["theory"]) == set(reports["plain"]["theory"]), model
+    assert "vicinity" in reports["vicinity"] and "mixup" in reports["mixup"]
+    # metrics.nc1_trace is the same number as the vicinity section's own nc1_trace
+    v = reports["vicinity"]
+    assert v["metrics"]["nc1_trace"] == pytest.approx(v["vicinity"]["nc1_trace"], rel=1e-9)

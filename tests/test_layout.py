@@ -111,3 +111,23 @@ def test_help_lists_the_public_api():
     from ufm.models.vicinity import central_path, linear_response
 
     assert callable(central_path.flow) and callable(linear_response.response)
+
+
+@pytest.mark.parametrize(
+    "model, hyper",
+    [
+        ("plain", dict(loss="ce")),
+        ("plain", dict(loss="mse", bias=True)),
+        ("deep-linear", dict(loss="mse")),
+        ("deep-linear", dict(loss="ce")),
+        ("vicinity", {}),
+        ("mixup", dict(loss="mse", classifier="learned")),
+        ("mixup", dict(loss="mse")),
+        ("mixup", dict(loss="ce", classifier="learned")),
+    ],
+)
+def test_static_eliminates_features_agrees_with_tracing_optimal_features(model, hyper):
+    """The cheap per-model answer every solve asks for equals the contract's generic one."""
+    problem = ufm.make(model, **hyper)
+    generic = ufm.AbstractProblem.eliminates_features(problem)
+    assert problem.eliminates_features() is generic

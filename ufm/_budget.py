@@ -135,35 +135,36 @@ def check_problem(problem, options: dict[str, Any], eliminate: bool = True) -> S
     memory_size. Returns the sizes (None for a layout it cannot read), so the caller need
     not trace the init again."""
     try:
-        sizes = problem_sizes(problem)
+        shapes = _init_shapes(problem)
+        sizes = problem_sizes(problem, shapes)
     except (AttributeError, KeyError, TypeError, IndexError):
         return None  # not the usual layout (a model of one's own): nothing to estimate
-    eliminate = bool(eliminate) and _eliminates(problem)
+    eliminate = bool(eliminate) and bool(problem.eliminates_features())
     _check_solve(sizes, options, eliminate, lambda: _describe(problem.hyperparameters()))
     return sizes
 
 
-def problem_sizes(problem) -> Sizes:
+def _init_shapes(problem):
     import jax
     import jax.numpy as jnp
 
-    key = jax.random.PRNGKey(0)
     scale = jnp.asarray(1.0, problem.lambda_H.dtype)
-    shapes = jax.eval_shape(problem.init, key, scale)
-    unknowns = sum(math.prod(x.shape) for x in jax.tree.leaves(shapes))
+    return jax.eval_shape(problem.init, jax.random.PRNGKey(0), scale)
+
+
+def problem_sizes(problem, shapes=None) -> Sizes:
+    """The sizes of a built problem; `shapes`: those of its init, if already traced."""
+    shapes = _init_shapes(problem) if shapes is None else shapes
+    unknowns = sum(math.prod(x.shape) for x in _leaves(shapes))
     H = shapes["H"].shape
     K = int(problem.K)
     return Sizes(unknowns, math.prod(H), K * H[1], K)
 
 
-def _eliminates(problem) -> bool:
-    """Whether `ufm.solve` eliminates the features: the model has a closed-form optimum
-    over them (`optimal_features` returns an array; shapes only, nothing is computed)."""
+def _leaves(tree) -> list:
     import jax
-    import jax.numpy as jnp
 
-    shapes = jax.eval_shape(problem.init, jax.random.PRNGKey(0), jnp.asarray(1.0))
-    return jax.eval_shape(problem.optimal_features, shapes) is not None
+    return jax.tree.leaves(tree)
 
 
 def _check_solve(sizes: Sizes, options: dict[str, Any], eliminate: bool, describe) -> None:

@@ -136,6 +136,13 @@ class AbstractProblem(eqx.Module):
         model has one in closed form (MSE: a ridge regression); None otherwise."""
         return None
 
+    def eliminates_features(self) -> bool:
+        """Whether `optimal_features` gives the features in closed form, so that `ufm.solve`
+        optimizes the other parameters only. The default traces it once (shapes only);
+        a model overrides it with a cheap static answer, since every solve asks."""
+        shapes = jax.eval_shape(self.init, jax.random.PRNGKey(0), jnp.asarray(1.0))
+        return jax.eval_shape(self.optimal_features, shapes) is not None
+
     def extra_report(
         self, params: dict[str, Array], theory: Theory | None = None
     ) -> dict[str, Any]:
@@ -192,6 +199,9 @@ class AbstractClassProblem(AbstractProblem):
         if self.loss_name == "ce":
             return jnp.sum(cross_entropy(Z, Y)) / self.N
         return jnp.sum((Z - Y) ** 2) / (2 * self.N)
+
+    def eliminates_features(self) -> bool:
+        return self.loss_name == "mse"  # what `optimal_features` below solves
 
     def optimal_features(self, params: dict[str, Array]) -> Array | None:
         """MSE: H*(W, b) = Hbar* Y with Hbar* = (W^T W + N lambda_H I)^{-1} W^T (I - b 1^T).

@@ -231,6 +231,9 @@ class MixupProblem(AbstractProblem):
             params["W"] = std * jax.random.normal(kW, (self.K, self.d), dtype)
         return params
 
+    def eliminates_features(self) -> bool:
+        return self.loss_name == "mse" and self.learned
+
     def optimal_features(self, params: dict[str, Array]) -> Array | None:
         """MSE with a learned W: h = W^T (W W^T + lambda_bar I)^{-1} y~ per column (the
         K x K inverse: see `VicinityProblem.optimal_features` on CPU triangular solves)."""
