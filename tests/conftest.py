@@ -8,6 +8,12 @@ matplotlib.use("Agg")
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# No persistent compilation cache inside the test process: tests call `ufm.cli.main`
+# in-process, whose set-up turns the cache on for the rest of the session, and JAX 0.10
+# has aborted the whole process inside its cache write (compilation_cache.
+# put_executable_and_time) twice in long slow runs. Subprocess tests (the examples, the
+# entry-point and sweep CLI tests) still run the command as users do, cache included.
+jax.config.update("jax_enable_compilation_cache", False)
 
 
 @pytest.fixture
