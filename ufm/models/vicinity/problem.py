@@ -254,7 +254,8 @@ class VicinityProblem(AbstractClassProblem):
             return th.not_applicable(
                 f"H0 is not a collapsed minimizer (relative distance {distance:.3g} to the "
                 "nearest one): no closed form for the minimizer; `ufm solve vicinity` reports "
-                "the first-order predictions (explicit step, linear response) under first_order",
+                "the first-order predictions (explicit step, linear response) under "
+                "vicinity.first_order",
                 SOURCE,
             )
         plain = PlainProblem.make(loss="mse", K=K, n=n, d=d, lambda_W=lW, lambda_H=lH).theory()
