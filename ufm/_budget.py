@@ -155,16 +155,12 @@ def _init_shapes(problem):
 def problem_sizes(problem, shapes=None) -> Sizes:
     """The sizes of a built problem; `shapes`: those of its init, if already traced."""
     shapes = _init_shapes(problem) if shapes is None else shapes
-    unknowns = sum(math.prod(x.shape) for x in _leaves(shapes))
+    import jax
+
+    unknowns = sum(math.prod(x.shape) for x in jax.tree.leaves(shapes))
     H = shapes["H"].shape
     K = int(problem.K)
     return Sizes(unknowns, math.prod(H), K * H[1], K)
-
-
-def _leaves(tree) -> list:
-    import jax
-
-    return jax.tree.leaves(tree)
 
 
 def _check_solve(sizes: Sizes, options: dict[str, Any], eliminate: bool, describe) -> None:
@@ -202,13 +198,22 @@ def hyper_sizes(model: str, hyper: dict[str, Any]) -> Sizes | None:
     sizes come from a file (vicinity's H0: the problem-based check sees them)."""
     from .registry import REGISTRY
 
-    if model not in REGISTRY:
+    values = _filled(model, hyper)
+    if values is None:
         return None
-    values = {h.name: h.default for h in REGISTRY[model].hypers} | dict(hyper)
     try:
         return REGISTRY[model].sizes(values)
     except (TypeError, ValueError, KeyError, OverflowError, InputError):
         return None
+
+
+def _filled(model: str, hyper: dict[str, Any]) -> dict[str, Any] | None:
+    """`hyper` with the model's defaults filled in (None for an unknown model)."""
+    from .registry import REGISTRY
+
+    if model not in REGISTRY:
+        return None
+    return {h.name: h.default for h in REGISTRY[model].hypers} | dict(hyper)
 
 
 def positive(value) -> int:
@@ -231,14 +236,7 @@ def check_hypers(model: str, hyper: dict[str, Any], options: dict[str, Any]) -> 
     if sizes is None:
         return
     eliminate = options.get("eliminate", True) and sizes.ridge
-    values = {h.name: h.default for h in _registry()[model].hypers} | dict(hyper)
-    _check_solve(sizes, _solver(options), eliminate, lambda: _describe(values))
-
-
-def _registry():
-    from .registry import REGISTRY
-
-    return REGISTRY
+    _check_solve(sizes, _solver(options), eliminate, lambda: _describe(_filled(model, hyper)))
 
 
 def _solver(options: dict[str, Any]) -> dict[str, Any]:

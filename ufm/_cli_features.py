@@ -18,13 +18,13 @@ is about noise^2. The .npz holds
 values), and `ufm solve vicinity --H0` takes the features as H0 and the labels' classes.
 """
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import _budget, _checks, _output
 from ._argv import integer
+from .cli import unwritten
 from .errors import InputError
 
 
@@ -75,11 +75,7 @@ def run(args) -> int:
     try:
         _output.write_npz(args.out, arrays)
     except OSError as error:
-        print(
-            f"ufm: error: OUT: could not write {str(args.out)!r} ({error.strerror or error}); "
-            "nothing was written",
-            file=sys.stderr,
-        )
+        unwritten("OUT", args.out, error, then="nothing was written")
         return 1
     values = np.unique(arrays["labels"])
     print(

@@ -75,11 +75,15 @@ def _write_all(writes) -> bool:
     return failed
 
 
-def unwritten(flag: str, path: Path, error: OSError) -> None:
-    """Say on stderr that `flag`'s file could not be written and the report goes to stdout."""
+def unwritten(
+    flag: str,
+    path: Path,
+    error: OSError,
+    then: str = "the JSON report is printed on stdout instead",
+) -> None:
+    """Say on stderr that `flag`'s file could not be written, and what happens `then`."""
     print(
-        f"ufm: error: {flag}: could not write {str(path)!r} ({error.strerror or error}); "
-        "the JSON report is printed on stdout instead",
+        f"ufm: error: {flag}: could not write {str(path)!r} ({error.strerror or error}); {then}",
         file=sys.stderr,
     )
 
