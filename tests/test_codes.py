@@ -127,3 +127,94 @@ def test_procedure_refuses_without_code_or_convergence(monkeypatch):
     monkeypatch.setattr(vc, "solve", lambda p, restarts: ufm.solve(p, max_steps=2))
     outcome = vc.spherical_code(problem)
     assert outcome.verdict == "inconclusive" and "converged" in outcome.reason
+
+
+# --- the softmax code (ufm/models/plain/softmax_code.py) ------------------------------------
+from ufm.models.plain import softmax_code as sc  # noqa: E402
+
+CODE = 1e-8  # the polished code's rho_ovr and cosines: SLSQP's precision, ~1e-10 seen
+
+
+def test_hull_distance_by_hand():
+    # to a segment: the foot inside it, then past an end
+    seg = np.array([[0.0, -1.0], [0.0, 1.0]])
+    assert sc.hull_distance(np.array([3.0, 0.5]), seg) == pytest.approx(3.0, abs=1e-12)
+    assert sc.hull_distance(np.array([3.0, 5.0]), seg) == pytest.approx(5.0, abs=1e-12)
+    # inside a triangle: 0; to a triangle in 3D from above its centroid: the height
+    tri = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    assert sc.hull_distance(tri.mean(axis=0), tri) == pytest.approx(0, abs=1e-12)
+    assert sc.hull_distance(np.ones(3), tri) == pytest.approx(2 / np.sqrt(3), abs=1e-12)
+
+
+@pytest.mark.parametrize("K", [3, 4, 5, 7])
+def test_one_vs_rest_distance_of_the_polygon(K):
+    """From the vertex (1, 0), the nearest point of the other vertices' hull is the middle of
+    the chord joining its two neighbours (at angles +-2 pi/K): distance 1 - cos(2 pi/K)."""
+    np.testing.assert_allclose(
+        sc.ovr_distances(vc.polygon(K)), 1 - np.cos(2 * np.pi / K), atol=1e-12
+    )
+
+
+def test_one_vs_rest_distances_by_hand():
+    # simplex of d+1 vertices: the opposite facet's centroid is -w_k/d, so 1 + 1/d
+    for d in (2, 3, 5):
+        simplex = np.eye(d + 1) - 1 / (d + 1)  # centred basis: a regular simplex in R^{d+1}
+        np.testing.assert_allclose(sc.ovr_distances(vc._unit(simplex)), 1 + 1 / d, atol=1e-12)
+    # cross-polytope: the others lie in x_1 <= 0 and their hull holds 0, so 1
+    np.testing.assert_allclose(sc.ovr_distances(vc.cross_polytope(4)), 1, atol=1e-12)
+    # icosahedron: the 5 neighbours (cosine 1/sqrt 5) span a face-plane at height 1/sqrt 5
+    np.testing.assert_allclose(sc.ovr_distances(vc.icosahedron()), 1 - 1 / np.sqrt(5), atol=1e-12)
+    # two different 5-point codes of rho 1 in R^3 (the same half-space argument)
+    np.testing.assert_allclose(sc.ovr_distances(vc.triangular_bipyramid()), 1, atol=1e-12)
+    np.testing.assert_allclose(sc.ovr_distances(vc.cross_polytope(3)[:5]), 1, atol=1e-12)
+    # rho_ovr normalizes rows first; a point inside the others' hull has distance 0
+    assert sc.rho_ovr(3.0 * vc.polygon(5)) == pytest.approx(1 - np.cos(2 * np.pi / 5), abs=1e-12)
+    inside = np.vstack([vc.polygon(4), [[0.0, 0.0]]])
+    assert sc.rho_ovr(inside, normalize=False) == pytest.approx(0, abs=1e-12)
+
+
+@pytest.mark.parametrize("K", [4, 5, 6])
+def test_softmax_code_is_the_regular_polygon_for_d_2(K):
+    code = sc.softmax_code(K, 2, restarts=4, seed=1)
+    np.testing.assert_allclose(np.linalg.norm(code.vectors, axis=1), 1, atol=1e-12)
+    assert code.rho == pytest.approx(1 - np.cos(2 * np.pi / K), abs=CODE)
+    assert vc.cosine_gap(code.vectors, vc.polygon(K)) < 1e-6
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_softmax_code_is_the_simplex_for_K_d_plus_1(d):
+    code = sc.softmax_code(d + 1, d, restarts=3, seed=0)
+    assert code.rho == pytest.approx(1 + 1 / d, abs=CODE)
+    np.testing.assert_allclose(vc.pair_cosines(code.vectors), -1 / d, atol=1e-6)
+
+
+def test_softmax_code_for_K_2d_reaches_the_cross_polytope_value():
+    code = sc.softmax_code(6, 3, restarts=3, seed=0)
+    assert code.rho == pytest.approx(1.0, abs=CODE)
+    assert vc.cosine_gap(code.vectors, vc.cross_polytope(3)) < 1e-6
+
+
+def test_softmax_code_is_deterministic_by_seed():
+    a, b = sc.softmax_code(5, 3, restarts=2, seed=7), sc.softmax_code(5, 3, restarts=2, seed=7)
+    np.testing.assert_array_equal(a.vectors, b.vectors)
+    np.testing.assert_array_equal(a.restart_rhos, b.restart_rhos)
+    other = sc.softmax_code(5, 3, restarts=2, seed=8)
+    assert other.rho == pytest.approx(a.rho, abs=CODE)  # the value, not the configuration
+
+
+def test_normalized_margin():
+    """Unit polygon classifiers with features h_k = w_k: every margin is 1 - cos(2 pi/K) and
+    |W|_F |H|_F / K = 1; rescaling W by a and H by 1/a, or both, changes nothing."""
+    V = vc.polygon(7)
+    expect = 1 - np.cos(2 * np.pi / 7)
+    assert vc.normalized_margin(V, V) == pytest.approx(expect, abs=1e-12)
+    assert vc.normalized_margin(5 * V, V / 5) == pytest.approx(expect, abs=1e-12)
+    assert vc.normalized_margin(2 * V, 3 * V) == pytest.approx(expect, abs=1e-12)
+
+
+def test_softmax_match_refuses_without_convergence(monkeypatch):
+    problem = ufm.make("plain", loss="ce", K=5, n=2, d=2, lambda_W=5e-3, lambda_H=5e-3)
+    monkeypatch.setattr(vc, "solve", lambda p, restarts: ufm.solve(p, max_steps=2))
+    outcome = vc.softmax_code_match(problem)
+    assert outcome.verdict == "inconclusive" and "converged" in outcome.reason
+    assert outcome.predicted == f"softmax code, rho_ovr {1 - np.cos(2 * np.pi / 5):.9f}"

@@ -311,41 +311,55 @@ PLAIN: tuple[Claim, ...] = (
 
 
 GNC = (
-    "Jiang et al. 2023, arXiv 2310.05351 (abstract read: generalized neural collapse, the "
-    "minimum one-vs-rest margin maximized, proven for the UFM with features on a sphere under "
-    "conditions on d and K; not this weight-decay UFM)"
+    "Jiang et al. 2023, arXiv 2310.05351 (ICML 2024): the abstract says that with more classes "
+    "than dimensions the classifiers and features show a generalized neural collapse in which "
+    "the minimum one-vs-rest margin is maximized, proven for the UFM with a spherical "
+    "constraint under technical conditions on d and K; the softmax code (unit classifiers "
+    "maximizing the least distance of each to the convex hull of the others) was read in the "
+    "authors' official code @f933aaf20594 (GNC2.py) and a third-party summary of the paper; the "
+    "theorem, its conditions and its limit (temperature to infinity, recalled) were not read"
+)
+ON_UFM = (
+    "the weight-decay UFM is not the paper's spherical setting: an observation of ufm's "
+    "solver, no theorem"
 )
 POLYGON = (
-    "compared with the regular K-gon, the code of largest minimum angle and least log energy on "
-    f"the circle; {GNC}; for the weight-decay UFM an observation, no theorem [ours: numerics]"
+    "compared with the softmax code computed by ufm/models/plain/softmax_code.py (the regular "
+    "K-gon, rho_ovr = 1 - cos(2 pi/K); also the code of largest minimum angle and least log "
+    f"energy on the circle); {GNC}; {ON_UFM} [ours: numerics]"
 )
 ORTHOPLEX = (
-    "compared with the cross-polytope, the only 2d points in R^d at minimum angle 90 degrees "
-    "(Rankin 1955); Alcala et al. 2026, arXiv 2603.20587 (abstract read: the configurations are "
-    "characterized for d+2 <= K <= 2d; that the one at K = 2d is the cross-polytope is "
-    "recalled); for the weight-decay UFM an observation, no theorem [ours: numerics]"
+    "compared with the softmax code computed by ufm/models/plain/softmax_code.py (the "
+    "cross-polytope, rho_ovr = 1, in every restart); the cross-polytope is also the only 2d "
+    "points in R^d at minimum angle 90 degrees (Rankin 1955); Alcala et al. 2026, arXiv "
+    "2603.20587 (abstract read: the configurations are characterized for d+2 <= K <= 2d; that "
+    f"the one at K = 2d is the cross-polytope is recalled); {GNC}; {ON_UFM} [ours: numerics]"
 )
 ICOSAHEDRON = (
-    "compared with the icosahedron, Tammes-optimal for 12 points (Fejes Toth 1943) and "
-    f"universally optimal (Cohn & Kumar 2007); {GNC}; for the weight-decay UFM an observation, "
-    "no theorem [ours: numerics]"
+    "compared with the softmax code computed by ufm/models/plain/softmax_code.py (the "
+    "icosahedron, rho_ovr = 1 - 1/sqrt 5), also Tammes-optimal for 12 points (Fejes Toth 1943) "
+    f"and universally optimal (Cohn & Kumar 2007); {GNC}; {ON_UFM} [ours: numerics]"
 )
 ANTIPRISM = (
-    "ufm's question: compared with the Tammes-optimal square antiprism (largest minimum angle, "
-    "Schuette & van der Waerden 1951) and the square antiprism of least log energy (numerical), "
-    "GNC2 hyperspherical uniformity (Liu et al. 2023, arXiv 2303.06484; Wu & Papyan 2024, "
-    "arXiv 2405.17767) reported for each; no theorem covers K = 8, d = 3 [ours: numerics]"
+    "ufm's question: compared with the softmax code computed by ufm/models/plain/softmax_code.py "
+    "(the Tammes square antiprism of Schuette & van der Waerden 1951, rho_ovr = 1 - 1/(1 + 2 "
+    "sqrt 2)) at small weight decay; the antiprism of least log energy and GNC2 (Liu et al. "
+    "2023, arXiv 2303.06484; Wu & Papyan 2024, arXiv 2405.17767) reported beside; "
+    f"{GNC}; {ON_UFM} [ours: numerics]"
 )
 BIPYRAMID = (
-    "ufm's question: compared with the triangular bipyramid, the Thomson and log-energy optimum "
-    "for 5 points in R^3 (Schwartz 2013, arXiv 1001.3702); no theorem for this UFM "
-    "[ours: numerics]"
+    "compared with the softmax code computed by ufm/models/plain/softmax_code.py (rho_ovr = 1, "
+    "reached by a continuum of configurations: the triangular bipyramid, the octahedron less a "
+    "vertex that the search returns, ...); the bipyramid is the Thomson and log-energy optimum "
+    f"for 5 points in R^3 (Schwartz 2013, arXiv 1001.3702); {GNC}; {ON_UFM} [ours: numerics]"
 )
 HOT_COLD = (
-    "ufm's question: compared with the triangular bipyramid (Thomson and log-energy optimum); "
-    "an author's summary of Alcala et al. 2026, arXiv 2603.20587 (read; the paper itself not "
-    "read) mentions two families of codes, from 'hot' and 'cold' losses, in this regime "
-    "[ours: numerics]"
+    "ufm's question: compared with the softmax code (rho_ovr = 1) at small weight decay; as "
+    "lambda -> 0 the weight-decay minimizer maximizes the margin per unit of penalty (the "
+    "regularization path of a homogeneous model, recalled) with free class norms, and the "
+    "minimizer's exceeds the code's 1; an author's summary of Alcala et al. 2026, arXiv "
+    "2603.20587 (read; the paper itself not read) mentions two families of codes, from 'hot' "
+    f"and 'cold' losses, in this regime; {GNC}; {ON_UFM} [ours: numerics]"
 )
 
 
@@ -353,83 +367,92 @@ def _codes(K: int, d: int, lam: float = 5e-3) -> dict[str, Any]:
     return {"loss": "ce", "K": K, "n": 3, "d": d, "lambda_W": lam, "lambda_H": lam}
 
 
+SOFTMAX = codes.softmax_code_match  # rho_ovr of W and of the centred means vs the code's
+
 CODES: tuple[Claim, ...] = (
     Claim(
         "codes-ce-pentagon-K5-d2",
         POLYGON,
-        "CE, K=5, d=2: the centred class means are a regular pentagon (cosines within 1e-6)",
+        "CE, K=5, d=2: the classifier rows and centred class means are a softmax code (rho_ovr "
+        "within 1e-6 of the code's 1 - cos 72 deg = 0.690983): the regular pentagon",
         "plain",
         _codes(5, 2),
         quick=True,
-        procedure=codes.spherical_code,
+        procedure=SOFTMAX,
         expect="confirmed",
     ),
     Claim(
         "codes-ce-heptagon-K7-d2",
         POLYGON,
-        "CE, K=7, d=2: the centred class means are a regular heptagon",
+        "CE, K=7, d=2: the classifier rows and centred class means are a softmax code, the "
+        "regular heptagon (rho_ovr 1 - cos(2 pi/7) = 0.376510)",
         "plain",
         _codes(7, 2),
-        procedure=codes.spherical_code,
+        procedure=SOFTMAX,
         expect="confirmed",
     ),
     Claim(
         "codes-ce-orthoplex-K6-d3",
         ORTHOPLEX,
-        "CE, K=6=2d, d=3: the centred class means are the cross-polytope (octahedron)",
+        "CE, K=6=2d, d=3: the classifier rows and centred class means are a softmax code "
+        "(rho_ovr 1), the cross-polytope (octahedron)",
         "plain",
         _codes(6, 3),
         quick=True,
-        procedure=codes.spherical_code,
+        procedure=SOFTMAX,
         expect="confirmed",
     ),
     Claim(
         "codes-ce-orthoplex-K8-d4",
         ORTHOPLEX,
-        "CE, K=8=2d, d=4: the centred class means are the cross-polytope in R^4",
+        "CE, K=8=2d, d=4: the classifier rows and centred class means are a softmax code "
+        "(rho_ovr 1), the cross-polytope in R^4",
         "plain",
         _codes(8, 4),
-        procedure=codes.spherical_code,
+        procedure=SOFTMAX,
         expect="confirmed",
     ),
     Claim(
         "codes-ce-icosahedron-K12-d3",
         ICOSAHEDRON,
-        "CE, K=12, d=3: the centred class means are the icosahedron (cosines +-1/sqrt 5, -1)",
+        "CE, K=12, d=3: the classifier rows and centred class means are a softmax code, the "
+        "icosahedron (rho_ovr 1 - 1/sqrt 5 = 0.552786)",
         "plain",
         _codes(12, 3),
-        procedure=codes.spherical_code,
+        procedure=SOFTMAX,
         expect="confirmed",
     ),
     Claim(
         "codes-ce-K8-d3-tammes",
         ANTIPRISM,
-        "CE, K=8, d=3: the centred class means are the Tammes-optimal square antiprism (they "
-        "are not: a square antiprism with h^2 = 0.299, between Tammes 0.2612 and the "
-        "log-optimal 0.3188; GNC2 reported for all three)",
+        "CE, K=8, d=3, lambda = 1e-6: the classifier rows are the softmax code, the Tammes "
+        "square antiprism, rho_ovr 0.738796 (they are not: a square antiprism with h^2 = 0.2731, "
+        "rho_ovr 0.738532; h^2 falls from 0.299 at lambda = 5e-3 to 0.2699 at 1e-8, toward the "
+        "code's 0.2612, a slow approach and no equality at any lambda tried)",
         "plain",
-        _codes(8, 3),
-        procedure=codes.spherical_code,
+        _codes(8, 3, 1e-6),
+        procedure=SOFTMAX,
         expect="refuted",
     ),
     Claim(
         "codes-ce-K5-d3-bipyramid",
         BIPYRAMID,
-        "CE, K=5, d=3 (lambda = 5e-3): the class-mean directions are the triangular bipyramid "
-        "(Thomson and log-energy optimum; GNC2 equal), though the norms are not equal",
+        "CE, K=5, d=3 (lambda = 5e-3): the classifier rows and centred class means are a softmax "
+        "code (rho_ovr 1), here the triangular bipyramid, though the class norms are not equal",
         "plain",
         _codes(5, 3),
-        procedure=codes.spherical_code,
+        procedure=SOFTMAX,
         expect="confirmed",
     ),
     Claim(
         "codes-ce-K5-d3-cold",
         HOT_COLD,
-        "CE, K=5, d=3, lambda = 2e-4: the class-mean directions are the triangular bipyramid "
-        "(they are not: a lower-symmetry code, min angle 87.3 deg, appears at small lambda)",
+        "CE, K=5, d=3, lambda = 1e-6: the classifier rows are a softmax code, rho_ovr 1 (they are "
+        "not: a lower-symmetry configuration with unequal norms, rho_ovr 0.9766, whose margin per "
+        "unit of penalty, 1.006, exceeds the code's 1)",
         "plain",
-        _codes(5, 3, 2e-4),
-        procedure=codes.spherical_code,
+        _codes(5, 3, 1e-6),
+        procedure=SOFTMAX,
         expect="refuted",
     ),
 )
