@@ -120,15 +120,6 @@ def test_centred_means_of_the_closed_form_etf():
     np.testing.assert_allclose(np.sum(vc._unit(W) * vc._unit(means), axis=1), 1, atol=1e-12)
 
 
-def test_procedure_refuses_without_code_or_convergence(monkeypatch):
-    no_code = ufm.make("plain", loss="ce", K=7, n=2, d=3)
-    assert vc.spherical_code(no_code).verdict == "inconclusive"
-    problem = ufm.make("plain", loss="ce", K=5, n=2, d=2, lambda_W=5e-3, lambda_H=5e-3)
-    monkeypatch.setattr(vc, "solve", lambda p, restarts: ufm.solve(p, max_steps=2))
-    outcome = vc.spherical_code(problem)
-    assert outcome.verdict == "inconclusive" and "converged" in outcome.reason
-
-
 # --- the softmax code (ufm/models/plain/softmax_code.py) ------------------------------------
 from ufm.models.plain import softmax_code as sc  # noqa: E402
 

@@ -205,10 +205,7 @@ def test_regime_and_geometry(hyper, regime, geometry):
 def test_not_applicable_is_inconclusive():
     for hyper, why in [
         (plain("ce", d=2, lambda_W=0.01, lambda_H=0.01), "d=2"),
-        (plain("ce", n=IMB, lambda_W=0.04, lambda_H=0.04), "imbalanced"),
         (plain("mse", bias=True, lambda_W=0.05, lambda_H=0.01, lambda_b=0.1), "regularized bias"),
-        # far past any plausible zero threshold, but with lambda_b > 0 it cannot be certified
-        (plain("ce", n=IMB, bias=True, lambda_W=0.5, lambda_H=0.5, lambda_b=0.1), "not even"),
     ]:
         problem = ufm.make("plain", **hyper)
         th = ufm.theory(problem)
@@ -481,3 +478,15 @@ def test_narrow_solver_reaches_closed_form(hyper):
     above = int(np.sum(np.linalg.svd(G, compute_uv=False) > mu * (1 + 1e-6)))
     counts = np.array(problem.counts)
     assert above == spectral_mse(counts, mu, 1, problem.bias, width=problem.d).cut
+
+
+def test_imbalanced_ce_is_predicted_by_the_convex_program():
+    """Formerly not applicable: imbalanced CE inside the zero threshold, and with a
+    regularized bias (even far past the threshold, where the zero solution's bias has no
+    closed form): now the convex program's certified minimizer (tests/test_convex.py)."""
+    for hyper, regime in [
+        (plain("ce", n=IMB, lambda_W=0.04, lambda_H=0.04), "minority_collapse"),
+        (plain("ce", n=IMB, bias=True, lambda_W=0.5, lambda_H=0.5, lambda_b=0.1), "zero"),
+    ]:
+        th = ufm.theory(ufm.make("plain", **hyper))
+        assert th.regime == regime and th.certificate["duality_gap"] <= 1e-11 * th.loss

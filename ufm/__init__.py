@@ -9,6 +9,8 @@ The public API (everything else is reachable from these):
     ufm.solve(problem, ...)      the global minimizer, numerically: a ufm.Solution
     ufm.theory(problem)          the closed-form prediction: a ufm.Theory
     ufm.check(problem, sol)      theory against numerics: a ufm.Report (verdict, gaps)
+    ufm.landscape(problem, ...)  census of the stationary points many restarts reach:
+                                 minima, saddles and their Hessian indices
     ufm.sweep(model, ...)        a hyperparameter grid as one compiled computation
     ufm.open_result(path)        a stored sweep as an xarray Dataset
     ufm.metrics                  neural-collapse metrics (NC1-NC4) of any features
@@ -41,6 +43,7 @@ from .check import Report as Report
 from .check import check as check
 from .errors import InputError as InputError
 from .errors import PrecisionWarning as PrecisionWarning
+from .landscape import landscape as landscape  # scipy's Lanczos is imported on first use
 from .problem import AbstractProblem as AbstractProblem
 from .problem import Hyper as Hyper
 from .registry import REGISTRY as REGISTRY
@@ -64,6 +67,7 @@ __all__ = [
     "Theory",
     "check",
     "geometry",
+    "landscape",
     "make",
     "metrics",
     "models",

@@ -275,6 +275,8 @@ def _columns(batch, result, problems, theories, loss_rtol, quantity_tol):
         "theory_loss": floats(),
         "loss_gap": floats(),
         "max_error": floats(),
+        "certificate_gap": floats(),  # NaN: the model has no certificate
+        "grad_op_over_mu": floats(),
     }
     for key in ("verdict", "reason", "regime", "theory_regime", "geometry"):
         cols[key] = np.empty(n, dtype=object)
@@ -286,6 +288,10 @@ def _columns(batch, result, problems, theories, loss_rtol, quantity_tol):
         standard = {k: v[j] for k, v in result["quantities"].items()}
         found = found_quantities(problem, params, standard)
         cols["regime"][j] = found_regime(problem, found)
+        certificate = problem.certificate(params, float(cols["loss"][j]))
+        if certificate is not None:
+            cols["certificate_gap"][j] = certificate["gap"]
+            cols["grad_op_over_mu"][j] = certificate["grad_op_over_mu"]
         if theory is None:  # check=False
             cols["verdict"][j], cols["reason"][j] = "unchecked", "sweep(check=False)"
             cols["theory_regime"][j] = cols["geometry"][j] = ""
@@ -294,7 +300,14 @@ def _columns(batch, result, problems, theories, loss_rtol, quantity_tol):
         converged = bool(cols["converged"][j])
         status = RESULTS._index_to_message[int(result["status"][j])]
         verdict, reason, gap = judge(
-            theory, float(cols["loss"][j]), converged, status, errors, loss_rtol, quantity_tol
+            theory,
+            float(cols["loss"][j]),
+            converged,
+            status,
+            errors,
+            loss_rtol,
+            quantity_tol,
+            certificate,
         )
         cols["verdict"][j], cols["reason"][j] = verdict, reason
         cols["theory_regime"][j] = theory.regime

@@ -40,6 +40,9 @@ class Theory:
         factors and features must match: ``W_sv`` (singular values of W_m), ``W_norm2``,
         ``Hbar_gram`` (class means of the layer-m features H_m = W_{m-1} ... W_1 H_1) and
         ``head_gram`` (Gram of W_M ... W_m).
+    certificate: where the prediction is a convex program's numerical solution, how it is
+        certified: ``duality_gap`` (value minus a dual bound: the value is within it of the
+        minimum), ``dual``, ``rank`` and ``grad_op_over_mu``; None for closed forms.
     """
 
     regime: str
@@ -50,6 +53,7 @@ class Theory:
     quantities: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     params: dict[str, np.ndarray] | None = None
     layers: tuple[dict[str, np.ndarray], ...] = ()
+    certificate: dict[str, float] | None = None
 
     @property
     def applicable(self) -> bool:
@@ -62,6 +66,7 @@ class Theory:
             "geometry": self.geometry,
             "reason": self.reason,
             "source": self.source,
+            "certificate": self.certificate,
         }
 
 

@@ -29,6 +29,9 @@ class Report:
     metrics / predicted_metrics: NC metrics (`ufm.metrics.summary`) of the solution and of
         the closed-form minimizer. layer_metrics / predicted_layer_metrics: the same per
         layer (features H_m against the head W_M ... W_m); empty for one-layer models.
+    certificate: the model's proof that the solution is a global minimum, from the point
+        alone (`AbstractProblem.certificate`: ``gap``, ``certified``, ...); None where the
+        model has none. Where there is one, ``agrees`` needs it to hold.
     """
 
     verdict: str
@@ -43,6 +46,7 @@ class Report:
     converged: bool
     layer_metrics: list[dict[str, float]] = dataclasses.field(default_factory=list)
     predicted_layer_metrics: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    certificate: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         out = {
@@ -51,6 +55,7 @@ class Report:
             "loss_gap": self.loss_gap,
             "errors": self.errors,
             "predicted_metrics": self.predicted_metrics,
+            "certificate": self.certificate,
         }
         if self.layer_metrics:
             out["layer_metrics"] = self.layer_metrics
@@ -143,8 +148,9 @@ def check(
     loss = float(sol.loss)
     applicable = theory.applicable
     errors = quantity_errors(problem, theory, sol.params) if applicable else {}
+    certificate = problem.certificate(sol.params, loss)
     verdict, reason, gap = judge(
-        theory, loss, sol.converged, sol.status, errors, loss_rtol, quantity_tol
+        theory, loss, sol.converged, sol.status, errors, loss_rtol, quantity_tol, certificate
     )
     return Report(
         verdict,
@@ -159,6 +165,7 @@ def check(
         sol.converged,
         layer_metrics(problem, sol.params),
         layer_metrics(problem, theory.params) if applicable else [],
+        certificate,
     )
 
 
@@ -194,8 +201,11 @@ def judge(
     errors: dict[str, float],
     loss_rtol: float = LOSS_RTOL,
     quantity_tol: float = QUANTITY_TOL,
+    certificate: dict[str, Any] | None = None,
 ) -> tuple[str, str, float | None]:
-    """(verdict, reason, loss_gap) of a solution with this loss and these quantity errors."""
+    """(verdict, reason, loss_gap) of a solution with this loss and these quantity errors.
+    With a `certificate` (`AbstractProblem.certificate`), ``agrees`` also needs it to hold:
+    the point is then a certified global minimum."""
     if not theory.applicable:
         return "inconclusive", f"theory not applicable: {theory.reason}", None
     assert theory.loss is not None
@@ -205,11 +215,26 @@ def judge(
     bad = [f"loss gap {gap:.3g}"] if abs(gap) > loss_rtol else []
     bad += [f"{k} error {v:.3g}" for k, v in errors.items() if v > quantity_tol]
     if not bad:
-        return (
-            "agrees",
-            f"|loss gap| <= {loss_rtol:g} and every quantity within {quantity_tol:g}",
-            gap,
-        )
+        matched = f"|loss gap| <= {loss_rtol:g} and every quantity within {quantity_tol:g}"
+        if certificate is None:
+            return "agrees", matched + " (no certificate of global optimality for this model)", gap
+        if not certificate["certified"] and not certificate.get("tight", True):
+            return (
+                "agrees",
+                f"{matched}; not certified: d is below the width {certificate['width_needed']} "
+                "from which the convex lower bound is attained (duality gap "
+                f"{certificate['gap']:.3g})",
+                gap,
+            )
+        if not certificate["certified"]:
+            return (
+                "inconclusive",
+                f"{matched}, but the certificate of global optimality does not hold: duality "
+                f"gap {certificate['gap']:.3g}, ||grad_Z L||_op / mu = "
+                f"{certificate['grad_op_over_mu']:.12g}",
+                gap,
+            )
+        return "agrees", f"{matched}; certified global (duality gap {certificate['gap']:.2g})", gap
     reason = "; ".join(bad)
     if gap < -loss_rtol:
         reason = "the solver found a LOWER loss than the theory predicts: " + reason

@@ -1,8 +1,8 @@
-"""`ufm solve`, `ufm sweep`, `ufm plot`, `ufm repair`, `ufm metrics`, `ufm verify` and
-`ufm features`: a thin layer over the library. This module reads the command line, runs
-`ufm solve` and tells the failures apart; the parsers are in `_cli_parser` (help text:
-`_cli_help`), the other subcommands in `_cli_sweep` (sweep, plot, repair), `cli_metrics`,
-`_cli_verify` and `_cli_features`.
+"""`ufm solve`, `ufm sweep`, `ufm plot`, `ufm repair`, `ufm metrics`, `ufm verify`,
+`ufm features` and `ufm landscape`: a thin layer over the library. This module reads the
+command line, runs `ufm solve` and tells the failures apart; the parsers are in `_cli_parser`
+(help text: `_cli_help`), the other subcommands in `_cli_sweep` (sweep, plot, repair),
+`cli_metrics`, `_cli_verify`, `_cli_features` and `_cli_landscape`.
 
 Exit codes: 0 success; 2 bad input (an `InputError` or an argparse error: a one-line
 message naming the parameter, no traceback); 1 a failure of ufm itself (any other
@@ -160,6 +160,16 @@ def _model_lines(model: str, section: dict[str, Any]) -> list[str]:
     )
 
 
+def _certificate_line(cert: dict[str, Any] | None) -> str:
+    if cert is None:
+        return "certify   none for this model (no certificate of global optimality known)"
+    held = "holds" if cert["certified"] else "does NOT hold"
+    return (
+        f"certify   {held}: duality gap {cert['gap']:.2e}, ||grad_Z L||_op / mu = "
+        f"{cert['grad_op_over_mu']:.12g}"
+    )
+
+
 def _print_solve(r: dict[str, Any]) -> None:
     p = r["parameters"]
     params = " ".join(f"{k}={v}" for k, v in p.items())
@@ -184,6 +194,7 @@ def _print_solve(r: dict[str, Any]) -> None:
     lines.append(
         f"metrics   nc1 {m['nc1']:.2e}, nc2 {m['nc2']:.2e}, nc3 {m['nc3']:.2e}, nc4 {m['nc4']:.3f}"
     )
+    lines.append(_certificate_line(ck["certificate"]))
     section = r.get(r["model"])  # the model's own entries (`extra_report`)
     if isinstance(section, dict):
         lines += _model_lines(r["model"], section)
@@ -241,7 +252,7 @@ def _run(args) -> int:
     _check_output_paths(args)
     if args.command == "solve":
         return _solve(args)
-    from . import _cli_features, _cli_sweep, _cli_verify, cli_metrics
+    from . import _cli_features, _cli_landscape, _cli_sweep, _cli_verify, cli_metrics
 
     command = {
         "sweep": _cli_sweep.sweep,
@@ -250,6 +261,7 @@ def _run(args) -> int:
         "metrics": cli_metrics.run,
         "verify": _cli_verify.run,
         "features": _cli_features.run,
+        "landscape": _cli_landscape.run,
     }[args.command]
     return command(args)
 

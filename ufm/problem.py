@@ -51,8 +51,9 @@ class AbstractProblem(eqx.Module):
     one-line `ufm.InputError` s), `loss`, `init`, `theory`, `hyperparameters` and the
     property `labels`. The other methods are optional hooks with defaults: `classifier`,
     `weight_decay`, `optimal_features`, `extra_report`, `data_arrays`, `extra_quantities`,
-    `layers`, `claims`, `sizes`, `collapsed_columns` (and `critical_mu`, read by `ufm plot`
-    where a model has it). `ufm.solve` also reads the dtype of an array field `lambda_W`.
+    `layers`, `symmetry_tangents`, `certificate`, `claims`, `sizes`, `collapsed_columns`
+    (and `critical_mu`, read by `ufm plot` where a model has it). `ufm.solve` also reads the
+    dtype of an array field `lambda_W`.
     Register a class with `ufm.register` or the ``ufm.models`` entry-point group.
     """
 
@@ -162,6 +163,21 @@ class AbstractProblem(eqx.Module):
         """Deep models: per layer its weight ``W``, input features ``H`` and ``head``."""
         return []
 
+    def symmetry_tangents(self, params: dict[str, Array]) -> list[dict[str, Array]] | None:
+        """The tangent vectors at `params` of the loss's continuous symmetries, one pytree
+        like `params` per generator (`ufm._symmetry.rotation_tangents` builds those of O(d)
+        acting on a feature axis). `ufm.landscape` counts the Hessian's zero eigenvalues
+        along them apart from unexplained ones. None (the default): no symmetry is known;
+        ``[]``: the model has none."""
+        return None
+
+    def certificate(self, params: dict[str, Any], loss: float) -> dict[str, Any] | None:
+        """A certificate that `params` (objective value `loss`) is a global minimum, computed
+        from the point alone: at least ``gap`` (loss minus a proven lower bound on the
+        minimum) and ``certified`` (the gap is within rounding). None (the default): the
+        model has no certificate; `ufm.check` says so."""
+        return None
+
     @property
     @abc.abstractmethod
     def labels(self) -> np.ndarray:
@@ -229,8 +245,8 @@ class AbstractClassProblem(AbstractProblem):
         norms of the classifier rows and class means to a realized prediction, in place."""
         if b is not None:
             params["b"] = b
-            if self.loss_name == "ce":
-                quantities["b_centred"] = b - b.mean()
+            if self.loss_name == "ce" and float(getattr(self, "lambda_b", 0.0)) == 0:
+                quantities["b_centred"] = b - b.mean()  # a free bias: up to b + t 1
             else:
                 quantities["b"] = b
         quantities["w_norm2"] = np.diag(quantities["W_gram"]).copy()

@@ -14,7 +14,7 @@ import optax
 
 from ...check import found_quantities
 from ...claims import Claim
-from . import theory
+from . import landscape_claims, theory
 
 ETF_RTOL = 1e-9  # a loss this far (relative) below the best ETF refutes ETF optimality
 
@@ -144,6 +144,16 @@ GK_FIG = (
     f"{GK[: GK.index(' [read')]}; K = 10, L = 2, lambda = 2^-10 is recalled as the setting of "
     "their Fig. 1, whose lambda convention was not checked "
     "[read: abstract; thresholds, figure number and setting recalled]"
+)
+DANG_BASINS = (
+    f"ours: near the first-order transition (derivations/deep_linear.py step 3: for M >= 2 "
+    f"each direction's scalar problem has a local minimum at 0 and one at the largest root) "
+    f"both the zero point and the collapsed point are local minima; {DANG}'s closed form "
+    f"gives the global one [ours: derivation deep_linear.py step 3]"
+)
+GK_RANK = (
+    f"{GK[: GK.index(' [read')]}; the rank of the minima against depth is ufm's census "
+    "[read: abstract; thresholds recalled]"
 )
 IMB_DEEP = (200, 100, 50, 50)  # the official code's imbalanced setting
 IMB = (100, 100, 10, 10)  # N = 220: minority classes die once N^2 lW lH > 10 (M = 1)
@@ -358,6 +368,27 @@ CLAIMS: tuple[Claim, ...] = (
         _deep("ce", 2, K=10, d=12, **_lam(2**-10)),
         restarts=24,
         judge=etf_beaten,
+        expect="confirmed",
+    ),
+    # --- the landscape (`ufm.landscape`): basins and Hessian indices ------------------------
+    Claim(
+        "dl-mse-two-basins",
+        DANG_BASINS,
+        "deep MSE, M=3, lambda = 0.045 (just below the zero threshold 0.0455): the collapsed "
+        "global minimum and the zero point are both local minima, both reached by restarts",
+        "deep-linear",
+        _deep("mse", 3, **_lam(0.045)),
+        procedure=landscape_claims.two_basins,
+        expect="confirmed",
+    ),
+    Claim(
+        "gk-rank-with-depth",
+        GK_RANK,
+        "deep CE, K=4, lambda = 0.005: the lowest minimum found has logits of rank K-1 = 3 at "
+        "M=1 and of lower rank at M=3",
+        "deep-linear",
+        _deep("ce", 3, **_lam(0.005)),
+        procedure=landscape_claims.rank_with_depth,
         expect="confirmed",
     ),
 )

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ... import _budget, _checks
+from ... import _budget, _checks, _symmetry
 from ... import _theory as th
 from ...problem import AbstractClassProblem, Hyper
 from ..plain.problem import PlainProblem
@@ -142,6 +142,16 @@ class DeepLinearProblem(AbstractClassProblem):
                 head = head @ Wj
             out.append({"W": Wm, "H": H, "head": head})
             H = Wm @ H
+        return out
+
+    def symmetry_tangents(self, params: dict[str, Array]) -> list[dict[str, Array]]:
+        """One O(d) per hidden feature space: Q_0 between H and W_1 (H -> Q_0 H,
+        W_1 -> W_1 Q_0^T) and Q_m between W_m and W_{m+1} (W_m -> Q_m W_m,
+        W_{m+1} -> W_{m+1} Q_m^T), m = 1..M-1; the bias is unchanged."""
+        names = ["H"] + [f"W{m}" for m in range(1, self.depth + 1)]
+        out = []
+        for right, left in zip(names[:-1], names[1:], strict=True):
+            out += _symmetry.rotation_tangents(params, left=left, right=right)
         return out
 
     def loss(self, params: dict[str, Array]) -> Float[Array, ""]:

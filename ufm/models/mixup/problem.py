@@ -41,7 +41,7 @@ import scipy.optimize
 import scipy.special
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ... import _budget, _checks, _linalg, geometry
+from ... import _budget, _checks, _linalg, _symmetry, geometry
 from ... import _theory as th
 from ...errors import InputError
 from ...problem import AbstractProblem, Hyper
@@ -220,6 +220,17 @@ class MixupProblem(AbstractProblem):
         if self.learned:
             penalty = penalty + self.lambda_W / 2 * jnp.sum(W**2)
         return data + penalty
+
+    def symmetry_tangents(self, params: dict[str, Array]) -> list[dict[str, Array]]:
+        """Learned W: O(d) on the feature space (W -> W Q^T, H -> Q H; the per-column penalty
+        counts_m |h_m|^2 is rotation invariant). Fixed ETF: only the rotations that fix W's
+        rows are left, those of the d - (K-1) dimensions orthogonal to them (H -> Q H)."""
+        if self.learned:
+            return _symmetry.rotation_tangents(params, left="W", right="H")
+        rows = np.asarray(self.fixed_classifier(np.float64))
+        _, sv, Vt = np.linalg.svd(rows, full_matrices=True)
+        complement = Vt[int(np.sum(sv > 1e-12 * sv[0])) :].T  # K-1 rows span K-1 dimensions
+        return _symmetry.rotation_tangents(params, left=None, right="H", within=complement)
 
     def init(self, key: PRNGKeyArray, scale: Float[Array, ""]) -> dict[str, Array]:
         """H (and a learned W) with i.i.d. N(0, scale^2/d) entries."""

@@ -8,6 +8,9 @@ from typing import Any
 
 from ...claims import Claim
 from . import codes
+from .convex_claims import CLAIMS as CONVEX_CLAIMS
+from .convex_claims import CONVEX
+from .landscape_claims import CLAIMS as LANDSCAPE_CLAIMS
 
 CODE = "0e2a53daa3f3"  # Fsoft-AIC/Neural-Collapse-in-Deep-Linear-Networks, the commit read
 ZHU = (
@@ -36,11 +39,6 @@ DANG = (
 ZERO = (
     "ours: the zero solution is global iff ||grad_Z L(0)||_op <= sqrt(lambda_W lambda_H), "
     "derivations/plain_ufm.py step 9 [ours: derivation plain_ufm.py step 9]"
-)
-ZERO_INSIDE = (
-    "ours: inside the zero threshold of derivations/plain_ufm.py step 9 no closed form is known "
-    "(SELI, Thrampoulidis et al. 2022, arXiv 2208.05512, recalled, describes only the limit "
-    "lambda -> 0 of the directions) [ours: derivation plain_ufm.py step 9]"
 )
 TEAM = (
     "ours: an unregularized bias leaves the centred labels Y_c, whose singular values are "
@@ -141,12 +139,12 @@ PLAIN: tuple[Claim, ...] = (
         {"loss": "ce", "K": 4, "n": IMB, "d": 8, "bias": True, "lambda_W": 0.05, "lambda_H": 0.05},
     ),
     Claim(
-        "ce-imbalanced-seli-not-applicable",
-        ZERO_INSIDE,
-        "imbalanced CE just inside the zero threshold (N^2 lW lH = 77 < 100): no closed form",
+        "ce-imbalanced-convex-inside-zero",
+        CONVEX,
+        "imbalanced CE just inside the zero threshold (N^2 lW lH = 77 < 100): the convex "
+        "program's minimizer, certified by its duality gap",
         "plain",
         {"loss": "ce", "K": 4, "n": IMB, "d": 8, "lambda_W": 0.04, "lambda_H": 0.04},
-        expect="inconclusive",
     ),
     # --- MSE, balanced -------------------------------------------------------------------------
     Claim(
@@ -457,4 +455,4 @@ CODES: tuple[Claim, ...] = (
     ),
 )
 
-CLAIMS = PLAIN + CODES
+CLAIMS = PLAIN + CONVEX_CLAIMS + CODES + LANDSCAPE_CLAIMS

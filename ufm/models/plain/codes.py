@@ -12,7 +12,7 @@ class means reach the code's rho_ovr within `CODE_TOL` (``confirmed``; ``refuted
 code search fell short). rho_ovr, not the configuration, is compared: the code need not be unique
 (K = 5, d = 3). Beside it the reason reports the cosine gap to the computed code, the
 normalized margin (`normalized_margin`) and the best known spherical codes below (Tammes,
-log energy, each with its provenance), as `spherical_code` compares them.
+log energy, each with its provenance), as `softmax_code_match` reports them.
 
 The configuration comparison is invariant under rotations and class permutations: the sorted
 multiset of pairwise cosines of the centred, normalized class means (a fingerprint: equal for
@@ -215,32 +215,6 @@ def _known_code_parts(means: np.ndarray, K: int, d: int) -> list[str]:
     return parts
 
 
-def spherical_code(problem) -> Outcome:
-    """Are the centred class means of the CE minimizer the best known code for (K, d)?"""
-    K, d = problem.K, problem.d
-    code = known_code(K, d)
-    if code is None:
-        return Outcome("inconclusive", f"no known code for K={K}, d={d}", "-", "-")
-    sol = solve(problem, restarts=RESTARTS)
-    if not sol.converged:
-        return Outcome("inconclusive", f"no restart converged: {sol.status}", code.name, "-")
-    means, W = centred_means(problem, sol.params)
-    found = describe(means)
-    gap = cosine_gap(means, code.vectors)
-    align = float(np.min(np.sum(_unit(W) * _unit(means), axis=1)))
-    parts = [
-        _text(f"found (best of {RESTARTS} restarts, loss spread {sol.loss_spread:.1e})", found)
-        + f", class-mean norm CV {found['norm_cv']:.3g}, min cos(w_k, mean_k) {align:.9f}",
-        *_known_code_parts(means, K, d),
-        f"max |cosine difference| from the {code.name} {gap:.2e} (tol {CODE_TOL:g})",
-    ]
-    short = lambda info: f"{info['min_angle']:.2f} deg, GNC2 {info['gnc2_mean']:.4f}"
-    predicted = f"{code.name}: {short(describe(code.vectors))}"
-    return Outcome(
-        _verdict(gap <= CODE_TOL), "; ".join(parts), predicted, f"{short(found)}, gap {gap:.0e}"
-    )
-
-
 def normalized_margin(W: np.ndarray, class_means: np.ndarray) -> float:
     """min_{k != j} <w_k - w_j, h_k> / (|W|_F |Hbar|_F / K), h_k the (uncentred) class means.
 
@@ -297,4 +271,3 @@ def softmax_code_match(problem) -> Outcome:
     return Outcome(_verdict(ok), "; ".join(parts), predicted, found)
 
 
-PROCEDURES = {"spherical_code": spherical_code, "softmax_code_match": softmax_code_match}

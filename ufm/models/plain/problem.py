@@ -30,12 +30,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ... import _budget, _checks
+from ... import _budget, _checks, _symmetry
 from ... import _theory as th
 from ...errors import InputError
 from ...problem import AbstractClassProblem, Hyper
+from . import convex
+from .certificate import certificate
 from .theory import (
     SOURCE_CE,
+    SOURCE_CONVEX,
     SOURCE_GOF,
     SOURCE_MSE,
     SOURCE_MSE_BIAS,
@@ -132,6 +135,27 @@ class PlainProblem(AbstractClassProblem):
             penalty = penalty + self.lambda_b / 2 * jnp.sum(params["b"] ** 2)
         return data + penalty
 
+    def certificate(self, params: dict[str, Any], loss: float) -> dict[str, Any]:
+        """The duality-gap certificate (`ufm.models.plain.certificate`), valid for any d."""
+        W, H = np.asarray(params["W"], dtype=float), np.asarray(params["H"], dtype=float)
+        Z = W @ H
+        lb = float(self.lambda_b)
+        setting = "none"
+        if self.bias:
+            Z = Z + np.asarray(params["b"], dtype=float)[:, None]
+            setting = "regularized" if lb > 0 else "free"
+        mu = float(np.sqrt(self.lambda_W * self.lambda_H))
+        out = certificate(self.loss_name, Z, self.labels, mu, loss, setting, lb)
+        # the convex program's minimizer has rank <= K - 1 (CE, or MSE with a bias) or K:
+        # from that width on it is attained, so a gap proves a global minimizer's absence
+        out["width_needed"] = self.K - 1 if self.loss_name == "ce" or self.bias else self.K
+        out["tight"] = self.d >= out["width_needed"]
+        return out
+
+    def symmetry_tangents(self, params: dict[str, Array]) -> list[dict[str, Array]]:
+        """O(d) on the feature space: W -> W Q^T, H -> Q H (the bias is unchanged)."""
+        return _symmetry.rotation_tangents(params, left="W", right="H")
+
     def init(self, key: PRNGKeyArray, scale: Float[Array, ""]) -> dict[str, Array]:
         """W, H with i.i.d. N(0, scale^2/d) entries; b = 0."""
         kW, kH = jax.random.split(key)
@@ -209,23 +233,10 @@ class PlainProblem(AbstractClassProblem):
         return self._prediction(regime, geometry, loss, reason, source, logits, b)
 
     def _outside_closed_forms(self, ce: bool, lb: float) -> th.Theory | None:
-        """The cases inside the zero threshold that no closed form covers."""
-        if ce and not self.balanced and self.bias and lb > 0:
-            return th.not_applicable(
-                "imbalanced cross-entropy with a regularized bias (lambda_b > 0): no closed form, "
-                "not even for the zero threshold (the best bias at W = H = 0 has none)",
-                "not derived: the zero threshold of derivations/plain_ufm.py step 9 assumes an "
-                "unregularized bias",
-            )
+        """The cases inside the zero threshold that no closed form covers: imbalanced CE is
+        solved as its convex program; MSE with a regularized bias is not covered."""
         if ce and not self.balanced:
-            return th.not_applicable(
-                "imbalanced cross-entropy inside its zero threshold: the finite-lambda minimizer "
-                "has no closed form (SELI, Thrampoulidis et al. 2022, is the lambda -> 0 limit "
-                "of directions only)",
-                "no closed form known to us; Thrampoulidis et al. 2022, arXiv 2208.05512 (SELI, "
-                "recalled, not read) treat only the lambda -> 0 limit; the zero threshold is "
-                "derivations/plain_ufm.py step 9",
-            )
+            return self._theory_convex()
         if not ce and self.bias and lb > 0:
             return th.not_applicable(
                 "MSE with a regularized bias (lambda_b > 0): the geometry interpolates between "
@@ -234,6 +245,51 @@ class PlainProblem(AbstractClassProblem):
                 "2022, arXiv 2203.01238",
             )
         return None
+
+    def _theory_convex(self) -> th.Theory:
+        """Imbalanced CE: the reduced convex program in the class-mean logits, solved to a
+        certified duality gap (`ufm.models.plain.convex`); regime read off its rank."""
+        lW, lH, lb = float(self.lambda_W), float(self.lambda_H), float(self.lambda_b)
+        setting = "none" if not self.bias else ("regularized" if lb > 0 else "free")
+        exact = convex.solve(self.counts, np.sqrt(lW * lH), setting, lb)
+        certificate = {
+            "duality_gap": exact.gap,
+            "dual": exact.dual,
+            "rank": exact.rank,
+            "grad_op_over_mu": exact.certificate,
+        }
+        if not exact.converged:
+            return th.not_applicable(
+                f"the convex program did not reach its tolerance, so it is no prediction: "
+                f"{exact.status}",
+                SOURCE_CONVEX,
+            )
+        full = min(self.K - 1, self.d)
+        if exact.rank > self.d:
+            return th.not_applicable(
+                f"d={self.d} is below the rank {exact.rank} of the convex program's solution; "
+                "the factorized problem is more constrained than the program",
+                SOURCE_CONVEX,
+            )
+        regime = (
+            "zero"
+            if exact.rank == 0
+            else ("collapsed" if exact.rank >= full else "minority_collapse")
+        )
+        reason = (
+            f"the convex program in the class-mean logits (bias {setting}), solved to duality "
+            f"gap {exact.gap:.2g}; its solution has rank {exact.rank} of {self.K - 1}"
+        )
+        theory = self._prediction(
+            regime,
+            "zero" if regime == "zero" else "general_frame",
+            exact.value,
+            reason,
+            SOURCE_CONVEX,
+            exact.logits,
+            exact.b,
+        )
+        return dataclasses.replace(theory, certificate=certificate)
 
     def _theory_narrow_mse(self, spec: th.SpectralMSE) -> th.Theory:
         """MSE (no bias, or an unregularized one) with d below the number of label directions

@@ -26,6 +26,12 @@ SOURCE_ZERO = (
     "derivations/plain_ufm.py step 9 (ours: the zero solution is global iff "
     "||grad_Z L(0)||_op <= sqrt(lambda_W lambda_H))"
 )
+SOURCE_CONVEX = (
+    "derivations/plain_convex.py (ours: the factorization bound and the collapse reduction give a "
+    "convex program in the K x K class-mean logits weighted by the class counts; the same "
+    "program, with cross-entropy, is the one Hong & Ling 2023, arXiv 2309.09725, solve with a "
+    "conic solver, abstract read); solved by ufm.models.plain.convex to a certified duality gap"
+)
 SOURCE_NARROW = (
     "derivations/plain_ufm.py steps 10-11 (ours: the nuclear-norm problem under rank Z <= d, "
     "von Neumann's trace inequality)"

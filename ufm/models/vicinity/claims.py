@@ -7,7 +7,7 @@ judged by a procedure of `procedures.py` rather than one minimizer.
 from typing import Any
 
 from ...claims import Claim
-from . import procedures
+from . import landscape_claims, procedures
 
 THN = "Tirer, Huang & Niles-Weed 2023, arXiv 2210.16658"
 BODY = "body read in the ICLR 2023 submission, numbered as there"
@@ -52,6 +52,12 @@ FIG1 = {"K": 4, "n": 10, "d": 10, "lambda_W": 2**0.5, "lambda_H": 0.5, "beta": 1
 def _vic(**hyper) -> dict[str, Any]:
     return WORKED | hyper
 
+
+MIRROR = (
+    "ours: the landscape note of ufm/models/vicinity/problem.py (found by ufm, not in the "
+    "paper's main body) and the family argument of ufm/models/vicinity/landscape_claims.py "
+    "[ours: numerics]"
+)
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(
@@ -215,6 +221,17 @@ CLAIMS: tuple[Claim, ...] = (
         "vicinity",
         _vic(beta=0.5, noise=0.05),
         procedure=procedures.regularizers,
+        expect="confirmed",
+    ),
+    Claim(
+        "vicinity-mirror-minimum",
+        MIRROR,
+        "d = K = 4, beta = 0.01, H0 collapsed: besides the closed form's global minimum the "
+        "restarts reach a higher minimum near a mirror image Q H0 (no negative eigenvalue), "
+        "a (K-1)-dimensional family with K-1 zero Hessian eigenvalues",
+        "vicinity",
+        _vic(K=4, n=5, d=4, beta=0.01),
+        procedure=landscape_claims.mirror_minimum,
         expect="confirmed",
     ),
 )

@@ -19,8 +19,11 @@ ICLR 2023 submission; theorem numbers as there).
 Landscape (found by ufm, not in the paper's main body): at d = K the minimizers of f_0 are
 {Q H*: Q in O(K)}, which has two components, so f(.; H*) keeps a spurious local minimum near
 a mirror image Q H* (Q a reflection, tr Q = K - 2), about 2 beta n rho above the global one
-for small beta; about half of random starts end there. For d > K the orbit is connected and
-every start we tried finds the global minimizer. Use restarts at d = K.
+for small beta; about half of random starts end there. These mirror minima form a (K-1)-
+dimensional family (one per reflection axis, all at the same loss), so the Hessian there has
+K-1 zero eigenvalues (`ufm.landscape`; ufm/models/vicinity/landscape_claims.py). For d > K
+the orbit is connected and every start we tried finds the global minimizer. Use restarts at
+d = K.
 """
 
 from typing import Any, ClassVar
@@ -156,6 +159,11 @@ class VicinityProblem(AbstractClassProblem):
 
     def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
         return self.beta_free_loss(params) + self.beta / 2 * jnp.sum((params["H"] - self.H0) ** 2)
+
+    def symmetry_tangents(self, params: dict[str, Array]) -> list[dict[str, Array]]:
+        """[]: beta/2 ||H - H0||^2 is not invariant under H -> Q H (H0 pins the rotation
+        that W -> W Q^T, H -> Q H is in the plain model), and nothing else leaves f fixed."""
+        return []
 
     def weight_decay(self) -> Float[Array, ""]:
         """W has curvature lambda_W from its penalty, H lambda_H + beta."""

@@ -1,0 +1,260 @@
+"""The plain cross-entropy UFM solved exactly, as a convex program in the class-mean logits.
+
+derivations/plain_convex.py derives the program and its dual. With mu = sqrt(lambda_W
+lambda_H), w_k = n_k/N and Q = Zbar D^{1/2} (Zbar: the K x K class-mean logits W Hbar,
+one column per class), every global minimizer of the factorized loss (d >= rank Zbar)
+solves
+
+    min_{Q, b}  sum_k w_k ce(Q e_k / sqrt(n_k) + b, k) + mu ||Q||_* + lambda_b/2 ||b||^2
+
+with b = 0 when there is no bias, free when lambda_b = 0. Its Fenchel dual is
+
+    max_{p_k in simplex}  sum_k w_k H(p_k) - ||sum_k w_k (p_k - e_k)||^2 / (2 lambda_b)
+    s.t.  || [w_k (p_k - e_k) / sqrt(n_k)]_k ||_op <= mu
+
+(H the entropy; with a free bias the penalty becomes the constraint sum_k w_k p_k = w,
+without a bias it is absent). Every dual-feasible point bounds the minimum from below, so
+primal minus dual is a certified bound on how far the primal value is from the minimum.
+
+The solver is accelerated proximal gradient (FISTA with adaptive restart) on (Q, b), with
+singular-value soft-thresholding for the nuclear norm, run until the duality gap is below
+``tol`` relative to the value; each dual point is built from the primal gradient
+(softmax columns pulled toward e_k until the operator-norm constraint holds). numpy in
+float64; the problem has K^2 + K unknowns, whatever N is.
+"""
+
+import dataclasses
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse.linalg
+import scipy.special
+from numpy.linalg import norm
+
+GAP_RTOL = 1e-11  # a duality gap below this, relative to max(|value|, 1), certifies the value
+MAX_ITERATIONS = 200_000
+CHECK_EVERY = 25  # iterations between duality-gap evaluations
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvexSolution:
+    """The minimizer of the reduced convex program and its certificate.
+
+    logits: Zbar = Q D^{-1/2}, the class-mean logits W Hbar (K x K, column k = class k),
+        bias excluded. b: the bias (None without one; with a free bias only b up to a
+        constant is determined, this is the one the solver reached).
+    value: the primal objective at (Q, b), the minimum of the plain UFM's loss.
+    dual: the dual objective at the dual point built from it (a lower bound on the minimum).
+    gap: value - dual >= 0. converged: gap <= tol * max(|value|, 1). status: why it stopped.
+    rank: the rank of Zbar (soft-thresholding gives exact zeros).
+    certificate: ||grad_Q||_op / mu at (Q, b); <= 1 at the exact minimum.
+    """
+
+    logits: np.ndarray
+    b: np.ndarray | None
+    value: float
+    dual: float
+    gap: float
+    iterations: int
+    converged: bool
+    status: str
+    rank: int
+    certificate: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Program:
+    n: np.ndarray  # class counts
+    mu: float
+    bias: str  # "none", "free" or "regularized"
+    lambda_b: float
+
+    @property
+    def w(self) -> np.ndarray:
+        return self.n / self.n.sum()
+
+    def columns(self, Q: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The class-mean logit columns z_k = Q e_k / sqrt(n_k) + b."""
+        return Q / np.sqrt(self.n)[None, :] + b[:, None]
+
+    def smooth(self, Q: np.ndarray, b: np.ndarray):
+        """(value, grad_Q, grad_b, softmax columns) of the data term plus the bias penalty."""
+        Z = self.columns(Q, b)
+        top = Z.max(axis=0)
+        E = np.exp(Z - top[None, :])
+        total = E.sum(axis=0)
+        P = E / total[None, :]
+        lse = top + np.log(total)
+        value = float(self.w @ (lse - np.diag(Z))) + self.lambda_b / 2 * float(b @ b)
+        G = (P - np.eye(self.n.size)) * self.w[None, :]  # d value / d z_k, column k
+        grad_b = G.sum(axis=1) + self.lambda_b * b if self.bias != "none" else np.zeros_like(b)
+        return value, G / np.sqrt(self.n)[None, :], grad_b, P
+
+    def value(self, Q: np.ndarray, b: np.ndarray) -> float:
+        nuclear = float(np.linalg.svd(Q, compute_uv=False).sum())
+        return self.smooth(Q, b)[0] + self.mu * nuclear
+
+    def dual(self, P: np.ndarray) -> tuple[float, float]:
+        """(dual value, ||grad_Q||_op / mu) at the dual point made from softmax columns P."""
+        K = self.n.size
+        E = np.eye(K)
+        w = self.w
+        if self.bias == "free":  # mix toward one common column so sum_k w_k p_k = w exactly
+            P = _balance(P, w)
+        U = (P - E) * w[None, :] / np.sqrt(self.n)[None, :]
+        op = float(np.linalg.norm(U, 2))
+        t = min(1.0, self.mu / op) if op > 0 else 1.0
+        P = E + t * (P - E)  # stays in the simplex; keeps sum_k w_k (p_k - e_k) = 0
+        entropy = -np.sum(scipy.special.xlogy(P, P), axis=0)
+        value = float(np.sum(w * entropy))
+        if self.bias == "regularized":
+            r = ((P - E) * w[None, :]).sum(axis=1)
+            value -= float(r @ r) / (2 * self.lambda_b)
+        return value, op / self.mu
+
+
+def _balance(P: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Columns (1 - theta) p_k + theta v with v in the simplex and the smallest theta such
+    that sum_k w_k p_k = w holds exactly (v = w - (1 - theta) delta / theta, delta the
+    defect). At a near-optimal free bias delta is ~1e-16 and so is theta."""
+    delta = P @ w - w
+    scale = float(np.max(np.abs(delta)))
+    if scale == 0:
+        return P
+    # v >= 0 needs theta >= max_j (delta_j / (w_j + delta_j)) over delta_j > 0
+    ratio = np.where(delta > 0, delta / (w + delta), 0.0)
+    theta = min(1.0, 2 * float(ratio.max()) + 1e-300)
+    v = np.clip(w - (1 - theta) * delta / theta, 0.0, None)
+    v /= v.sum()
+    return (1 - theta) * P + theta * v[:, None]
+
+
+def _shrink(X: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
+    """Singular-value soft-thresholding, the proximal map of threshold * ||.||_*."""
+    U, s, Vt = np.linalg.svd(X)
+    s = np.maximum(s - threshold, 0.0)
+    rank = int(np.count_nonzero(s))
+    return (U[:, :rank] * s[:rank]) @ Vt[:rank], rank
+
+
+def _unpack(x: np.ndarray, K: int, has_b: bool):
+    A, B = x[: K * K].reshape(K, K), x[K * K : 2 * K * K].reshape(K, K)
+    return A, B, (x[2 * K * K :] if has_b else np.zeros(K))
+
+
+def _flat(*parts) -> np.ndarray:
+    return np.concatenate([p.ravel() for p in parts])
+
+
+def _factored(program: _Program):
+    """(value, gradient) and Hessian-vector product of the program with Q = A B^T and
+    mu ||Q||_* replaced by its variational form mu/2 (||A||^2 + ||B||^2), on the flat
+    vector [A, B, b] (derivations/plain_convex.py step 3)."""
+    n, K, mu, has_b = program.n, program.n.size, program.mu, program.bias != "none"
+    root = np.sqrt(n)[None, :]
+
+    def fun(x: np.ndarray):
+        A, B, b = _unpack(x, K, has_b)
+        value, grad_Q, grad_b, _ = program.smooth(A @ B.T, b)
+        value += mu / 2 * (float(np.sum(A * A)) + float(np.sum(B * B)))
+        parts = [grad_Q @ B + mu * A, grad_Q.T @ A + mu * B] + ([grad_b] if has_b else [])
+        return value, _flat(*parts)
+
+    def hessp(x: np.ndarray):
+        """The Hessian at x, as a function of the direction (or of a matrix of them)."""
+        A, B, b = _unpack(x, K, has_b)
+        _, grad_Q, _, P = program.smooth(A @ B.T, b)
+
+        def apply(v: np.ndarray) -> np.ndarray:
+            dA, dB, db = _unpack(v, K, has_b)
+            dZ = (dA @ B.T + A @ dB.T) / root + db[:, None]
+            dG = (P * dZ - P * np.sum(P * dZ, axis=0)[None, :]) * program.w[None, :]
+            parts = [dG / root @ B + grad_Q @ dB + mu * dA]
+            parts.append((dG / root).T @ A + grad_Q.T @ dA + mu * dB)
+            if has_b:
+                parts.append(dG.sum(axis=1) + program.lambda_b * db)
+            return _flat(*parts)
+
+        return apply
+
+    return fun, hessp
+
+
+DENSE_NEWTON = 400  # unknowns up to which the Newton system is formed and solved densely
+
+
+def _newton(fun, hessp, x: np.ndarray, steps: int = 10) -> np.ndarray:
+    """Newton steps from a point L-BFGS left near the minimum, kept while they lower the
+    gradient norm without raising the value beyond rounding. The Hessian is singular along
+    the rotations A -> A R, B -> B R: the step is the least-squares one (dense, small
+    problems) or MINRES's (large ones)."""
+    value, grad = fun(x)
+    for _ in range(steps):
+        apply = hessp(x)
+        if x.size <= DENSE_NEWTON:
+            H = np.stack([apply(e) for e in np.eye(x.size)], axis=1)
+            step = -np.linalg.lstsq((H + H.T) / 2, grad, rcond=1e-13)[0]
+        else:
+            H = scipy.sparse.linalg.LinearOperator((x.size, x.size), apply)
+            step, _ = scipy.sparse.linalg.minres(H, -grad, rtol=1e-12, maxiter=2000)
+        new_value, new_grad = fun(x + step)
+        rounding = 4 * np.finfo(float).eps * max(abs(value), 1.0)
+        if not (new_value <= value + rounding and norm(new_grad) < 0.5 * norm(grad)):
+            break
+        x, value, grad = x + step, new_value, new_grad
+    return x
+
+
+def solve(
+    counts,
+    mu: float,
+    bias: str = "none",
+    lambda_b: float = 0.0,
+    *,
+    tol: float = GAP_RTOL,
+    seed: int = 0,
+) -> ConvexSolution:
+    """Minimize the reduced program (module docstring) for class counts `counts`,
+    mu = sqrt(lambda_W lambda_H) and `bias` in ``none``, ``free``, ``regularized``."""
+    n = np.asarray(counts, dtype=float)
+    K = n.size
+    program = _Program(n, float(mu), bias, float(lambda_b) if bias == "regularized" else 0.0)
+    rng = np.random.default_rng(seed)
+    P_K = np.eye(K) - 1 / K
+    x0 = [P_K + 1e-2 * rng.standard_normal((K, K)), P_K + 1e-2 * rng.standard_normal((K, K))]
+    x0 += [np.log(program.w) if bias == "free" else np.zeros(K)] if bias != "none" else []
+    x0 = np.concatenate([p.ravel() for p in x0])
+    fun, hessp = _factored(program)
+    res = scipy.optimize.minimize(
+        fun,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 100_000, "maxfun": 200_000, "ftol": 0.0, "gtol": 0.0, "maxcor": 30},
+    )
+    A, B, b = _unpack(_newton(fun, hessp, res.x), K, bias != "none")
+    Q = A @ B.T
+    # one proximal-gradient step: exact zeros on the switched-off directions (their
+    # singular values of Q - N grad_Q sit strictly inside N mu at the minimum)
+    _, grad_Q, _, _ = program.smooth(Q, b)
+    Q_prox, rank = _shrink(Q - n.sum() * grad_Q, n.sum() * program.mu)
+    if program.value(Q_prox, b) <= program.value(Q, b):
+        Q = Q_prox
+    value = program.value(Q, b)
+    dual, cert = program.dual(program.smooth(Q, b)[3])
+    gap = max(value - dual, 0.0)
+    converged = gap <= tol * max(abs(value), 1.0)
+    return ConvexSolution(
+        logits=Q / np.sqrt(n)[None, :],
+        b=None if bias == "none" else b,
+        value=value,
+        dual=dual,
+        gap=gap,
+        iterations=int(res.nit),
+        converged=converged,
+        status=("converged: " if converged else "not converged: ")
+        + f"duality gap {gap:.3g}"
+        + f" (tolerance {tol:g} x max(|value|, 1)); L-BFGS: {res.message}",
+        rank=rank,
+        certificate=cert,
+    )
