@@ -39,25 +39,6 @@ def _median(f, repeats: int):
     return statistics.median(times), out
 
 
-def _conic(counts, mu, bias, lambda_b):
-    import cvxpy as cp
-
-    n = np.asarray(counts, float)
-    K, w = n.size, n / n.sum()
-    Q = cp.Variable((K, K))
-    Zbar = Q @ np.diag(1 / np.sqrt(n))
-    b = cp.Variable(K) if bias != "none" else None
-    if b is not None:
-        Zbar = Zbar + cp.reshape(b, (K, 1), order="F") @ np.ones((1, K))
-    data = sum(w[k] * (cp.log_sum_exp(Zbar[:, k]) - Zbar[k, k]) for k in range(K))
-    objective = data + mu * cp.normNuc(Q)
-    if bias == "regularized":
-        objective = objective + lambda_b / 2 * cp.sum_squares(b)
-    problem = cp.Problem(cp.Minimize(objective))
-    problem.solve(solver="CLARABEL")
-    return problem.value
-
-
 def _factorized(counts, mu, bias, lambda_b):
     problem = ufm.make(
         "plain",
@@ -82,7 +63,7 @@ def row(K: int, bias: str, lambda_b: float, repeats: int) -> None:
     )
     rel = lambda value: abs(value - ours.value) / ours.value
     if K <= 30:
-        t_conic, value = _median(lambda: _conic(counts, MU, bias, lambda_b), repeats)
+        t_conic, value = _median(lambda: convex.conic(counts, MU, bias, lambda_b)[0], repeats)
         line += f" | conic {t_conic:8.3f} s x{t_conic / t_ours:6.1f}, diff {rel(value):.1e}"
         t_fact, value = _median(_factorized(counts, MU, bias, lambda_b), repeats)
         line += f" | ufm.solve {t_fact:7.3f} s x{t_fact / t_ours:6.1f}, diff {rel(value):.1e}"

@@ -269,5 +269,3 @@ def softmax_code_match(problem) -> Outcome:
     parts += _known_code_parts(means, K, d)
     ok = code.rho - rho_w <= CODE_TOL and code.rho - rho_m <= CODE_TOL
     return Outcome(_verdict(ok), "; ".join(parts), predicted, found)
-
-

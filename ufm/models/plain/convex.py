@@ -16,11 +16,14 @@ with b = 0 when there is no bias, free when lambda_b = 0. Its Fenchel dual is
 without a bias it is absent). Every dual-feasible point bounds the minimum from below, so
 primal minus dual is a certified bound on how far the primal value is from the minimum.
 
-The solver is accelerated proximal gradient (FISTA with adaptive restart) on (Q, b), with
-singular-value soft-thresholding for the nuclear norm, run until the duality gap is below
-``tol`` relative to the value; each dual point is built from the primal gradient
-(softmax columns pulled toward e_k until the operator-norm constraint holds). numpy in
-float64; the problem has K^2 + K unknowns, whatever N is.
+The solver minimizes the smooth factored form Q = A B^T, with mu ||Q||_* replaced by
+mu/2 (||A||^2 + ||B||^2) (derivations/plain_convex.py step 3): L-BFGS, then Newton steps,
+then one proximal-gradient step that sets the switched-off singular values exactly to zero.
+Nothing is assumed of that nonconvex form: the answer is certified by the dual point built
+from its gradients (`certificate.certificate` with the class counts as column weights:
+softmax columns pulled toward e_k until the operator-norm constraint holds), and used only
+if the duality gap is below ``tol`` relative to the value. numpy in float64; the problem has
+K^2 + K unknowns, whatever N is.
 """
 
 import dataclasses
@@ -31,9 +34,9 @@ import scipy.sparse.linalg
 import scipy.special
 from numpy.linalg import norm
 
+from .certificate import certificate
+
 GAP_RTOL = 1e-11  # a duality gap below this, relative to max(|value|, 1), certifies the value
-MAX_ITERATIONS = 200_000
-CHECK_EVERY = 25  # iterations between duality-gap evaluations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,40 +97,6 @@ class _Program:
         nuclear = float(np.linalg.svd(Q, compute_uv=False).sum())
         return self.smooth(Q, b)[0] + self.mu * nuclear
 
-    def dual(self, P: np.ndarray) -> tuple[float, float]:
-        """(dual value, ||grad_Q||_op / mu) at the dual point made from softmax columns P."""
-        K = self.n.size
-        E = np.eye(K)
-        w = self.w
-        if self.bias == "free":  # mix toward one common column so sum_k w_k p_k = w exactly
-            P = _balance(P, w)
-        U = (P - E) * w[None, :] / np.sqrt(self.n)[None, :]
-        op = float(np.linalg.norm(U, 2))
-        t = min(1.0, self.mu / op) if op > 0 else 1.0
-        P = E + t * (P - E)  # stays in the simplex; keeps sum_k w_k (p_k - e_k) = 0
-        entropy = -np.sum(scipy.special.xlogy(P, P), axis=0)
-        value = float(np.sum(w * entropy))
-        if self.bias == "regularized":
-            r = ((P - E) * w[None, :]).sum(axis=1)
-            value -= float(r @ r) / (2 * self.lambda_b)
-        return value, op / self.mu
-
-
-def _balance(P: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Columns (1 - theta) p_k + theta v with v in the simplex and the smallest theta such
-    that sum_k w_k p_k = w holds exactly (v = w - (1 - theta) delta / theta, delta the
-    defect). At a near-optimal free bias delta is ~1e-16 and so is theta."""
-    delta = P @ w - w
-    scale = float(np.max(np.abs(delta)))
-    if scale == 0:
-        return P
-    # v >= 0 needs theta >= max_j (delta_j / (w_j + delta_j)) over delta_j > 0
-    ratio = np.where(delta > 0, delta / (w + delta), 0.0)
-    theta = min(1.0, 2 * float(ratio.max()) + 1e-300)
-    v = np.clip(w - (1 - theta) * delta / theta, 0.0, None)
-    v /= v.sum()
-    return (1 - theta) * P + theta * v[:, None]
-
 
 def _shrink(X: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
     """Singular-value soft-thresholding, the proximal map of threshold * ||.||_*."""
@@ -161,7 +130,7 @@ def _factored(program: _Program):
         return value, _flat(*parts)
 
     def hessp(x: np.ndarray):
-        """The Hessian at x, as a function of the direction (or of a matrix of them)."""
+        """The Hessian at x, as a function of the direction."""
         A, B, b = _unpack(x, K, has_b)
         _, grad_Q, _, P = program.smooth(A @ B.T, b)
 
@@ -241,8 +210,10 @@ def solve(
     if program.value(Q_prox, b) <= program.value(Q, b):
         Q = Q_prox
     value = program.value(Q, b)
-    dual, cert = program.dual(program.smooth(Q, b)[3])
-    gap = max(value - dual, 0.0)
+    bound = certificate(
+        "ce", program.columns(Q, b), np.arange(K), program.mu, value, bias, program.lambda_b, n
+    )
+    dual, gap = bound["dual"], max(bound["gap"], 0.0)
     converged = gap <= tol * max(abs(value), 1.0)
     return ConvexSolution(
         logits=Q / np.sqrt(n)[None, :],
@@ -256,5 +227,28 @@ def solve(
         + f"duality gap {gap:.3g}"
         + f" (tolerance {tol:g} x max(|value|, 1)); L-BFGS: {res.message}",
         rank=rank,
-        certificate=cert,
+        certificate=bound["grad_op_over_mu"],
     )
+
+
+def conic(counts, mu: float, bias: str = "none", lambda_b: float = 0.0):
+    """The same program written directly in cvxpy and solved by Clarabel, an interior-point
+    conic solver (the route of Hong & Ling 2023): an independent check of `solve`, used by
+    tests/test_convex.py and benchmarks/bench_convex.py. Needs cvxpy (the test extra).
+    Returns (value, class-mean logits Zbar)."""
+    import cvxpy as cp
+
+    n = np.asarray(counts, float)
+    K, w = n.size, n / n.sum()
+    Q = cp.Variable((K, K))
+    Zbar = Q @ np.diag(1 / np.sqrt(n))
+    b = cp.Variable(K) if bias != "none" else None
+    if b is not None:
+        Zbar = Zbar + cp.reshape(b, (K, 1), order="F") @ np.ones((1, K))
+    data = sum(w[k] * (cp.log_sum_exp(Zbar[:, k]) - Zbar[k, k]) for k in range(K))
+    objective = data + mu * cp.normNuc(Q)
+    if bias == "regularized":
+        objective = objective + lambda_b / 2 * cp.sum_squares(b)
+    problem = cp.Problem(cp.Minimize(objective))
+    problem.solve(solver="CLARABEL")
+    return problem.value, Q.value @ np.diag(1 / np.sqrt(n))
