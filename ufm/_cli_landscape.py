@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import _argv, _budget, _output
+from . import _argv, _budget
 from ._cli_help import model_help
-from .cli import unwritten
+from .cli import emit
 
 
 def add_parser(commands, formatter_class) -> None:
@@ -83,19 +83,7 @@ def run(args) -> int:
         points=points,
     )
     report = result.summary()
-    text = _output.dumps(report)
-    failed = False
-    if args.out is not None:
-        try:
-            _output.write_text(args.out, text + "\n")
-        except OSError as error:
-            failed = True
-            unwritten("--out", args.out, error)
-    if args.json or failed:
-        print(text)
-    else:
-        _print_table(report)
-    return 1 if failed else 0
+    return emit(report, args.json, args.out, lambda: _print_table(report))
 
 
 def _print_table(report: dict[str, Any]) -> None:

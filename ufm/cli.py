@@ -48,16 +48,22 @@ def _solve(args) -> int:
     written at the end (a full disk) is named, the JSON report goes to stdout instead, and
     the exit code is 1."""
     result, arrays = _solve_report(args)
-    text = _output.dumps(result)
-    writes = [
-        (args.params, "--params", lambda path: _output.write_npz(path, arrays)),
-        (args.out, "--out", lambda path: _output.write_text(path, text + "\n")),
-    ]
-    failed = _write_all(writes)
-    if args.json or failed:
+    params = [(args.params, "--params", lambda path: _output.write_npz(path, arrays))]
+    return emit(result, args.json, args.out, lambda: _print_solve(result), params)
+
+
+def emit(report: dict[str, Any], as_json: bool, out: Path | None, show, writes=()) -> int:
+    """The end of a command that makes a JSON report: write it to `out` (--out) and any other
+    (path, flag, write) in `writes`, then print it as JSON (--json, or when a file could not
+    be written: nothing computed is lost) or `show()` it as text. Exit code 1 if a write
+    failed."""
+    text = _output.dumps(report)
+    out_write = (out, "--out", lambda path: _output.write_text(path, text + "\n"))
+    failed = _write_all([*writes, out_write])
+    if as_json or failed:
         print(text)
     else:
-        _print_solve(result)
+        show()
     return 1 if failed else 0
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _argv, _budget, _output
-from .cli import unwritten
+from .cli import emit
 from .errors import InputError
 
 KEYS = {
@@ -171,19 +171,7 @@ def run(args) -> int:
     result = {"file": str(args.features), "seconds": round(time.perf_counter() - start, 3)} | result
     # JSON has no nan or inf: they become null (the report's notes say which and why)
     result = _output.jsonable(result)
-    text = _output.dumps(result)
-    failed = False
-    if args.out:
-        try:
-            _output.write_text(args.out, text + "\n")
-        except OSError as error:
-            failed = True
-            unwritten("--out", args.out, error)
-    if args.json or failed:
-        print(text)
-    else:
-        _print(result)
-    return 1 if failed else 0
+    return emit(result, args.json, args.out, lambda: _print(result))
 
 
 def _check_budget(args, features, layout: str, W) -> None:
