@@ -17,23 +17,17 @@ Times are wall-clock seconds; ratios are baseline / ufm.
 
 import argparse
 import os
-import time
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
+from _compare import timed  # noqa: E402
 
 import ufm  # noqa: E402
 from ufm import _hessian  # noqa: E402
 
 HYPER = dict(loss="mse", K=10, n=5, d=16, depth=3, lambda_W=0.0175, lambda_H=0.0175)
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
 
 
 def main() -> None:

@@ -16,23 +16,17 @@ and the script checks that their losses agree.
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
+from _compare import timed  # noqa: E402
 
 import ufm  # noqa: E402
 
 FIXED = {"loss": "mse", "K": 4, "n": 5, "d": 8}
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
 
 
 def main() -> None:
