@@ -1,9 +1,8 @@
 """The plain UFM's landscape claim (`ufm.landscape`): Zhu et al. 2021's benign landscape.
 
-Exported as `CLAIMS`, to be concatenated with the model's catalog in ``claims.py``.
+Exported as `CLAIMS`; ``claims.py`` adds them to the model's catalog.
 """
 
-from ..._symmetry import rotation_tangents
 from ...claims import Claim, Outcome
 from ...claims import verdict as _verdict
 from ...landscape import landscape, zero_point
@@ -12,24 +11,12 @@ RESTARTS = 64
 THEORY_RTOL = 1e-9  # the global minimum found against the closed form (`ufm.check`'s)
 
 
-def _tangents(problem):
-    """The model's own symmetry hook, or O(d) on the feature space (W -> W Q^T, H -> Q H)
-    while the plain model has none."""
-
-    def tangents(params):
-        own = problem.symmetry_tangents(params)
-        return own if own is not None else rotation_tangents(params, left="W", right="H")
-
-    return tangents
-
-
 def benign(problem) -> Outcome:
     """Zhu et al.: every critical point is a global minimizer (a simplex ETF) or a strict
     saddle. Confirmed when the restarts reach no spurious or degenerate minimum, the global
     one matches the closed form, and W = H = 0 (critical: the gradient of every term of
     the loss vanishes there) has a negative Hessian eigenvalue."""
-    result = landscape(problem, RESTARTS, points={"zero": zero_point(problem)},
-                       symmetry=_tangents(problem))  # fmt: skip
+    result = landscape(problem, RESTARTS, points={"zero": zero_point(problem)})
     zero = result.points[0]
     bad = result.of_kind("spurious_minimum") + result.of_kind("degenerate")
     best = result.of_kind("global_minimum")
