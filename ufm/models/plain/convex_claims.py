@@ -46,13 +46,6 @@ IMB = (100, 100, 10, 10)
 TWO_GROUPS = (100,) * 5 + (10,) * 5
 
 
-def _bias(problem) -> tuple[str, float]:
-    lb = float(problem.lambda_b)
-    if not problem.bias:
-        return "none", 0.0
-    return ("regularized", lb) if lb > 0 else ("free", 0.0)
-
-
 def _merge_point(counts, bias: str, lb: float, group: list[int]) -> float:
     """The mu at which the classes of `group` merge: bisection on the convex program for the
     spread of their classifier rows' directions (rows of Zbar D^{1/2} restricted to them)."""

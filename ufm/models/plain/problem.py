@@ -135,17 +135,23 @@ class PlainProblem(AbstractClassProblem):
             penalty = penalty + self.lambda_b / 2 * jnp.sum(params["b"] ** 2)
         return data + penalty
 
+    @property
+    def bias_setting(self) -> str:
+        """``none``, ``free`` (lambda_b = 0) or ``regularized``: how the convex program and
+        the certificate treat the bias."""
+        if not self.bias:
+            return "none"
+        return "regularized" if float(self.lambda_b) > 0 else "free"
+
     def certificate(self, params: dict[str, Any], loss: float) -> dict[str, Any]:
         """The duality-gap certificate (`ufm.models.plain.certificate`), valid for any d."""
         W, H = np.asarray(params["W"], dtype=float), np.asarray(params["H"], dtype=float)
         Z = W @ H
-        lb = float(self.lambda_b)
-        setting = "none"
         if self.bias:
             Z = Z + np.asarray(params["b"], dtype=float)[:, None]
-            setting = "regularized" if lb > 0 else "free"
         mu = float(np.sqrt(self.lambda_W * self.lambda_H))
-        out = certificate(self.loss_name, Z, self.labels, mu, loss, setting, lb)
+        lb = float(self.lambda_b)
+        out = certificate(self.loss_name, Z, self.labels, mu, loss, self.bias_setting, lb)
         # the convex program's minimizer has rank <= K - 1 (CE, or MSE with a bias) or K:
         # from that width on it is attained, so a gap proves a global minimizer's absence
         out["width_needed"] = self.K - 1 if self.loss_name == "ce" or self.bias else self.K
@@ -250,7 +256,7 @@ class PlainProblem(AbstractClassProblem):
         """Imbalanced CE: the reduced convex program in the class-mean logits, solved to a
         certified duality gap (`ufm.models.plain.convex`); regime read off its rank."""
         lW, lH, lb = float(self.lambda_W), float(self.lambda_H), float(self.lambda_b)
-        setting = "none" if not self.bias else ("regularized" if lb > 0 else "free")
+        setting = self.bias_setting
         exact = convex.solve(self.counts, np.sqrt(lW * lH), setting, lb)
         certificate = {
             "duality_gap": exact.gap,
