@@ -24,6 +24,16 @@ def integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}") from None
 
 
+def integer_list(text: str) -> list[int]:
+    """An argparse type: comma-separated integers ('0,1,2', '150,15')."""
+    try:
+        return [to_int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas; got {text!r}"
+        ) from None
+
+
 def _numbers(text: str) -> bool:
     """Whether `text` is a number or comma-separated numbers ('-1e-3', '-1e-3,1e-3')."""
     try:

@@ -218,7 +218,9 @@ def _print_solve(r: dict[str, Any]) -> None:
 def _check_output_paths(args) -> None:
     """Fail before any work, not after it, when a result could not be written: a
     directory, a missing parent, a place where no file can be created."""
-    if args.command == "sweep":
+    if args.command in ("sweep", "train", "experiment"):
+        if args.out is None:  # ufm experiment without --out: in memory
+            return
         # a zarr directory: an existing one is ufm.sweep's (--resume), a new one needs a parent
         if args.out.exists() and not args.out.is_dir():
             raise InputError(f"--out: {str(args.out)!r} exists and is not a zarr directory")
@@ -258,9 +260,11 @@ def _run(args) -> int:
     _check_output_paths(args)
     if args.command == "solve":
         return _solve(args)
-    from . import _cli_features, _cli_landscape, _cli_sweep, _cli_verify, cli_metrics
+    from . import _cli_features, _cli_landscape, _cli_sweep, _cli_train, _cli_verify, cli_metrics
 
     command = {
+        "train": _cli_train.train,
+        "experiment": _cli_train.experiment,
         "sweep": _cli_sweep.sweep,
         "plot": _cli_sweep.plot,
         "repair": _cli_sweep.repair,

@@ -1,5 +1,8 @@
 """`ufm metrics FEATURES`: every NC metric of a features file, as a table or JSON.
 
+FEATURES may also be a training store (`ufm train`, `ufm experiment`): --layer, --epoch,
+--split and --sel pick one layer of one run (the last layer comes with its classifier).
+
 Files: FEATURES is an .npz holding `features` (N, d) or `H` (d, N), and optionally
 `labels` (or `y`), a classifier `W` (K, d) and a bias `b`; `ufm solve --params` writes such
 a file. Or an .npy of features, read through a memory map (N, d by default; --dxn says
@@ -55,6 +58,16 @@ def add_parser(commands, **options) -> None:
         help="centre on the mean of the class means (rhubarbwu) instead of the sample mean",
     )
     p.add_argument("--batch-size", type=_argv.integer, default=4096, help="rows read at a time")
+    p.add_argument("--layer", help="training store: the layer (default: the last)")
+    p.add_argument("--epoch", type=_argv.integer, help="training store: the epoch (default: last)")
+    p.add_argument("--split", default="train", help="training store: train or test features")
+    p.add_argument(
+        "--sel",
+        action="append",
+        metavar="NAME=VALUE",
+        help="training store: the run, by its grid values (e.g. --sel weight_decay=0.001 "
+        "--sel seed=1); needed when the store holds several runs",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--out", type=Path, help="also write the JSON report to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -99,6 +112,8 @@ def _single(path: Path | None, name: str, flag: str) -> Any:
 
 def read_inputs(args) -> tuple[Any, np.ndarray, Any, Any, str]:
     """(features, labels, W, b, layout) from the command line's files."""
+    if args.features.is_dir():
+        return _from_store(args)
     data = _load(args.features, "FEATURES", mmap=True)
     W = b = labels = None
     if isinstance(data, np.ndarray):
@@ -125,6 +140,41 @@ def read_inputs(args) -> tuple[Any, np.ndarray, Any, Any, str]:
     if b is not None and W is None:
         raise InputError("--bias: a bias needs a classifier (--classifier)")
     return features, np.asarray(labels), W, b, layout
+
+
+def _from_store(args) -> tuple[Any, np.ndarray, Any, Any, str]:
+    """One layer of one run of a training store, with the classifier for the last layer."""
+    from .networks import open_training, read
+
+    ds = open_training(args.features)
+    runs = list(read.points(ds))
+    sel = dict(text.partition("=")[::2] for text in args.sel or [])
+    for name in sel:
+        if name.replace("-", "_") not in read.grid_dims(ds):
+            raise InputError(f"--sel {name}: not a grid dimension; the store's: "
+                             f"{', '.join(read.grid_dims(ds))}")  # fmt: skip
+    sel = {k.replace("-", "_"): v for k, v in sel.items()}
+    chosen = [p for p in runs if all(str(p[k]) == v or _same(p[k], v) for k, v in sel.items())]
+    if len(chosen) != 1:
+        listed = "; ".join(", ".join(f"{k}={v}" for k, v in p.items()) for p in runs[:6])
+        raise InputError(
+            f"--sel: {len(chosen)} of the store's {len(runs)} saved runs match; pick one with "
+            f"--sel NAME=VALUE (runs: {listed})"
+        )
+    point = chosen[0]
+    epoch = int(ds["epoch"].values[-1]) if args.epoch is None else args.epoch
+    layers = read.layer_names(ds, point)
+    layer = layers[-1] if args.layer is None else args.layer
+    features, labels = read.features(ds, point, epoch, layer, args.split)
+    W, b = read.classifier(ds, point, epoch) if layer == layers[-1] else (None, None)
+    return features, labels, W, b, "rows"
+
+
+def _same(value, text: str) -> bool:
+    try:
+        return float(value) == float(text)
+    except ValueError:
+        return False
 
 
 def run(args) -> int:

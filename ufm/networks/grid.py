@@ -1,0 +1,315 @@
+"""`train`: a grid of trainings (one network per point), recorded into a resumable store."""
+
+import dataclasses
+import importlib.metadata
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+import xarray as xr
+
+from .. import _sweep_grid
+from .._interrupts import SweepInterrupted, interrupts
+from ..errors import InputError
+from . import mlp, store
+from .data import Dataset, dataset
+from .training import FIELDS, HISTORY, Training, check_batch, check_record, run
+
+NOT_GRIDDED = ("widths", "seed")  # widths fix the store's shape; seeds have their own axis
+
+
+def train(
+    data: Dataset | str = "digits",
+    training: Training | dict | None = None,
+    grid: dict[str, Sequence] | None = None,
+    *,
+    seeds: int | Sequence[int] = (0,),
+    record: Sequence[int] | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | Callable[[int, int], None] = True,
+) -> xr.Dataset:
+    """Train one network per grid point and seed; return the store as a Dataset.
+
+    data: a `Dataset` or a dataset name (``ufm.networks.dataset`` with its defaults).
+    training: the fixed settings (`Training` or a dict of its fields).
+    grid: ``{"weight_decay": [1e-4, 1e-3], "depth": [1, 3, 6]}``: any `Training` field but
+        widths and seed (give seeds instead); values may be strings (``"1e-4"``).
+    record: the epochs whose features are stored (0 = initialization; default: about 8,
+        log-spaced, to the last).
+    out: a new directory for the zarr store (None: in memory). resume: continue `out`,
+        skipping the runs it holds; it must have been made with the same settings.
+    """
+    data = dataset(data) if isinstance(data, str) else data
+    fixed = _fixed(training)
+    axes = _axes(grid or {}, fixed)
+    seeds = _seeds(seeds)
+    points = list(_points(axes, seeds))
+    settings = [dataclasses.replace(fixed, **p) for _, p in points]  # validates every point
+    for t in settings:
+        check_batch(t, data.x_train.shape[0])
+    epochs = max(t.epochs for t in settings)
+    record = check_record(record, min(t.epochs for t in settings))
+    depths = sorted({t.depth for t in settings})
+    layers = mlp.layer_names(len(fixed.widths), depths[-1])
+    attrs = _attrs(data, fixed, axes, seeds, record)
+    units = max(fixed.widths)
+    size = max(_size(data, t) for t in settings)
+    variables = store.layout(
+        axes,
+        seeds,
+        layers,
+        record,
+        data.x_train.shape[0],
+        data.x_test.shape[0],
+        units,
+        data.K,
+        epochs,
+        size,
+    )
+    if out is not None and Path(out).exists():
+        if not resume:
+            raise InputError(
+                f"out: {str(out)!r} exists; pass resume=True (--resume) to continue it, or "
+                "choose another path"
+            )
+        group = store.open_existing(out, attrs)
+    elif resume:
+        raise InputError(f"resume: {str(out)!r} does not exist")
+    else:
+        group = None
+    widths = [*fixed.widths, *([fixed.widths[-1]] * depths[-1])]
+    coords = {
+        **{a.name: (a.name, np.array(a.values)) for a in axes},
+        "seed": ("seed", np.array(seeds, dtype=np.int64)),
+        "epoch": ("epoch", np.array(record, dtype=np.int64)),
+        "layer": ("layer", np.array(layers)),
+        "layer_width": ("layer", np.array(widths, dtype=np.int64)),
+        "class": ("class", np.arange(data.K)),
+        "history_epoch": ("history_epoch", np.arange(1, epochs + 1)),
+        "train_label": ("train_sample", data.y_train.astype(np.int64)),
+        "test_label": ("test_sample", data.y_test.astype(np.int64)),
+        "train_index": ("train_sample", data.train_index.astype(np.int64)),
+        "test_index": ("test_sample", data.test_index.astype(np.int64)),
+    }
+    with interrupts() as guard:
+        if group is None:
+            group = store.create(out, attrs, coords, variables, guard)
+        done = np.asarray(group["done"][...], dtype=bool)
+        todo = [(i, t) for (i, _), t in zip(points, settings, strict=True) if not done[i]]
+        total = sum(t.epochs for t in settings)
+        report = _progress(progress, total, total - sum(t.epochs for _, t in todo))
+        count = int(done.sum())
+        try:
+            for index, t in todo:
+                result = run(data, t, record, report, lambda: guard.requested)
+                if result is None:
+                    raise SweepInterrupted(
+                        guard.signum, count, len(points), out, out is not None, guard.forced
+                    )
+                store.write(group, index, _columns(result, units, len(layers), epochs, size), guard)
+                count += 1
+        finally:
+            report(None)
+    if out is None:
+        return xr.open_zarr(group.store, consolidated=False).load()
+    return store.open_training(out)
+
+
+def _fixed(training) -> Training:
+    if training is None:
+        return Training()
+    if isinstance(training, Training):
+        return training
+    if unknown := sorted(set(training) - set(FIELDS)):
+        raise InputError(
+            f"training: unknown setting(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}"
+        )
+    return Training(**training)
+
+
+def _axes(grid: dict, fixed: Training) -> list[_sweep_grid.Axis]:
+    axes = []
+    for name, values in grid.items():
+        name = name.replace("-", "_")
+        if name not in FIELDS or name in NOT_GRIDDED:
+            allowed = ", ".join(n for n in FIELDS if n not in NOT_GRIDDED)
+            hint = " (give seeds=... / --seeds)" if name == "seed" else ""
+            raise InputError(f"grid {name!r}: not a grid setting{hint}; choose from {allowed}")
+        kind = type(getattr(fixed, name))
+        if isinstance(values, tuple) and len(values) == 2 and isinstance(values[1], str):
+            values = values[0]  # (values, spacing) as parse_axis gives
+        if isinstance(values, str) or np.ndim(values) != 1 or len(values) == 0:
+            raise InputError(f"grid {name!r}: expected a non-empty list of values; got {values!r}")
+        try:
+            converted = tuple(
+                _flag(v) if kind is bool else kind(v.item() if hasattr(v, "item") else v)
+                for v in values
+            )
+        except (TypeError, ValueError):
+            raise InputError(
+                f"grid {name!r}: values must be {kind.__name__}; got {values!r}"
+            ) from None
+        if len(set(converted)) != len(converted):
+            raise InputError(f"grid {name!r}: values repeat: {list(converted)}")
+        axes.append(_sweep_grid.Axis(name, converted, "list"))
+    return axes
+
+
+def _flag(v) -> bool:
+    return _sweep_grid._flag(v)
+
+
+def _seeds(seeds) -> list[int]:
+    values = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not values or any(isinstance(s, bool) or int(s) != s or s < 0 for s in values):
+        raise InputError(f"seeds: give integers >= 0 (or a count); got {seeds!r}")
+    if len(set(values)) != len(values):
+        raise InputError(f"seeds: values repeat: {values}")
+    return [int(s) for s in values]
+
+
+def _points(axes, seeds):
+    shape = [len(a.values) for a in axes] + [len(seeds)]
+    for index in np.ndindex(*shape):
+        values = {a.name: a.values[i] for a, i in zip(axes, index[:-1], strict=True)}
+        yield index, values | {"seed": seeds[index[-1]]}
+
+
+def _size(data: Dataset, t: Training) -> int:
+    shapes = jax.eval_shape(
+        lambda: eqx.filter(
+            mlp.init(
+                jax.random.PRNGKey(0),
+                data.x_train.shape[1],
+                t.widths,
+                t.depth,
+                data.K,
+                t.batch_norm,
+                t.bias,
+            ),
+            eqx.is_inexact_array,
+        )
+    )
+    return sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes))
+
+
+def _attrs(data: Dataset, fixed: Training, axes, seeds, record) -> dict[str, Any]:
+    versions = {}
+    for package in ("ufm", "jax", "equinox", "optax", "numpy", "scikit-learn", "xarray", "zarr"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "unknown"
+    gridded = {a.name for a in axes}
+    return {
+        "format": store.FORMAT,
+        "data": {
+            "name": data.name,
+            "settings": data.settings,
+            "sha1": data.sha1,
+            "train_counts": list(data.counts),
+            "K": data.K,
+        },
+        "training": {k: v for k, v in fixed.as_dict().items() if k not in gridded | {"seed"}},
+        "grid": {a.name: list(a.values) for a in axes},
+        "seeds": seeds,
+        "record": list(record),
+        "dtype": str(jax.numpy.result_type(float)),
+        "versions": versions,
+        "convention": (
+            "objective = mean loss + weight_decay/2 sum ||W_l||^2 + feature_decay/2 ||H||^2, "
+            "H = backbone output (d x N): the UFM's canonical convention"
+        ),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _columns(
+    result, units: int, layers: int, epochs: int, parameters: int
+) -> dict[str, np.ndarray]:
+    records = result["records"]
+    R = len(records)
+
+    def stacked(key: str):
+        first = records[0][key][0]
+        out = np.full((R, layers, first.shape[0], units), np.nan)
+        for r, rec in enumerate(records):
+            for l, f in enumerate(rec[key]):
+                out[r, l, :, : f.shape[1]] = f
+        return out
+
+    K, d = records[0]["classifier"].shape
+    classifier = np.full((R, K, units), np.nan)
+    bias = np.full((R, K), np.nan)
+    for r, rec in enumerate(records):
+        classifier[r, :, :d] = rec["classifier"]
+        if rec["bias"] is not None:
+            bias[r] = rec["bias"]
+    columns = {
+        "features_train": stacked("features_train"),
+        "features_test": stacked("features_test"),
+        "classifier": classifier,
+        "bias": bias,
+        **{s: np.array([rec[s] for rec in records]) for s in store.SCALARS},
+        "terminal_epoch": np.int64(result["terminal_epoch"]),
+        "seconds": np.float64(result["seconds"]),
+    }
+    for h in HISTORY:
+        columns[f"history_{h}"] = _padded(result["history"][h], epochs)
+    return columns | {"parameters": _padded(result["parameters"], parameters)}
+
+
+def _padded(values: np.ndarray, size: int) -> np.ndarray:
+    out = np.full(size, np.nan)
+    out[: values.size] = values
+    return out
+
+
+def _progress(progress, total: int, start: int) -> Callable[[int | None], None]:
+    """An epoch counter: a rich bar on stderr, a callback (done, total), or nothing."""
+    state = {"done": start}
+    if callable(progress):
+
+        def callback(epochs: int | None) -> None:
+            if epochs is not None:
+                state["done"] += epochs
+                progress(state["done"], total)
+
+        return callback
+    if not progress:
+        return lambda epochs: None
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
+    task = bar.add_task("train", total=total, completed=start)
+    bar.start()
+
+    def update(epochs: int | None) -> None:
+        if epochs is None:
+            bar.stop()
+            return
+        bar.update(task, advance=epochs)
+
+    return update

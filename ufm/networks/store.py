@@ -1,0 +1,170 @@
+"""The zarr store of a grid of trainings: one point per run, readable by xarray alone.
+
+Dimensions: the grid's axes (training settings, then ``seed``), ``epoch`` (the recorded
+epochs), ``layer`` (``hidden1`` ...; ``linear1`` ... up to the largest depth), samples
+(``train_sample``, ``test_sample``), ``unit`` (the widest layer; narrower layers are
+NaN-padded, as are layers a shallower run does not have), ``class``, ``history_epoch``
+(every epoch) and ``parameter`` (the flat final parameters). A run's variables are
+written before its ``done`` flag; `--resume` skips done runs and trains the others from the
+start. The store is created whole in a hidden sibling directory and renamed into place.
+"""
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from ..errors import InputError
+from .training import HISTORY
+
+FORMAT = "ufm-training/1"
+FULL = {"write_empty_chunks": True}
+SCALARS = ("train_loss", "objective", "train_error", "test_loss", "test_error")
+DESCRIPTIONS = {
+    "features_train": "features of the training set per layer (NaN: no such layer/unit)",
+    "features_test": "features of the test set per layer (batch norm: training statistics)",
+    "classifier": "classifier W (class, unit)",
+    "bias": "classifier bias b (NaN without a bias)",
+    "train_loss": "data loss on the clean training set",
+    "objective": "data loss + weight decay + feature decay, full training set",
+    "train_error": "training error rate",
+    "test_loss": "data loss on the test set",
+    "test_error": "test error rate",
+    "parameters": "flat final parameters (ufm.networks.network rebuilds the network)",
+    "terminal_epoch": "first epoch from which the training error stays 0 (-1: never)",
+    "seconds": "training time of the run",
+    "done": "run saved (resume skips it)",
+}
+
+
+def layout(axes, seeds, layers, record, N, N_test, units, K, epochs, parameters):
+    grid = [(a.name, len(a.values)) for a in axes] + [("seed", len(seeds))]
+    G = [n for n, _ in grid]
+    S = [s for _, s in grid]
+    R, L = len(record), len(layers)
+    ones = [1] * len(S)
+    f, i, b = np.float64, np.int64, np.bool_
+    return {
+        "features_train": (
+            G + ["epoch", "layer", "train_sample", "unit"],
+            S + [R, L, N, units],
+            ones + [1, 1, N, units],
+            f,
+        ),
+        "features_test": (
+            G + ["epoch", "layer", "test_sample", "unit"],
+            S + [R, L, N_test, units],
+            ones + [1, 1, N_test, units],
+            f,
+        ),
+        "classifier": (G + ["epoch", "class", "unit"], S + [R, K, units], ones + [R, K, units], f),
+        "bias": (G + ["epoch", "class"], S + [R, K], ones + [R, K], f),
+        **{s: (G + ["epoch"], S + [R], ones + [R], f) for s in SCALARS},
+        **{
+            f"history_{h}": (G + ["history_epoch"], S + [epochs], ones + [epochs], f)
+            for h in HISTORY
+        },
+        "parameters": (G + ["parameter"], S + [parameters], ones + [parameters], f),
+        "terminal_epoch": (G, S, ones, i),
+        "seconds": (G, S, ones, f),
+        "done": (G, S, ones, b),
+    }
+
+
+def create(path, attrs, coords: dict[str, tuple[str, np.ndarray]], variables, guard):
+    """A new store at `path` (None: in memory), all of it or nothing."""
+    if path is None:
+        group = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+        _fill(group, attrs, coords, variables)
+        return group
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"out: directory {str(path.parent)!r} does not exist")
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    with guard.critical():
+        try:
+            _fill(zarr.open_group(partial, mode="w"), attrs, coords, variables)
+            if path.exists():
+                raise InputError(f"out: {str(path)!r} was created by another process meanwhile")
+            os.rename(partial, path)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    return zarr.open_group(path, mode="r+")
+
+
+def _fill(group, attrs, coords, variables) -> None:
+    group.attrs.update(attrs)
+    for name, (dim, values) in coords.items():
+        values = np.asarray(values)
+        array = group.create_array(
+            name,
+            shape=values.shape,
+            dtype=str if values.dtype.kind == "U" else values.dtype,
+            dimension_names=[dim],
+            config=FULL,
+        )
+        array[...] = values
+    for name, (dims, shape, chunks, dtype) in variables.items():
+        fill = {np.float64: np.nan, np.int64: -1, np.bool_: False}[dtype]
+        array = group.create_array(
+            name,
+            shape=tuple(shape),
+            chunks=tuple(chunks),
+            dtype=dtype,
+            fill_value=fill,
+            dimension_names=dims,
+        )
+        array.attrs["long_name"] = DESCRIPTIONS.get(name, name.replace("_", " "))
+
+
+def open_existing(path, attrs: dict) -> zarr.Group:
+    """The store at `path`, checked to be the one these settings would make."""
+    path = Path(path)
+    where = f"resume: {str(path)!r}"
+    try:
+        group = zarr.open_group(path, mode="r+")
+    except Exception as error:
+        raise InputError(f"{where} is not a zarr store ({error})") from None
+    saved = group.attrs.asdict()
+    if saved.get("format") != FORMAT or "done" not in group:
+        raise InputError(f"{where} is not a ufm training store ({FORMAT})")
+    for key in ("data", "training", "grid", "seeds", "record", "dtype"):
+        if _plain(saved.get(key)) != _plain(attrs[key]):
+            raise InputError(
+                f"{where} was made with {key}={saved.get(key)}, not {attrs[key]}; resume "
+                "with the same settings or use another path"
+            )
+    return group
+
+
+def _plain(value):
+    import json
+
+    return json.loads(json.dumps(value))
+
+
+def write(group, index: tuple[int, ...], columns: dict[str, Any], guard) -> None:
+    with guard.critical():
+        for name, values in columns.items():
+            group[name].with_config(FULL)[index] = values
+        group["done"][index] = True
+
+
+def open_training(path) -> xr.Dataset:
+    """A training store as an xarray Dataset, read lazily (features are only read when
+    used). Plain xarray reads it too: ``xr.open_zarr(path, consolidated=False)``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"result: {str(path)!r} does not exist")
+    try:
+        group = zarr.open_group(path, mode="r")
+    except Exception as error:
+        raise InputError(f"result: {str(path)!r} is not a zarr store ({error})") from None
+    if group.attrs.get("format") != FORMAT:
+        raise InputError(f"result: {str(path)!r} is not a ufm training store ({FORMAT})")
+    return xr.open_zarr(path, consolidated=False)

@@ -1,0 +1,329 @@
+"""Training one network, in the UFM's convention, and recording it at chosen epochs.
+
+The objective of a batch B of the N training samples is
+
+    (1/|B|) sum_{i in B} loss(z_i, y_i) + sum_l weight_decay/2 ||W_l||_F^2
+        + N feature_decay/2 (1/|B|) sum_{i in B} ||h_i||^2
+
+with h = the backbone's output (the UFM's H_1), so that over the full batch it is exactly the
+UFM's objective with lambda_W = weight_decay on every weight matrix and lambda_H =
+feature_decay on the features. loss is -log softmax(z)_y ("ce", soft labels under mixup) or
+1/2 ||z - y||^2 ("mse"). SGD with momentum (optax), learning rate schedule over the epochs,
+minibatches drawn without replacement each epoch (the remainder of N / batch_size is left out
+of that epoch), mixup with one lambda ~ Beta(alpha, alpha) per sample and a random partner.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..errors import InputError
+from . import mlp
+from .data import Dataset
+
+LOSSES = ("ce", "mse")
+SCHEDULES = ("cosine", "step", "constant")
+HISTORY = ("train_loss", "objective", "train_error", "test_loss", "test_error")
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """Every setting of one training run (the grid's axes are these names)."""
+
+    widths: tuple[int, ...] = (256, 256)
+    depth: int = 0  # M bias-free linear layers between the backbone and the classifier
+    batch_norm: bool = False
+    bias: bool = True  # classifier bias (never decayed)
+    loss: str = "ce"
+    weight_decay: float = 5e-4
+    feature_decay: float = 0.0
+    mixup_alpha: float = 0.0  # 0: no mixup
+    lr: float = 0.05
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    epochs: int = 300
+    batch_size: int = 0  # 0: full batch
+    seed: int = 0
+
+    def __post_init__(self):
+        widths = self.widths
+        if isinstance(widths, int | np.integer):
+            widths = (widths,)
+        if isinstance(widths, str):
+            widths = tuple(int(w) for w in widths.replace(",", " ").split())
+        object.__setattr__(self, "widths", tuple(int(w) for w in widths))
+        if not self.widths or min(self.widths) < 1:
+            raise InputError(f"widths: need one or more layer widths >= 1; got {self.widths}")
+        for name, low in (("depth", 0), ("epochs", 1), ("batch_size", 0), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < low:
+                raise InputError(f"{name}: must be an integer >= {low}; got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.loss not in LOSSES:
+            raise InputError(f"loss: must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"schedule: one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        for name in ("weight_decay", "feature_decay", "mixup_alpha"):
+            value = float(getattr(self, name))
+            if not (np.isfinite(value) and value >= 0):
+                raise InputError(f"{name}: must be a finite number >= 0; got {value}")
+            object.__setattr__(self, name, value)
+        if not 0 < float(self.lr) < np.inf:
+            raise InputError(f"lr: must be > 0; got {self.lr}")
+        if not 0 <= float(self.momentum) < 1:
+            raise InputError(f"momentum: must lie in [0, 1); got {self.momentum}")
+        object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "momentum", float(self.momentum))
+        object.__setattr__(self, "batch_norm", bool(self.batch_norm))
+        object.__setattr__(self, "bias", bool(self.bias))
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["widths"] = list(self.widths)
+        return out
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Training)}
+
+
+def default_record(epochs: int, count: int = 8) -> tuple[int, ...]:
+    """`count` epochs, roughly log-spaced from 0 (the initialization) to the last."""
+    points = np.unique(np.round(np.geomspace(1, epochs + 1, count) - 1).astype(int))
+    return tuple(int(e) for e in np.union1d(points, [0, epochs]))
+
+
+def check_record(record, epochs: int) -> tuple[int, ...]:
+    record = default_record(epochs) if record is None else record
+    values = sorted({int(e) for e in record})
+    if not values or values[0] < 0 or values[-1] > epochs:
+        raise InputError(f"record: epochs must lie in 0..{epochs} (the epochs run); got {record}")
+    return tuple(values)
+
+
+def check_batch(training: Training, N: int) -> int:
+    """The samples per step (N for a full batch); a batch larger than N is refused."""
+    if training.batch_size > N:
+        raise InputError(
+            f"batch_size: must be <= the {N} training samples (0: full batch); "
+            f"got {training.batch_size}"
+        )
+    return training.batch_size or N
+
+
+# ----------------------------------------------------------------------------------------
+# The compiled pieces. `Static` holds what fixes shapes; the rest is data (no recompiles
+# across a grid of decays, learning rates or seeds).
+
+
+@dataclasses.dataclass(frozen=True)
+class Static:
+    loss: str
+    batches: int  # per epoch
+    batch: int  # samples per batch
+    mixup: bool
+    schedule: str
+    epochs: int
+
+
+def _data_loss(loss: str, logits, targets):
+    if loss == "ce":
+        return -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1).mean()
+    return 0.5 * jnp.sum((logits - targets) ** 2, axis=-1).mean()
+
+
+def _objective(net, x, targets, hp, static: Static, N: int):
+    feats, logits = net.features(x)
+    backbone = feats[len(net.hidden) - 1]
+    data = _data_loss(static.loss, logits, targets)
+    decay = sum(jnp.sum(w**2) for w in net.weights())
+    features = N * jnp.mean(jnp.sum(backbone**2, axis=-1))
+    return data + 0.5 * hp["weight_decay"] * decay + 0.5 * hp["feature_decay"] * features
+
+
+def _lr(hp, epoch, static: Static):
+    t = epoch / static.epochs
+    if static.schedule == "cosine":
+        return hp["lr"] * 0.5 * (1 + jnp.cos(jnp.pi * t))
+    if static.schedule == "step":  # x0.1 after 1/3 and after 2/3 of the epochs
+        return hp["lr"] * 0.1 ** ((t >= 1 / 3).astype(float) + (t >= 2 / 3).astype(float))
+    return hp["lr"]
+
+
+def _evaluate(net, data, static: Static, N: int, hp):
+    """Losses and errors of the full training set (clean inputs) and the test set."""
+    x, y, xt, yt = data
+    K = net.classifier.weight.shape[0]
+    out = {}
+    feats, logits = net.features(x)
+    onehot = jax.nn.one_hot(y, K, dtype=logits.dtype)
+    out["train_loss"] = _data_loss(static.loss, logits, onehot)
+    decay = sum(jnp.sum(w**2) for w in net.weights())
+    backbone = feats[len(net.hidden) - 1]
+    penalty = hp["weight_decay"] * decay + hp["feature_decay"] * jnp.sum(backbone**2)
+    out["objective"] = out["train_loss"] + 0.5 * penalty
+    out["train_error"] = jnp.mean(jnp.argmax(logits, -1).astype(y.dtype) != y, dtype=x.dtype)
+    _, logits_t = net.features(xt, reference=x)
+    out["test_loss"] = _data_loss(static.loss, logits_t, jax.nn.one_hot(yt, K, dtype=x.dtype))
+    out["test_error"] = jnp.mean(jnp.argmax(logits_t, -1).astype(yt.dtype) != yt, dtype=x.dtype)
+    return out
+
+
+@eqx.filter_jit
+def _segment(net, opt_state, key, history, start, stop, data, hp, static: Static):
+    """Epochs start .. stop-1 (1-based: epoch e ends after its update)."""
+    x, y = data[0], data[1]
+    N, K = x.shape[0], net.classifier.weight.shape[0]
+    params, rest = eqx.partition(net, eqx.is_inexact_array)
+    optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
+    onehot = jax.nn.one_hot(y, K, dtype=x.dtype)
+
+    def step(carry, batch):
+        params, opt_state, lr, key = carry
+        key, k1, k2 = jax.random.split(key, 3)
+        xb, tb = x[batch], onehot[batch]
+        if static.mixup:
+            alpha = jnp.maximum(hp["mixup_alpha"], 1e-12)
+            lam = jax.random.beta(k1, alpha, alpha, (xb.shape[0], 1), dtype=x.dtype)
+            lam = jnp.where(hp["mixup_alpha"] > 0, lam, 1.0)
+            partner = jax.random.permutation(k2, xb.shape[0])
+            xb = lam * xb + (1 - lam) * xb[partner]
+            tb = lam * tb + (1 - lam) * tb[partner]
+        grads = jax.grad(lambda p: _objective(eqx.combine(p, rest), xb, tb, hp, static, N))(params)
+        opt_state.hyperparams["learning_rate"] = lr
+        opt_state.hyperparams["momentum"] = hp["momentum"]
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, lr, key), None
+
+    def epoch(e, carry):
+        params, opt_state, key, history = carry
+        key, k = jax.random.split(key)
+        order = jax.random.permutation(k, N)[: static.batches * static.batch]
+        batches = order.reshape(static.batches, static.batch)
+        lr = _lr(hp, e - 1, static)
+        (params, opt_state, _, key), _ = jax.lax.scan(step, (params, opt_state, lr, key), batches)
+        stats = _evaluate(eqx.combine(params, rest), data, static, N, hp)
+        history = {k: v.at[e - 1].set(stats[k]) for k, v in history.items()}
+        return params, opt_state, key, history
+
+    params, opt_state, key, history = jax.lax.fori_loop(
+        start, stop, epoch, (params, opt_state, key, history)
+    )
+    return eqx.combine(params, rest), opt_state, key, history
+
+
+@eqx.filter_jit
+def _record(net, data, hp, static: Static):
+    x, _, xt, _ = data
+    feats, _ = net.features(x)
+    feats_t, _ = net.features(xt, reference=x)
+    stats = _evaluate(net, data, static, x.shape[0], hp)
+    return feats, feats_t, stats
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def run(
+    data: Dataset,
+    training: Training,
+    record: tuple[int, ...],
+    progress: Callable[[int], None] = lambda epochs: None,
+    stop: Callable[[], bool] = lambda: False,
+) -> dict[str, Any] | None:
+    """Train one network; numpy arrays of everything recorded, or None if `stop()` turned
+    true between segments (the run is then abandoned: nothing partial is returned)."""
+    t = training
+    N = data.x_train.shape[0]
+    batch = check_batch(t, N)
+    static = Static(t.loss, N // batch, batch, t.mixup_alpha > 0, t.schedule, t.epochs)
+    dtype = jnp.result_type(float)
+    arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
+    device_data = tuple(
+        jnp.asarray(a, dtype=dtype if a.dtype.kind == "f" else jnp.int32) for a in arrays
+    )
+    hp = {
+        k: jnp.asarray(getattr(t, k), dtype)
+        for k in ("weight_decay", "feature_decay", "mixup_alpha", "lr", "momentum")
+    }
+    key = jax.random.PRNGKey(t.seed)
+    key, k_init = jax.random.split(key)
+    net = mlp.init(k_init, data.x_train.shape[1], t.widths, t.depth, data.K, t.batch_norm, t.bias)
+    net = jax.tree_util.tree_map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, net)
+    optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
+    opt_state = optimizer.init(eqx.filter(net, eqx.is_inexact_array))
+    history = {k: jnp.full(t.epochs, jnp.nan, dtype) for k in HISTORY}
+    began = time.perf_counter()
+    records, done = [], 0
+    for target in record:
+        while done < target:  # segments of at most 25 epochs: progress, and a way to stop
+            if stop():
+                return None
+            upto = min(target, done + 25)
+            net, opt_state, key, history = _segment(
+                net,
+                opt_state,
+                key,
+                history,
+                jnp.asarray(done + 1),
+                jnp.asarray(upto + 1),
+                device_data,
+                hp,
+                static,
+            )
+            jax.block_until_ready(history)
+            progress(upto - done)
+            done = upto
+        feats, feats_t, stats = _record(net, device_data, hp, static)
+        records.append(
+            {
+                "features_train": [np.asarray(f) for f in feats],
+                "features_test": [np.asarray(f) for f in feats_t],
+                "classifier": np.asarray(net.classifier.weight),
+                "bias": None if net.classifier.bias is None else np.asarray(net.classifier.bias),
+                **{k: float(v) for k, v in stats.items()},
+            }
+        )
+    history = {k: np.asarray(v) for k, v in history.items()}
+    flat, _ = jax.flatten_util.ravel_pytree(eqx.filter(net, eqx.is_inexact_array))
+    return {
+        "records": records,
+        "history": history,
+        "parameters": np.asarray(flat),
+        "terminal_epoch": terminal_epoch(history["train_error"]),
+        "seconds": time.perf_counter() - began,
+    }
+
+
+def terminal_epoch(train_error: np.ndarray) -> int:
+    """The first epoch (1-based) from which the training error is 0 to the end; -1 if none."""
+    nonzero = np.flatnonzero(~(train_error == 0))
+    if nonzero.size == 0:
+        return 1
+    last = int(nonzero[-1]) + 1
+    return last + 1 if last < train_error.size else -1
+
+
+def network(data: Dataset, training: Training, parameters: np.ndarray) -> mlp.MLP:
+    """The trained network rebuilt from a store's flat `parameters` vector."""
+    t = training
+    net = mlp.init(
+        jax.random.PRNGKey(0),
+        data.x_train.shape[1],
+        t.widths,
+        t.depth,
+        data.K,
+        t.batch_norm,
+        t.bias,
+    )
+    params, rest = eqx.partition(net, eqx.is_inexact_array)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    values = np.asarray(parameters)[: flat.size]
+    return eqx.combine(unravel(jnp.asarray(values, dtype=jnp.result_type(float))), rest)
