@@ -148,17 +148,20 @@ def _train_summary(ds, seconds: float, out) -> dict:
     return {"result": str(out), "runs": len(runs), "seconds": round(seconds, 2), "each": runs}
 
 
-def _show(summary: dict, as_json: bool) -> None:
+def _show(summary: dict, as_json: bool, indent: str = "") -> None:
     if as_json:
         print(_output.dumps(summary))
         return
     for key, value in summary.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            print(f"{key}:")
+        if isinstance(value, dict) and any(isinstance(v, dict | list) for v in value.values()):
+            print(f"{indent}{key}:")
+            _show(value, False, indent + "  ")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            print(f"{indent}{key}:")
             for row in value:
-                print("  " + ", ".join(f"{k}={_short(v)}" for k, v in row.items()))
+                print(f"{indent}  " + ", ".join(f"{k}={_short(v)}" for k, v in row.items()))
         else:
-            print(f"{key:<28}{_short(value)}")
+            print(f"{indent}{key:<28}{_short(value)}")
 
 
 def _short(value):

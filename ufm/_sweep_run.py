@@ -323,7 +323,9 @@ def _columns(batch, result, problems, theories, loss_rtol, quantity_tol):
     return {k: (v.astype(str) if v.dtype == object else v) for k, v in cols.items()}
 
 
-def _progress(progress, total: int, start: int) -> Callable[[int | None], None]:
+def _progress(
+    progress, total: int, start: int, label: str = "sweep", unit: str = "points"
+) -> Callable[[int | None], None]:
     if callable(progress):
         return lambda done: None if done is None else progress(done, total)
     if not progress:
@@ -339,17 +341,17 @@ def _progress(progress, total: int, start: int) -> Callable[[int | None], None]:
     )
 
     bar = Progress(
-        TextColumn("sweep"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("points"),
+        TextColumn(unit),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("left"),
         TimeRemainingColumn(),
         console=Console(stderr=True),
     )
-    task = bar.add_task("sweep", total=total, completed=start, rate="")
+    task = bar.add_task(label, total=total, completed=start, rate="")
     bar.start()
     began, first = time.perf_counter(), start
 

@@ -14,6 +14,7 @@
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -167,6 +168,17 @@ def _covering(done: np.ndarray, chunks: tuple[int, ...]):
         yield tuple(int(i) for i in coords), region, int(counts[coords])
 
 
+def versions(packages=("ufm", "jax", "jaxlib", "optax", "equinox", "numpy", "xarray", "zarr")):
+    """{package: installed version} for a store's attributes."""
+    out = {}
+    for package in packages:
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = "unknown"
+    return out
+
+
 def _jsonable(value):
     if isinstance(value, np.ndarray | jax.Array):
         data = np.ascontiguousarray(np.asarray(value))
@@ -215,11 +227,16 @@ def open_store(out, resume: bool, axes, seeds, attrs: dict, writer: bool, guard)
 
 
 def _create_whole(path: Path, axes, seeds, attrs, dims, shape, guard) -> zarr.Group:
-    """Build the store beside `path` and rename it into place: all of it or nothing."""
+    return create_whole(path, lambda group: _fill(group, axes, seeds, attrs, dims, shape), guard)
+
+
+def create_whole(path: Path, fill, guard) -> zarr.Group:
+    """Build a store beside `path` with `fill(group)` and rename it into place: all of it
+    or nothing."""
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
     with guard.critical():
         try:
-            _fill(zarr.open_group(partial, mode="w"), axes, seeds, attrs, dims, shape)
+            fill(zarr.open_group(partial, mode="w"))
             if path.exists():
                 raise InputError(f"out: {str(path)!r} was created by another process meanwhile")
             os.rename(partial, path)

@@ -16,7 +16,6 @@ Seed s solves a point exactly as ``ufm.solve(problem, seed=s, restarts=R, ...)``
 starts), so a sweep equals point-by-point solves up to round-off.
 """
 
-import importlib.metadata
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ from ._sweep_store import (
     plain_strings,
     repair,
     stored_order,
+    versions,
 )
 from .check import LOSS_RTOL, QUANTITY_TOL
 from .errors import InputError
@@ -59,16 +59,6 @@ __all__ = [
     "repair",
     "sweep",
 ]
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for package in ("ufm", "jax", "jaxlib", "optax", "equinox", "numpy", "xarray", "zarr"):
-        try:
-            out[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            out[package] = "unknown"
-    return out
 
 
 def sweep(
@@ -236,7 +226,7 @@ def _attrs(model, fixed: dict, axes: list[Axis], seeds: list[int], solver: dict,
             "seeds": seeds,
             "solver": solver,
             "check": check,
-            "versions": _versions(),
+            "versions": versions(),
             "dtype": str(jnp.asarray(1.0).dtype),
             "devices": [str(d) for d in jax.devices()],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -1,7 +1,6 @@
 """`train`: a grid of trainings (one network per point), recorded into a resumable store."""
 
 import dataclasses
-import importlib.metadata
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,12 +11,13 @@ import jax
 import numpy as np
 import xarray as xr
 
-from .. import _sweep_grid
+from .. import _sweep_grid, _sweep_run
 from .._interrupts import SweepInterrupted, interrupts
+from .._sweep_store import versions
 from ..errors import InputError
 from . import mlp, store
 from .data import Dataset, dataset
-from .training import FIELDS, HISTORY, Training, check_batch, check_record, run
+from .training import FIELDS, HISTORY, Training, build, check_batch, check_record, run
 
 NOT_GRIDDED = ("widths", "seed")  # widths fix the store's shape; seeds have their own axis
 
@@ -181,30 +181,17 @@ def _points(axes, seeds):
 
 
 def _size(data: Dataset, t: Training) -> int:
+    """The number of parameters of `t`'s network (shapes only: nothing is computed)."""
     shapes = jax.eval_shape(
-        lambda: eqx.filter(
-            mlp.init(
-                jax.random.PRNGKey(0),
-                data.x_train.shape[1],
-                t.widths,
-                t.depth,
-                data.K,
-                t.batch_norm,
-                t.bias,
-            ),
-            eqx.is_inexact_array,
-        )
+        lambda: eqx.filter(build(data, t, jax.random.PRNGKey(0)), eqx.is_inexact_array)
     )
     return sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes))
 
 
 def _attrs(data: Dataset, fixed: Training, axes, seeds, record) -> dict[str, Any]:
-    versions = {}
-    for package in ("ufm", "jax", "equinox", "optax", "numpy", "scikit-learn", "xarray", "zarr"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "unknown"
+    installed = versions(
+        ("ufm", "jax", "jaxlib", "equinox", "optax", "numpy", "scikit-learn", "xarray", "zarr")
+    )
     gridded = {a.name for a in axes}
     return {
         "format": store.FORMAT,
@@ -220,7 +207,7 @@ def _attrs(data: Dataset, fixed: Training, axes, seeds, record) -> dict[str, Any
         "seeds": seeds,
         "record": list(record),
         "dtype": str(jax.numpy.result_type(float)),
-        "versions": versions,
+        "versions": installed,
         "convention": (
             "objective = mean loss + weight_decay/2 sum ||W_l||^2 + feature_decay/2 ||H||^2, "
             "H = backbone output (d x N): the UFM's canonical convention"
@@ -271,45 +258,15 @@ def _padded(values: np.ndarray, size: int) -> np.ndarray:
 
 
 def _progress(progress, total: int, start: int) -> Callable[[int | None], None]:
-    """An epoch counter: a rich bar on stderr, a callback (done, total), or nothing."""
+    """Counts epochs: `step(epochs)` adds them, `step(None)` closes (the sweeps' bar)."""
+    shown = _sweep_run._progress(progress, total, start, label="train", unit="epochs")
     state = {"done": start}
-    if callable(progress):
 
-        def callback(epochs: int | None) -> None:
-            if epochs is not None:
-                state["done"] += epochs
-                progress(state["done"], total)
-
-        return callback
-    if not progress:
-        return lambda epochs: None
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(
-        TextColumn("train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("epochs"),
-        TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-    task = bar.add_task("train", total=total, completed=start)
-    bar.start()
-
-    def update(epochs: int | None) -> None:
+    def step(epochs: int | None) -> None:
         if epochs is None:
-            bar.stop()
+            shown(None)
             return
-        bar.update(task, advance=epochs)
+        state["done"] += epochs
+        shown(state["done"])
 
-    return update
+    return step

@@ -22,7 +22,8 @@ def points(ds: xr.Dataset) -> Iterator[dict[str, Any]]:
     dims = grid_dims(ds)
     done = ds["done"].transpose(*dims).values
     for index in zip(*np.nonzero(done), strict=True):
-        yield {d: ds[d].values[i].item() for d, i in zip(dims, index, strict=True)}
+        values = (ds[d].values[i] for d, i in zip(dims, index, strict=True))
+        yield dict(zip(dims, (v.item() if hasattr(v, "item") else v for v in values), strict=True))
 
 
 def training(ds: xr.Dataset, point: dict[str, Any]) -> Training:

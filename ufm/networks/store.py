@@ -9,9 +9,6 @@ written before its ``done`` flag; `--resume` skips done runs and trains the othe
 start. The store is created whole in a hidden sibling directory and renamed into place.
 """
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from .._sweep_store import create_whole
 from ..errors import InputError
 from .training import HISTORY
 
@@ -85,16 +83,7 @@ def create(path, attrs, coords: dict[str, tuple[str, np.ndarray]], variables, gu
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"out: directory {str(path.parent)!r} does not exist")
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    with guard.critical():
-        try:
-            _fill(zarr.open_group(partial, mode="w"), attrs, coords, variables)
-            if path.exists():
-                raise InputError(f"out: {str(path)!r} was created by another process meanwhile")
-            os.rename(partial, path)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-    return zarr.open_group(path, mode="r+")
+    return create_whole(path, lambda group: _fill(group, attrs, coords, variables), guard)
 
 
 def _fill(group, attrs, coords, variables) -> None:

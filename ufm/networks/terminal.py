@@ -29,16 +29,19 @@ SHRINKS = ("nc1", "nc1_trace", "nc2", "nc2_W", "nc3")  # the UFM's minimizer has
 
 
 def setup(quick: bool = False) -> Setup:
+    """Digits, CE; without and with a little feature decay (the UFM's lambda_H)."""
     if quick:
         return Setup(
             dataset("digits"),
-            Training(widths=(64, 64), epochs=80, lr=0.2, weight_decay=5e-4),
-            record=(0, 5, 20, 40, 60, 80),
+            Training(widths=(64, 64), epochs=120, lr=0.2, weight_decay=5e-4),
+            grid={"feature_decay": [0.0, 1e-5]},
+            record=(0, 5, 20, 40, 80, 120),
         )
     return Setup(
         dataset("digits"),
-        Training(widths=(256, 256, 256), epochs=600, lr=0.05, weight_decay=5e-4),
-        seeds=(0, 1, 2),
+        Training(widths=(256, 256, 256), epochs=600, lr=0.05, weight_decay=5e-3),
+        grid={"feature_decay": [0.0, 1e-5]},
+        seeds=(0, 1),
         record=(0, 2, 5, 10, 25, 50, 100, 200, 300, 400, 500, 600),
     )
 
@@ -105,6 +108,28 @@ def _shrink(ds, point, epochs, last: dict) -> dict[str, Any]:
 
 
 def _summary(runs) -> dict[str, Any]:
+    """Per setting (the grid point without its seed): how many runs reached the terminal
+    phase, and the medians over those runs of the last layer's final metrics."""
+    out: dict[str, Any] = {
+        "runs": len(runs),
+        "in_terminal_phase": sum(r["status"]["terminal_phase"] for r in runs),
+    }
+    for label, group in _groups(runs).items():
+        out[label] = _group_summary(group)
+    return out
+
+
+def _groups(runs) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for r in runs:
+        setting = {k: v for k, v in r["point"].items() if k != "seed"}
+        label = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in setting.items()) or "all runs"  # fmt: skip
+        groups.setdefault(label, []).append(r)
+    return groups
+
+
+def _group_summary(runs) -> dict[str, Any]:
     terminal = [r for r in runs if r["status"]["terminal_phase"]]
     out: dict[str, Any] = {
         "runs": len(runs),
@@ -116,8 +141,7 @@ def _summary(runs) -> dict[str, Any]:
         out["note"] = "no run reached zero training error: collapse is not judged"
         return out
     last = lambda k: [r["layers"][list(r["layers"])[-1]][k][-1] for r in terminal]
-    for k in LAYER_METRICS + LAST_METRICS:
-        out[f"final_{k}"] = _median(last(k))
+    out |= {f"final_{k}": _median(last(k)) for k in LAYER_METRICS + LAST_METRICS}
     shrinks = {k: [r["shrink"].get(k) for r in terminal] for k in SHRINKS}
     out["falling_in_terminal_phase"] = {
         k: sum(1 for v in vs if v is not None and v < 1) for k, vs in shrinks.items()
@@ -132,42 +156,50 @@ def _median(values) -> float:
 
 
 def plot(ds: xr.Dataset, comparison: dict[str, Any], path) -> Path:
-    """NC1, NC2, NC3 and NC4 against epoch; one line per layer (the median over seeds); the
-    dashed line is the median epoch from which the training error stays 0."""
+    """Draw the figure (`draw`) and write it to `path`."""
     import matplotlib.pyplot as plt
+
+    fig = draw(comparison)
+    path = Path(path)
+    fig.savefig(path, dpi=200)
+    plt.close(fig)
+    return path
+
+
+def draw(comparison: dict[str, Any]):
+    """NC1 and NC2 of every layer, NC3 and NC4 of the last, against epoch (the median over
+    seeds); one line style per setting (e.g. without and with feature decay)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import NullFormatter
 
     runs = comparison["runs"]
+    groups = _groups(runs)
     epochs = np.asarray(runs[0]["epochs"], dtype=float)
     x = np.where(epochs > 0, epochs, np.nan)
     panels = [
-        ("nc1", "NC1 (pinv)"),
-        ("nc2", "NC2: distance to ETF"),
-        ("nc3", "NC3: distance W to means"),
-        ("nc4", "NC4: 1 - agreement"),
+        ("nc1", "NC1 (pinv)", "Tr(Σ_W Σ_B⁺)/K"),
+        ("nc2", "NC2", "distance to simplex ETF"),
+        ("nc3", "NC3", "distance of W to means"),
+        ("nc4", "NC4", "1 − agreement with NCC"),
     ]
     layers = list(runs[0]["layers"])
-    colors = plt.get_cmap("viridis")(np.linspace(0, 0.85, len(layers)))
-    terminal = [r["status"]["terminal_epoch"] for r in runs if r["status"]["terminal_epoch"] > 0]
+    colors = dict(
+        zip(layers, plt.get_cmap("viridis")(np.linspace(0, 0.85, len(layers))), strict=True)
+    )
+    styles = dict(zip(groups, ["-", "--", ":", "-."] * 4, strict=False))
     with plt.rc_context({"font.size": 7, "axes.titlesize": 7, "legend.fontsize": 7}):
-        fig, axes = plt.subplots(1, 4, figsize=(7.0, 1.9), layout="constrained")
-        for ax, (key, title) in zip(axes, panels, strict=True):
-            for layer, color in zip(layers, colors, strict=True):
-                if key not in runs[0]["layers"][layer]:
-                    continue
-                y = np.median([r["layers"][layer][key] for r in runs], axis=0)
-                ax.plot(x, 1 - y if key == "nc4" else y, marker="o", ms=2.5, color=color,
-                        label=layer)  # fmt: skip
-            if key == "nc4":
-                y = np.median([r["layers"][layers[-1]]["nc4_test"] for r in runs], axis=0)
-                ax.plot(x, 1 - y, marker="s", ms=2.5, ls=":", color="tab:red", label="test")
-                ax.legend(frameon=False)
-            ax.set(xscale="log", yscale="log", xlabel="epoch", title=title)
+        fig, axes = plt.subplots(1, 4, figsize=(7.0, 2.1), layout="constrained")
+        for ax, (key, title, ylabel) in zip(axes, panels, strict=True):
+            for label, group in groups.items():
+                for layer in layers if key in ("nc1", "nc2") else layers[-1:]:
+                    y = np.median([r["layers"][layer][key] for r in group], axis=0)
+                    ax.plot(x, 1 - y if key == "nc4" else y, marker="o", ms=2, ls=styles[label],
+                            color=colors[layer])  # fmt: skip
+            ax.set(xscale="log", yscale="log", xlabel="epoch", ylabel=ylabel, title=title)
             ax.xaxis.set_minor_formatter(NullFormatter())
-            if terminal:
-                ax.axvline(np.median(terminal), color="0.6", lw=0.8, ls="--")
-        axes[0].legend(frameon=False)
-        path = Path(path)
-        fig.savefig(path, dpi=200)
-    plt.close(fig)
-    return path
+        handles = [Line2D([], [], color=colors[layer], marker="o", ms=2) for layer in layers]
+        handles += [Line2D([], [], color="0.3", ls=styles[label]) for label in groups]
+        fig.legend(handles, layers + list(groups), loc="outside lower center",
+                   ncol=len(layers) + len(groups), frameon=False)  # fmt: skip
+    return fig

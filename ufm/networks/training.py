@@ -231,6 +231,13 @@ def _record(net, data, hp, static: Static):
 # ----------------------------------------------------------------------------------------
 
 
+def build(data: Dataset, t: Training, key) -> mlp.MLP:
+    """A freshly initialized network for `data` with `t`'s shape, in the working precision."""
+    net = mlp.init(key, data.x_train.shape[1], t.widths, t.depth, data.K, t.batch_norm, t.bias)
+    dtype = jnp.result_type(float)
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, net)
+
+
 def run(
     data: Dataset,
     training: Training,
@@ -255,8 +262,7 @@ def run(
     }
     key = jax.random.PRNGKey(t.seed)
     key, k_init = jax.random.split(key)
-    net = mlp.init(k_init, data.x_train.shape[1], t.widths, t.depth, data.K, t.batch_norm, t.bias)
-    net = jax.tree_util.tree_map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, net)
+    net = build(data, t, k_init)
     optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
     opt_state = optimizer.init(eqx.filter(net, eqx.is_inexact_array))
     history = {k: jnp.full(t.epochs, jnp.nan, dtype) for k in HISTORY}
@@ -313,16 +319,7 @@ def terminal_epoch(train_error: np.ndarray) -> int:
 
 def network(data: Dataset, training: Training, parameters: np.ndarray) -> mlp.MLP:
     """The trained network rebuilt from a store's flat `parameters` vector."""
-    t = training
-    net = mlp.init(
-        jax.random.PRNGKey(0),
-        data.x_train.shape[1],
-        t.widths,
-        t.depth,
-        data.K,
-        t.batch_norm,
-        t.bias,
-    )
+    net = build(data, training, jax.random.PRNGKey(0))
     params, rest = eqx.partition(net, eqx.is_inexact_array)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     values = np.asarray(parameters)[: flat.size]
