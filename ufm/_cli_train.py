@@ -30,6 +30,8 @@ TRAINING_FLAGS = {  # flag -> (Training field, type, help)
 
 
 def add_parsers(commands, **options) -> None:
+    from .networks.experiments import MODULES
+
     text = "train a grid of networks (MLPs, offline data) into a resumable store"
     p = commands.add_parser("train", help=text, description=text, **options)
     _data_flags(p)
@@ -50,8 +52,7 @@ def add_parsers(commands, **options) -> None:
 
     text = "run a paper's practical experiment: train its grid, compare with the model"
     p = commands.add_parser("experiment", help=text, description=text, **options)
-    p.add_argument("name", choices=["terminal", "dang", "tirer", "fisher"], metavar="NAME",
-                   help="terminal, dang, tirer or fisher")  # fmt: skip
+    p.add_argument("name", choices=list(MODULES), metavar="NAME", help=", ".join(MODULES))
     p.add_argument("--quick", action="store_true", help="the small version (about a minute)")
     p.add_argument("--figure", type=Path, help="also draw the figure to this .png")
     p.add_argument("--report", type=Path, help="also write the comparison as JSON here")

@@ -22,6 +22,7 @@ from .training import Training
 MODULES = {
     "terminal": "ufm.networks.terminal",
     "dang": "ufm.networks.dang",
+    "dang-balanced": "ufm.networks.dang_balanced",
     "tirer": "ufm.networks.tirer",
     "fisher": "ufm.networks.fisher",
 }

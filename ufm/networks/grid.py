@@ -45,79 +45,109 @@ def train(
         skipping the runs it holds; it must have been made with the same settings.
     """
     data = dataset(data) if isinstance(data, str) else data
-    fixed = _fixed(training)
-    axes = _axes(grid or {}, fixed)
-    seeds = _seeds(seeds)
+    plan = _plan(data, _fixed(training), grid or {}, _seeds(seeds), record)
+    group = _existing(out, resume, plan.attrs)
+    with interrupts() as guard:
+        if group is None:
+            group = store.create(
+                out, plan.attrs, _coords(data, plan), _variables(data, plan), guard
+            )
+        _train_missing(data, plan, group, out, progress, guard)
+    if out is None:
+        return xr.open_zarr(group.store, consolidated=False).load()
+    return store.open_training(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Every run of a grid, validated, and the store's shape."""
+
+    fixed: Training
+    axes: list
+    seeds: list[int]
+    points: list  # (grid index, settings that vary)
+    settings: list[Training]
+    record: tuple[int, ...]
+    layers: list[str]
+    epochs: int  # the most any run trains
+    size: int  # the most parameters any run has
+    attrs: dict[str, Any]
+
+
+def _plan(data: Dataset, fixed: Training, grid: dict, seeds: list[int], record) -> _Plan:
+    axes = _axes(grid, fixed)
     points = list(_points(axes, seeds))
     settings = [dataclasses.replace(fixed, **p) for _, p in points]  # validates every point
     for t in settings:
         check_batch(t, data.x_train.shape[0])
-    epochs = max(t.epochs for t in settings)
     record = check_record(record, min(t.epochs for t in settings))
-    depths = sorted({t.depth for t in settings})
-    layers = mlp.layer_names(len(fixed.widths), depths[-1])
-    attrs = _attrs(data, fixed, axes, seeds, record)
-    units = max(fixed.widths)
-    size = max(_size(data, t) for t in settings)
-    variables = store.layout(
-        axes,
-        seeds,
-        layers,
-        record,
-        data.x_train.shape[0],
-        data.x_test.shape[0],
-        units,
-        data.K,
-        epochs,
-        size,
-    )
+    layers = mlp.layer_names(len(fixed.widths), max(t.depth for t in settings))
+    return _Plan(
+        fixed, axes, seeds, points, settings, record, layers,
+        max(t.epochs for t in settings), max(_size(data, t) for t in settings),
+        _attrs(data, fixed, axes, seeds, record),
+    )  # fmt: skip
+
+
+def _existing(out, resume: bool, attrs: dict):
+    """The store `out` to resume (checked against `attrs`), or None to make a new one."""
     if out is not None and Path(out).exists():
         if not resume:
             raise InputError(
                 f"out: {str(out)!r} exists; pass resume=True (--resume) to continue it, or "
                 "choose another path"
             )
-        group = store.open_existing(out, attrs)
-    elif resume:
+        return store.open_existing(out, attrs)
+    if resume:
         raise InputError(f"resume: {str(out)!r} does not exist")
-    else:
-        group = None
-    widths = [*fixed.widths, *([fixed.widths[-1]] * depths[-1])]
-    coords = {
-        **{a.name: (a.name, np.array(a.values)) for a in axes},
-        "seed": ("seed", np.array(seeds, dtype=np.int64)),
-        "epoch": ("epoch", np.array(record, dtype=np.int64)),
-        "layer": ("layer", np.array(layers)),
+    return None
+
+
+def _variables(data: Dataset, plan: _Plan) -> dict:
+    return store.layout(
+        plan.axes, plan.seeds, plan.layers, plan.record, data.x_train.shape[0],
+        data.x_test.shape[0], max(plan.fixed.widths), data.K, plan.epochs, plan.size,
+    )  # fmt: skip
+
+
+def _coords(data: Dataset, plan: _Plan) -> dict:
+    widths = list(plan.fixed.widths)
+    widths += [widths[-1]] * (len(plan.layers) - len(widths))
+    return {
+        **{a.name: (a.name, np.array(a.values)) for a in plan.axes},
+        "seed": ("seed", np.array(plan.seeds, dtype=np.int64)),
+        "epoch": ("epoch", np.array(plan.record, dtype=np.int64)),
+        "layer": ("layer", np.array(plan.layers)),
         "layer_width": ("layer", np.array(widths, dtype=np.int64)),
         "class": ("class", np.arange(data.K)),
-        "history_epoch": ("history_epoch", np.arange(1, epochs + 1)),
+        "history_epoch": ("history_epoch", np.arange(1, plan.epochs + 1)),
         "train_label": ("train_sample", data.y_train.astype(np.int64)),
         "test_label": ("test_sample", data.y_test.astype(np.int64)),
         "train_index": ("train_sample", data.train_index.astype(np.int64)),
         "test_index": ("test_sample", data.test_index.astype(np.int64)),
     }
-    with interrupts() as guard:
-        if group is None:
-            group = store.create(out, attrs, coords, variables, guard)
-        done = np.asarray(group["done"][...], dtype=bool)
-        todo = [(i, t) for (i, _), t in zip(points, settings, strict=True) if not done[i]]
-        total = sum(t.epochs for t in settings)
-        report = _progress(progress, total, total - sum(t.epochs for _, t in todo))
-        count = int(done.sum())
-        try:
-            for index, t in todo:
-                result = run(data, t, record, report, lambda: guard.requested)
-                if result is None:
-                    raise SweepInterrupted(
-                        guard.signum, count, len(points), out, out is not None, guard.forced
-                    )
-                store.write(group, index, _columns(result, units, len(layers), epochs, size), guard)
-                count += 1
-        finally:
-            report(None)
-    if out is None:
-        return xr.open_zarr(group.store, consolidated=False).load()
-    return store.open_training(out)
+
+
+def _train_missing(data: Dataset, plan: _Plan, group, out, progress, guard) -> None:
+    """Train every run the store does not hold, saving each as it finishes."""
+    done = np.asarray(group["done"][...], dtype=bool)
+    todo = [(i, t) for (i, _), t in zip(plan.points, plan.settings, strict=True) if not done[i]]
+    total = sum(t.epochs for t in plan.settings)
+    report = _progress(progress, total, total - sum(t.epochs for _, t in todo))
+    count = int(done.sum())
+    units = max(plan.fixed.widths)
+    try:
+        for index, t in todo:
+            result = run(data, t, plan.record, report, lambda: guard.requested)
+            if result is None:
+                raise SweepInterrupted(
+                    guard.signum, count, len(plan.points), out, out is not None, guard.forced
+                )
+            columns = _columns(result, units, len(plan.layers), plan.epochs, plan.size)
+            store.write(group, index, columns, guard)
+            count += 1
+    finally:
+        report(None)
 
 
 def _fixed(training) -> Training:
