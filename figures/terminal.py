@@ -35,7 +35,7 @@ def plot(data: dict, out: Path):
     """Draw and write the figure; returns it (open: the caller closes it)."""
     with _style.context():
         fig = terminal.draw(data)
-        _style.save(fig, out)
+        _style.save(fig, out, quantize=True)
     return fig
 
 
