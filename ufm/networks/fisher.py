@@ -279,8 +279,7 @@ def model_side(W: np.ndarray, lambda_bar: float, gaps, margin: float, lams) -> d
     kappas = {"mapped": theory.kappa(K, r, lambda_bar) if lambda_bar > 0 else None}
     kappas["fitted"] = fit_kappa(mean, K, lams)[0]
     if kappas["mapped"] is not None:
-        with np.errstate(over="ignore"):  # its bracket (0, kappa) overflows e^g past ~709
-            g_star = theory.same_class_gap(K, kappas["mapped"])
+        g_star = theory.same_class_gap(K, kappas["mapped"])
         out["same_class_margin"], out["margin_error"] = g_star, (margin - g_star) / g_star
     for name, k in kappas.items():
         curve = None if k is None else model_gaps(K, k, lams)

@@ -103,7 +103,10 @@ def same_class_gap(K: int, kappa: float) -> float:
     """g* in (0, kappa): the root of g (e^g + K - 1) = kappa K (derivations/mixup.py step 3);
     the same-class feature is h = (K-1) g* / (r^2 K) w_c for every lam."""
     f = lambda g: g * (np.exp(g) + K - 1) - kappa * K
-    return scipy.optimize.brentq(f, 0.0, kappa, xtol=1e-300, rtol=4 * np.finfo(float).eps)
+    # the root is below kappa and, once kappa K > 1, below log(kappa K) + 1 (there
+    # g e^g >= kappa K already): a bracket whose ends never overflow e^g
+    hi = min(kappa, np.log(kappa * K) + 1) if kappa * K > 1 else kappa
+    return scipy.optimize.brentq(f, 0.0, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)
 
 
 def mixed_gaps(K: int, kappa: float, lam: float) -> tuple[float, float]:
