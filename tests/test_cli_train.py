@@ -63,6 +63,13 @@ def test_metrics_of_a_store_layer_match_nc1_by_hand(store, capsys):
     args = ["metrics", str(store), "--sel", "weight_decay=0.001", "--layer", "hidden1"]
     assert cli.main([*args, "--epoch", "3", "--json", "--no-progress"]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert report["selection"] == {
+        "weight_decay": 1e-3,
+        "seed": 0,
+        "epoch": 3,
+        "layer": "hidden1",
+        "split": "train",
+    }
     ds = xr.open_zarr(store, consolidated=False)
     H = ds["features_train"].sel(weight_decay=1e-3, seed=0, epoch=3, layer="hidden1").values
     y = ds["train_label"].values

@@ -167,6 +167,7 @@ def _from_store(args) -> tuple[Any, np.ndarray, Any, Any, str]:
     layer = layers[-1] if args.layer is None else args.layer
     features, labels = read.features(ds, point, epoch, layer, args.split)
     W, b = read.classifier(ds, point, epoch) if layer == layers[-1] else (None, None)
+    args.selection = point | {"epoch": epoch, "layer": layer, "split": args.split}
     return features, labels, W, b, "rows"
 
 
@@ -219,6 +220,8 @@ def run(args) -> int:
             progress=progress,
         )
     result = {"file": str(args.features), "seconds": round(time.perf_counter() - start, 3)} | result
+    if getattr(args, "selection", None) is not None:  # a training store: which run and layer
+        result = {"file": result["file"], "selection": args.selection} | result
     # JSON has no nan or inf: they become null (the report's notes say which and why)
     result = _output.jsonable(result)
     return emit(result, args.json, args.out, lambda: _print(result))
