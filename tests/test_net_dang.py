@@ -2,9 +2,7 @@
 known geometries right, the prediction's layers are the theory's, a run outside the terminal
 phase is not judged, and the experiment runs end to end (quick: slow-marked)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +10,6 @@ import pytest
 import ufm
 from ufm.geometry import simplex_etf
 from ufm.networks import Training, dang, dataset, read, train
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _collapsed(means: np.ndarray, counts) -> tuple[np.ndarray, np.ndarray]:
@@ -142,18 +138,11 @@ def _objective_by_hand(ds, run) -> float:
     return mse + t.weight_decay / 2 * weights + t.feature_decay / 2 * np.sum(H**2)
 
 
-def _figure_module():
-    spec = importlib.util.spec_from_file_location("dang_fig", ROOT / "figures/dang.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_quick_experiment_and_figure(tmp_path):
-    from test_figures import check_layout
+    from test_figures import _load, check_layout
 
-    fig_module = _figure_module()
+    fig_module = _load("dang")
     data = fig_module.compute(quick=True, store=tmp_path / "d.zarr")
     for key, balanced in (("imbalanced", False), ("balanced", True)):
         comparison = data[key]

@@ -2,16 +2,11 @@
 right, a run that never reaches zero training error is not judged, and the quick experiment
 runs end to end with a figure laid out for a paper."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from ufm.geometry import simplex_etf
 from ufm.networks import terminal
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_layer_metrics_of_an_exact_etf_collapse():
@@ -47,18 +42,11 @@ def test_a_run_without_a_terminal_phase_is_not_judged():
     assert "not judged" in summary["feature_decay=0"]["note"]
 
 
-def _figure_module():
-    spec = importlib.util.spec_from_file_location("terminal_fig", ROOT / "figures/terminal.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_quick_experiment_and_figure(tmp_path):
-    from test_figures import check_layout
+    from test_figures import _load, check_layout
 
-    fig_module = _figure_module()
+    fig_module = _load("terminal")
     data = fig_module.compute(quick=True, store=tmp_path / "t.zarr")
     assert data["summary"]["in_terminal_phase"] == 2
     without, with_decay = data["summary"]["feature_decay=0"], data["summary"]["feature_decay=1e-05"]

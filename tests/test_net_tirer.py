@@ -4,9 +4,7 @@ Newton solve of the model's stationarity condition, scipy's Spearman), a beta fi
 recovers a known beta, runs without a terminal phase never judged, and the quick experiment
 end to end with its figure."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +13,6 @@ from scipy.stats import linregress, spearmanr
 from ufm.errors import InputError
 from ufm.models.vicinity import central_path
 from ufm.networks import Training, dataset, tirer, train
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def trace_ratio(H, y, K):
@@ -202,11 +198,9 @@ def test_figure_draws_both_sides_on_synthetic_numbers():
 
 @pytest.mark.slow  # ~35 s on 2 cores: four trainings, the beta fit, the model solves
 def test_quick_experiment_and_figure(tmp_path):
-    from test_figures import check_layout
+    from test_figures import _load, check_layout
 
-    spec = importlib.util.spec_from_file_location("tirer_fig", ROOT / "figures" / "tirer.py")
-    fig_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fig_module)
+    fig_module = _load("tirer")
     data = fig_module.compute(quick=True, store=tmp_path / "t.zarr")
     got = data["comparison"]
     json.dumps(got, allow_nan=False)
