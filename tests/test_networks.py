@@ -79,7 +79,7 @@ def test_objective_is_the_canonical_ufm_objective(digits):
         jnp.asarray(a) for a in (digits.x_train, digits.y_train, digits.x_test, digits.y_test)
     )
     hp = {"weight_decay": 3e-3, "feature_decay": 2e-4}
-    got = float(tr._evaluate(net, data, static, data[0].shape[0], hp)["objective"])
+    got = float(tr._evaluate(net, data, static, hp)[0]["objective"])
     x = digits.x_train
     h1 = np.maximum(x @ np.asarray(net.hidden[0].weight).T + np.asarray(net.hidden[0].bias), 0)
     h2 = np.maximum(h1 @ np.asarray(net.hidden[1].weight).T + np.asarray(net.hidden[1].bias), 0)

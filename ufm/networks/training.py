@@ -32,6 +32,8 @@ from .data import Dataset
 LOSSES = ("ce", "mse")
 SCHEDULES = ("cosine", "step", "constant")
 HISTORY = ("train_loss", "objective", "train_error", "test_loss", "test_error")
+# SGD with momentum; the learning rate (scheduled) and the momentum are set every step
+OPTIMIZER = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,13 +141,18 @@ def _data_loss(loss: str, logits, targets):
     return 0.5 * jnp.sum((logits - targets) ** 2, axis=-1).mean()
 
 
-def _objective(net, x, targets, hp, static: Static, N: int):
-    feats, logits = net.features(x)
+def _penalty(net, feats, hp, N: int):
+    """weight_decay/2 sum ||W_l||^2 + N feature_decay/2 mean ||h||^2 over the batch's
+    backbone features (over the full batch: feature_decay/2 ||H_1||_F^2)."""
     backbone = feats[len(net.hidden) - 1]
-    data = _data_loss(static.loss, logits, targets)
     decay = sum(jnp.sum(w**2) for w in net.weights())
     features = N * jnp.mean(jnp.sum(backbone**2, axis=-1))
-    return data + 0.5 * hp["weight_decay"] * decay + 0.5 * hp["feature_decay"] * features
+    return 0.5 * (hp["weight_decay"] * decay + hp["feature_decay"] * features)
+
+
+def _objective(net, x, targets, hp, static: Static, N: int):
+    feats, logits = net.features(x)
+    return _data_loss(static.loss, logits, targets) + _penalty(net, feats, hp, N)
 
 
 def _lr(hp, epoch, static: Static):
@@ -157,23 +164,20 @@ def _lr(hp, epoch, static: Static):
     return hp["lr"]
 
 
-def _evaluate(net, data, static: Static, N: int, hp):
-    """Losses and errors of the full training set (clean inputs) and the test set."""
+def _evaluate(net, data, static: Static, hp):
+    """Losses and errors of the full training set (clean inputs) and the test set, and the
+    features of both (test features normalized with the training set's statistics)."""
     x, y, xt, yt = data
     K = net.classifier.weight.shape[0]
     out = {}
     feats, logits = net.features(x)
-    onehot = jax.nn.one_hot(y, K, dtype=logits.dtype)
-    out["train_loss"] = _data_loss(static.loss, logits, onehot)
-    decay = sum(jnp.sum(w**2) for w in net.weights())
-    backbone = feats[len(net.hidden) - 1]
-    penalty = hp["weight_decay"] * decay + hp["feature_decay"] * jnp.sum(backbone**2)
-    out["objective"] = out["train_loss"] + 0.5 * penalty
+    out["train_loss"] = _data_loss(static.loss, logits, jax.nn.one_hot(y, K, dtype=x.dtype))
+    out["objective"] = out["train_loss"] + _penalty(net, feats, hp, x.shape[0])
     out["train_error"] = jnp.mean(jnp.argmax(logits, -1).astype(y.dtype) != y, dtype=x.dtype)
-    _, logits_t = net.features(xt, reference=x)
+    feats_t, logits_t = net.features(xt, reference=x)
     out["test_loss"] = _data_loss(static.loss, logits_t, jax.nn.one_hot(yt, K, dtype=x.dtype))
     out["test_error"] = jnp.mean(jnp.argmax(logits_t, -1).astype(yt.dtype) != yt, dtype=x.dtype)
-    return out
+    return out, feats, feats_t
 
 
 @eqx.filter_jit
@@ -182,7 +186,6 @@ def _segment(net, opt_state, key, history, start, stop, data, hp, static: Static
     x, y = data[0], data[1]
     N, K = x.shape[0], net.classifier.weight.shape[0]
     params, rest = eqx.partition(net, eqx.is_inexact_array)
-    optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
     onehot = jax.nn.one_hot(y, K, dtype=x.dtype)
 
     def step(carry, batch):
@@ -199,7 +202,7 @@ def _segment(net, opt_state, key, history, start, stop, data, hp, static: Static
         grads = jax.grad(lambda p: _objective(eqx.combine(p, rest), xb, tb, hp, static, N))(params)
         opt_state.hyperparams["learning_rate"] = lr
         opt_state.hyperparams["momentum"] = hp["momentum"]
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates, opt_state = OPTIMIZER.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state, lr, key), None
 
     def epoch(e, carry):
@@ -209,7 +212,7 @@ def _segment(net, opt_state, key, history, start, stop, data, hp, static: Static
         batches = order.reshape(static.batches, static.batch)
         lr = _lr(hp, e - 1, static)
         (params, opt_state, _, key), _ = jax.lax.scan(step, (params, opt_state, lr, key), batches)
-        stats = _evaluate(eqx.combine(params, rest), data, static, N, hp)
+        stats, _, _ = _evaluate(eqx.combine(params, rest), data, static, hp)
         history = {k: v.at[e - 1].set(stats[k]) for k, v in history.items()}
         return params, opt_state, key, history
 
@@ -219,13 +222,7 @@ def _segment(net, opt_state, key, history, start, stop, data, hp, static: Static
     return eqx.combine(params, rest), opt_state, key, history
 
 
-@eqx.filter_jit
-def _record(net, data, hp, static: Static):
-    x, _, xt, _ = data
-    feats, _ = net.features(x)
-    feats_t, _ = net.features(xt, reference=x)
-    stats = _evaluate(net, data, static, x.shape[0], hp)
-    return feats, feats_t, stats
+_record = eqx.filter_jit(_evaluate)
 
 
 # ----------------------------------------------------------------------------------------
@@ -263,8 +260,7 @@ def run(
     key = jax.random.PRNGKey(t.seed)
     key, k_init = jax.random.split(key)
     net = build(data, t, k_init)
-    optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
-    opt_state = optimizer.init(eqx.filter(net, eqx.is_inexact_array))
+    opt_state = OPTIMIZER.init(eqx.filter(net, eqx.is_inexact_array))
     history = {k: jnp.full(t.epochs, jnp.nan, dtype) for k in HISTORY}
     began = time.perf_counter()
     records, done = [], 0
@@ -287,7 +283,7 @@ def run(
             jax.block_until_ready(history)
             progress(upto - done)
             done = upto
-        feats, feats_t, stats = _record(net, device_data, hp, static)
+        stats, feats, feats_t = _record(net, device_data, static, hp)
         records.append(
             {
                 "features_train": [np.asarray(f) for f in feats],
