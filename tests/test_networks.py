@@ -191,3 +191,12 @@ def test_bad_training_settings_are_refused_before_training(
     with pytest.raises(InputError, match=needle):
         train(digits, training, grid, out=out, progress=False)
     assert not out.exists()
+
+
+def test_a_grid_of_two_strings_is_two_values():
+    from ufm.networks.grid import _axes
+
+    (axis,) = _axes({"loss": ("mse", "ce")}, tr.Training())
+    assert axis.values == ("mse", "ce")
+    (axis,) = _axes({"batch-norm": ["true", "false"]}, tr.Training())
+    assert axis.name == "batch_norm" and axis.values == (True, False)

@@ -57,19 +57,23 @@ def parse_axis(text: str) -> tuple[str, list[str] | np.ndarray, str]:
 
 def _axis(model: str, name: str, values, spacing: str | None) -> Axis:
     hyper = {h.name: h for h in REGISTRY[model].hypers}[name]
-    if isinstance(values, str | bytes) or np.ndim(values) != 1 or len(values) == 0:
-        raise InputError(f"grid {name!r}: expected a non-empty 1-D list of values; got {values!r}")
     convert = {"int": int, "counts": int, "float": float, "floats": float}.get(hyper.kind)
     if hyper.kind == "flag":
         convert = _flag
+    return axis(name, values, spacing, convert, f"{hyper.kind} values ({hyper.help})")
+
+
+def axis(name: str, values, spacing: str | None, convert, kind: str) -> Axis:
+    """An Axis of `values` converted by `convert` (None: numpy scalars to Python ones); a
+    spacing of None or "list" is inferred (log for positive numbers spanning 100x)."""
+    if isinstance(values, str | bytes) or np.ndim(values) != 1 or len(values) == 0:
+        raise InputError(f"grid {name!r}: expected a non-empty 1-D list of values; got {values!r}")
     try:
         values = tuple(
             convert(v) if convert else (v.item() if hasattr(v, "item") else v) for v in values
         )
     except (TypeError, ValueError):
-        raise InputError(
-            f"grid {name!r}: values must be {hyper.kind} values ({hyper.help}); got {values!r}"
-        ) from None
+        raise InputError(f"grid {name!r}: values must be {kind}; got {values!r}") from None
     if len(set(values)) != len(values):
         raise InputError(f"grid {name!r}: values repeat: {list(values)}")
     if spacing is None or spacing == "list":
@@ -78,6 +82,22 @@ def _axis(model: str, name: str, values, spacing: str | None) -> Axis:
         spacing = "log" if positive and max(values) / min(values) >= 100 else "linear"
         spacing = spacing if numeric else "list"
     return Axis(name, values, spacing)
+
+
+def seed_list(seeds) -> list[int]:
+    """A count (0..S-1) or a list of distinct integers >= 0, as a list of ints."""
+    if isinstance(seeds, bool):
+        raise InputError(f"seeds must be a count >= 1 or a list of integers; got {seeds!r}")
+    if isinstance(seeds, int | np.integer):
+        if seeds < 1:
+            raise InputError(f"seeds must be a count >= 1 or a list of integers; got {seeds!r}")
+        return list(range(int(seeds)))
+    out = list(seeds)
+    if not out or not all(isinstance(s, int | np.integer) and s >= 0 for s in out):
+        raise InputError(f"seeds must be a count >= 1 or a list of integers >= 0; got {seeds!r}")
+    if len(set(out)) != len(out):
+        raise InputError(f"seeds repeat: {out}")
+    return [int(s) for s in out]
 
 
 def _flag(v) -> bool:

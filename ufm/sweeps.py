@@ -30,7 +30,7 @@ import zarr
 
 from . import _budget
 from ._interrupts import SweepInterrupted, interrupts
-from ._sweep_grid import Axis, _axis, parse_axis
+from ._sweep_grid import Axis, _axis, parse_axis, seed_list
 from ._sweep_run import Run, agreed
 from ._sweep_store import (
     COORD_NAMES,
@@ -114,7 +114,7 @@ def sweep(
     grid spec or value raises a ValueError naming it before anything is solved.
     """
     fixed, axes = _validated(model, fixed, grid)
-    seeds = _seeds(seeds)
+    seeds = seed_list(seeds)
     options = check_options(  # plain Python values (numpy scalars accepted), validated
         method=method,
         restarts=restarts,
@@ -247,18 +247,3 @@ def _interrupted(guard, out, store, total: int, counted: int) -> SweepInterrupte
         return SweepInterrupted(signum, saved, total, out, stored, forced)
     saved = int(store.saved.sum()) if store.writer else counted
     return SweepInterrupted(signum, saved, total, out, True, forced)
-
-
-def _seeds(seeds) -> list[int]:
-    if isinstance(seeds, bool):
-        raise InputError(f"seeds must be a count >= 1 or a list of integers; got {seeds!r}")
-    if isinstance(seeds, int | np.integer):
-        if seeds < 1:
-            raise InputError(f"seeds must be a count >= 1 or a list of integers; got {seeds!r}")
-        return list(range(int(seeds)))
-    out = list(seeds)
-    if not out or not all(isinstance(s, int | np.integer) and s >= 0 for s in out):
-        raise InputError(f"seeds must be a count >= 1 or a list of integers >= 0; got {seeds!r}")
-    if len(set(out)) != len(out):
-        raise InputError(f"seeds repeat: {out}")
-    return [int(s) for s in out]

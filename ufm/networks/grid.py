@@ -45,7 +45,7 @@ def train(
         skipping the runs it holds; it must have been made with the same settings.
     """
     data = dataset(data) if isinstance(data, str) else data
-    plan = _plan(data, _fixed(training), grid or {}, _seeds(seeds), record)
+    plan = _plan(data, _fixed(training), grid or {}, _sweep_grid.seed_list(seeds), record)
     group = _existing(out, resume, plan.attrs)
     with interrupts() as guard:
         if group is None:
@@ -171,36 +171,13 @@ def _axes(grid: dict, fixed: Training) -> list[_sweep_grid.Axis]:
             hint = " (give seeds=... / --seeds)" if name == "seed" else ""
             raise InputError(f"grid {name!r}: not a grid setting{hint}; choose from {allowed}")
         kind = type(getattr(fixed, name))
-        if isinstance(values, tuple) and len(values) == 2 and isinstance(values[1], str):
-            values = values[0]  # (values, spacing) as parse_axis gives
-        if isinstance(values, str) or np.ndim(values) != 1 or len(values) == 0:
-            raise InputError(f"grid {name!r}: expected a non-empty list of values; got {values!r}")
-        try:
-            converted = tuple(
-                _flag(v) if kind is bool else kind(v.item() if hasattr(v, "item") else v)
-                for v in values
-            )
-        except (TypeError, ValueError):
-            raise InputError(
-                f"grid {name!r}: values must be {kind.__name__}; got {values!r}"
-            ) from None
-        if len(set(converted)) != len(converted):
-            raise InputError(f"grid {name!r}: values repeat: {list(converted)}")
-        axes.append(_sweep_grid.Axis(name, converted, "list"))
+        convert = _sweep_grid._flag if kind is bool else lambda v, kind=kind: kind(_item(v))
+        axes.append(_sweep_grid.axis(name, values, None, convert, kind.__name__))
     return axes
 
 
-def _flag(v) -> bool:
-    return _sweep_grid._flag(v)
-
-
-def _seeds(seeds) -> list[int]:
-    values = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not values or any(isinstance(s, bool) or int(s) != s or s < 0 for s in values):
-        raise InputError(f"seeds: give integers >= 0 (or a count); got {seeds!r}")
-    if len(set(values)) != len(values):
-        raise InputError(f"seeds: values repeat: {values}")
-    return [int(s) for s in values]
+def _item(value):
+    return value.item() if hasattr(value, "item") else value
 
 
 def _points(axes, seeds):
