@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from .._sweep_store import create_whole
+from .._sweep_store import _canonical, create_whole
 from ..errors import InputError
 from .training import HISTORY
 
@@ -41,36 +41,31 @@ DESCRIPTIONS = {
 
 
 def layout(axes, seeds, layers, record, N, N_test, units, K, epochs, parameters):
-    grid = [(a.name, len(a.values)) for a in axes] + [("seed", len(seeds))]
-    G = [n for n, _ in grid]
-    S = [s for _, s in grid]
+    """{variable: (dimensions, shape, chunks, dtype)}: one chunk per run, and per recorded
+    epoch and layer for the features."""
+    G = [a.name for a in axes] + ["seed"]
+    S = [len(a.values) for a in axes] + [len(seeds)]
     R, L = len(record), len(layers)
-    ones = [1] * len(S)
-    f, i, b = np.float64, np.int64, np.bool_
+
+    def var(dims, shape, dtype=np.float64, split=0):
+        chunks = [1] * (len(S) + split) + list(shape[split:])
+        return (G + dims, S + shape, chunks, dtype)
+
     return {
-        "features_train": (
-            G + ["epoch", "layer", "train_sample", "unit"],
-            S + [R, L, N, units],
-            ones + [1, 1, N, units],
-            f,
+        "features_train": var(
+            ["epoch", "layer", "train_sample", "unit"], [R, L, N, units], split=2
         ),
-        "features_test": (
-            G + ["epoch", "layer", "test_sample", "unit"],
-            S + [R, L, N_test, units],
-            ones + [1, 1, N_test, units],
-            f,
+        "features_test": var(
+            ["epoch", "layer", "test_sample", "unit"], [R, L, N_test, units], split=2
         ),
-        "classifier": (G + ["epoch", "class", "unit"], S + [R, K, units], ones + [R, K, units], f),
-        "bias": (G + ["epoch", "class"], S + [R, K], ones + [R, K], f),
-        **{s: (G + ["epoch"], S + [R], ones + [R], f) for s in SCALARS},
-        **{
-            f"history_{h}": (G + ["history_epoch"], S + [epochs], ones + [epochs], f)
-            for h in HISTORY
-        },
-        "parameters": (G + ["parameter"], S + [parameters], ones + [parameters], f),
-        "terminal_epoch": (G, S, ones, i),
-        "seconds": (G, S, ones, f),
-        "done": (G, S, ones, b),
+        "classifier": var(["epoch", "class", "unit"], [R, K, units]),
+        "bias": var(["epoch", "class"], [R, K]),
+        **{s: var(["epoch"], [R]) for s in SCALARS},
+        **{f"history_{h}": var(["history_epoch"], [epochs]) for h in HISTORY},
+        "parameters": var(["parameter"], [parameters]),
+        "terminal_epoch": var([], [], np.int64),
+        "seconds": var([], []),
+        "done": var([], [], np.bool_),
     }
 
 
@@ -123,18 +118,12 @@ def open_existing(path, attrs: dict) -> zarr.Group:
     if saved.get("format") != FORMAT or "done" not in group:
         raise InputError(f"{where} is not a ufm training store ({FORMAT})")
     for key in ("data", "training", "grid", "seeds", "record", "dtype"):
-        if _plain(saved.get(key)) != _plain(attrs[key]):
+        if _canonical(saved.get(key)) != _canonical(attrs[key]):
             raise InputError(
                 f"{where} was made with {key}={saved.get(key)}, not {attrs[key]}; resume "
                 "with the same settings or use another path"
             )
     return group
-
-
-def _plain(value):
-    import json
-
-    return json.loads(json.dumps(value))
 
 
 def write(group, index: tuple[int, ...], columns: dict[str, Any], guard) -> None:
