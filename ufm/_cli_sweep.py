@@ -48,12 +48,7 @@ def sweep(args) -> int:
                 **solver_options(args),
             )
     except sweeps.SweepInterrupted as stop:
-        print(f"ufm: {stop.describe('--resume')}", file=sys.stderr)
-        if stop.forced:  # leave now: do not wait for the chunk still on the devices
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(128 + stop.signum)
-        return 128 + stop.signum
+        return stopped(stop)
     summary = _sweep_summary(ds, time.perf_counter() - start, args.out)
     if args.json:
         print(_output.dumps(summary))
@@ -61,6 +56,16 @@ def sweep(args) -> int:
         for key, value in summary.items():
             print(f"{key:<23}{value}")
     return 0
+
+
+def stopped(stop) -> int:
+    """Say what a `SweepInterrupted` saved; exit code 128 + the signal (130, 143)."""
+    print(f"ufm: {stop.describe('--resume')}", file=sys.stderr)
+    if stop.forced:  # leave now: do not wait for the work still on the devices
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + stop.signum)
+    return 128 + stop.signum
 
 
 def _sweep_summary(ds, seconds: float, out: Path) -> dict[str, Any]:

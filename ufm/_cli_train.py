@@ -5,8 +5,6 @@ Both write resumable zarr stores (`--out`, `--resume`); Ctrl-C keeps the runs al
 saved and exits 130 (the run in progress is trained again on --resume).
 """
 
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -128,15 +126,12 @@ def train(args) -> int:
 
 
 def _interruptible(work):
+    from ._cli_sweep import stopped
+
     try:
         return work()
     except SweepInterrupted as stop:
-        print(f"ufm: {stop.describe('--resume')}".replace("points", "runs"), file=sys.stderr)
-        if stop.forced:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(128 + stop.signum)
-        return 128 + stop.signum
+        return stopped(stop)
 
 
 def _train_summary(ds, seconds: float, out) -> dict:

@@ -24,16 +24,21 @@ class SweepInterrupted(KeyboardInterrupt):
     """A sweep stopped by SIGINT/SIGTERM (or Ctrl-C) after saving what it had.
 
     signum: the signal (SIGINT for a KeyboardInterrupt raised otherwise); saved and total:
-    points (x seeds) in the store and in the grid; out: the store (None: in memory); stored:
-    whether the store exists (False: stopped before it was created); forced: a second
-    signal stopped it at once (a computation may still be running on the devices, which
-    the process waits for at exit unless it leaves with ``os._exit``).
+    points (x seeds; `unit`, e.g. "runs" for trainings) in the store and in the grid; out:
+    the store (None: in memory); stored: whether the store exists (False: stopped before it
+    was created); forced: a second signal stopped it at once (a computation may still be
+    running on the devices, which the process waits for at exit unless it leaves with
+    ``os._exit``); job: what to run again to continue ("sweep", "training").
     """
 
-    def __init__(self, signum: int, saved: int, total: int, out, stored: bool, forced: bool):
+    def __init__(
+        self, signum: int, saved: int, total: int, out, stored: bool, forced: bool,
+        unit: str = "points", job: str = "sweep",
+    ):  # fmt: skip
         super().__init__(signum, saved, total, out, stored, forced)
         self.signum, self.saved, self.total = signum, saved, total
         self.out, self.stored, self.forced = out, stored, forced
+        self.unit, self.job = unit, job  # what is counted ("runs"), what to run again
 
     @property
     def signame(self) -> str:
@@ -52,8 +57,8 @@ class SweepInterrupted(KeyboardInterrupt):
                 f"{self.out} was not created"
             )
         return (
-            f"interrupted by {self.signame}; {self.saved} of {self.total} points are saved in "
-            f"{self.out}; run the same sweep with {resume} to continue"
+            f"interrupted by {self.signame}; {self.saved} of {self.total} {self.unit} are saved "
+            f"in {self.out}; run the same {self.job} with {resume} to continue"
         )
 
 

@@ -141,8 +141,9 @@ def _train_missing(data: Dataset, plan: _Plan, group, out, progress, guard) -> N
             result = run(data, t, plan.record, report, lambda: guard.requested)
             if result is None:
                 raise SweepInterrupted(
-                    guard.signum, count, len(plan.points), out, out is not None, guard.forced
-                )
+                    guard.signum, count, len(plan.points), out, out is not None, guard.forced,
+                    unit="runs", job="training",
+                )  # fmt: skip
             columns = _columns(result, units, len(plan.layers), plan.epochs, plan.size)
             store.write(group, index, columns, guard)
             count += 1
