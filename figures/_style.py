@@ -130,6 +130,15 @@ def unconverged_handle():
     return Patch(facecolor=(1, 1, 1, 0.55), edgecolor="k", hatch="xxxx", lw=0)
 
 
+def render(draw, data, out: Path, quantize: bool = False):
+    """`draw(data)` in the paper style, written to `out` (`save`); returns the figure (open:
+    the caller closes it)."""
+    with context():
+        fig = draw(data)
+        save(fig, out, quantize=quantize)
+    return fig
+
+
 def save(fig, out: Path, quantize: bool = False) -> None:
     """Write `fig` trimmed to its artists (titles and outside legends included); with
     `quantize`, as a 256-colour PNG (a third of the size, for the README's figures)."""

@@ -56,12 +56,14 @@ def compute(quick: bool = False, store: Path | None = None) -> dict:
 
 def plot(data: dict, out: Path):
     """Draw and write the figure; returns it (open: the caller closes it)."""
-    with _style.context():
-        fig, axes = plt.subplots(2, 3, figsize=(_style.DOUBLE, 4.2), layout="constrained")
-        for row, key, letters in zip(axes, ("imbalanced", "balanced"), ("abc", "def"), strict=True):
-            dang.draw(row, data[key], key, letters)
-        dang.legend(fig, data["imbalanced"]["runs"] + data["balanced"]["runs"])
-        _style.save(fig, out, quantize=True)
+    return _style.render(_draw, data, out, quantize=True)
+
+
+def _draw(data: dict):
+    fig, axes = plt.subplots(2, 3, figsize=(_style.DOUBLE, 4.2), layout="constrained")
+    for row, key, letters in zip(axes, ("imbalanced", "balanced"), ("abc", "def"), strict=True):
+        dang.draw(row, data[key], key, letters)
+    dang.legend(fig, data["imbalanced"]["runs"] + data["balanced"]["runs"])
     return fig
 
 

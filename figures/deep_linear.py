@@ -162,10 +162,7 @@ def compute(quick: bool = False) -> dict:
 
 def plot(data: dict, out: Path):
     """Draw and write the figure; returns it (open: the caller closes it)."""
-    with _style.context():
-        fig = _draw(data)
-        _style.save(fig, out)
-    return fig
+    return _style.render(_draw, data, out)
 
 
 def _depth_colors(data: dict) -> dict[int, str]:

@@ -27,6 +27,7 @@ jax.config.update("jax_enable_x64", True)
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 from ufm.networks import experiments, fisher  # noqa: E402
 
@@ -41,17 +42,9 @@ def compute(quick: bool = False, store: Path | None = None) -> dict:
     return {"ds": ds, "comparison": comparison}
 
 
-def plot(data: dict, out: Path) -> Path:
-    """The module's figure, drawn with the paper sizes and fonts of `_style`; a PNG is then
-    written again as 256 colours (as `_style.save(quantize=True)` does: a third of the size)."""
-    with _style.context():
-        path = fisher.plot(data["ds"], data["comparison"], out)
-    if path.suffix.lower() == ".png":
-        import PIL.Image
-
-        image = PIL.Image.open(path).convert("RGB")
-        image.quantize(256, dither=PIL.Image.Dither.NONE).save(path, optimize=True, dpi=(200, 200))
-    return path
+def plot(data: dict, out: Path):
+    """Draw and write the figure; returns it (open: the caller closes it)."""
+    return _style.render(lambda data: fisher.draw(data["comparison"]), data, out, quantize=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         print(line)
     if args.json is not None:
         args.json.write_text(json.dumps(comparison, indent=1, allow_nan=False))
-    print(f"wrote {plot(data, args.out)}")
+    plt.close(plot(data, args.out))
+    print(f"wrote {args.out}")
 
 
 def _kappa(model) -> str:

@@ -61,10 +61,7 @@ def compute(quick: bool = False) -> dict:
 
 def plot(data: dict, out: Path):
     """Draw and write the figure; returns it (open: the caller closes it)."""
-    with _style.context():
-        fig = _draw(data)
-        _style.save(fig, out, quantize=True)
-    return fig
+    return _style.render(_draw, data, out, quantize=True)
 
 
 def _draw(data: dict):

@@ -296,11 +296,7 @@ def _plane(ax, panel: dict, title: str, norm) -> None:
 
 def plot(data: dict, out: Path):
     """Draw and write the figure; returns it (open: the caller closes it)."""
-    with _style.context():
-        fig = _draw(data)
-        # a 256-colour palette keeps the PNG small enough for the README (~1/3 of the RGBA size)
-        _style.save(fig, out, quantize=True)
-    return fig
+    return _style.render(_draw, data, out, quantize=True)
 
 
 def _draw(data: dict):

@@ -33,10 +33,7 @@ def compute(quick: bool = False, store: Path | None = None) -> dict:
 
 def plot(data: dict, out: Path):
     """Draw and write the figure; returns it (open: the caller closes it)."""
-    with _style.context():
-        fig = terminal.draw(data)
-        _style.save(fig, out, quantize=True)
-    return fig
+    return _style.render(terminal.draw, data, out, quantize=True)
 
 
 def main() -> None:

@@ -41,10 +41,7 @@ def compute(quick: bool = False, store: Path | None = None) -> dict:
 
 def plot(data: dict, out: Path):
     """Draw and write the figure; returns it (open: the caller closes it)."""
-    with _style.context():
-        fig = tirer.draw(data["comparison"])
-        _style.save(fig, out, quantize=True)
-    return fig
+    return _style.render(lambda data: tirer.draw(data["comparison"]), data, out, quantize=True)
 
 
 def report(comparison: dict) -> list[str]:

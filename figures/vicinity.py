@@ -181,10 +181,7 @@ def _flow_label(f: dict) -> str:
 
 def plot(data: dict, out: Path):
     """Draw and write the figure; returns it (open: the caller closes it)."""
-    with _style.context():
-        fig = _draw(data)
-        _style.save(fig, out)
-    return fig
+    return _style.render(_draw, data, out)
 
 
 def _draw(data: dict):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ufm
-from ufm import geometry
+from ufm import _output, geometry
 from ufm.models.mixup import theory
 from ufm.networks import fisher
 
@@ -223,7 +223,7 @@ def test_summary_judges_only_terminal_runs_and_compares_with_the_control():
     assert all(c["holds"] for c in group["checks"])
     closer = [c["mixup_closer"] for c in group["checks"]]
     assert closer.count(True) >= 4  # the control's same-class mixes sit at one input too
-    json.dumps(fisher.jsonable(group), allow_nan=False)
+    json.dumps(_output.jsonable(group), allow_nan=False)
     runs[0]["terminal_phase"] = False
     out = fisher.summary(runs)
     (group,) = out["groups"].values()
@@ -245,6 +245,11 @@ def test_quick_experiment_end_to_end(tmp_path):
         assert run["different_class"]["span_random"] == pytest.approx(2 / 64)
     path = fisher.plot(ds, comparison, tmp_path / "fisher.png")
     assert path.stat().st_size > 10_000
+    from test_figures import _load, check_layout
+
+    fig_module = _load("fisher")
+    fig = fig_module.plot({"ds": ds, "comparison": comparison}, tmp_path / "paper.png")
+    check_layout(fig_module, fig, tmp_path / "paper.png")
 
 
 def test_model_gaps_equal_mixed_gaps_one_lam_at_a_time():

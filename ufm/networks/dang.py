@@ -32,7 +32,7 @@ from .. import geometry, metrics
 from ..errors import InputError
 from . import read
 from .data import dataset
-from .experiments import Setup
+from .experiments import Setup, write_figure
 from .grid import train
 from .training import Training
 
@@ -488,13 +488,9 @@ def plot(ds: xr.Dataset, comparison: dict[str, Any], path) -> Path:
     """The three panels of `draw` for one store, written to `path`."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
     title = "balanced" if comparison["balanced"] else "imbalanced"
     with plt.rc_context({"font.size": 7, "axes.titlesize": 7, "legend.fontsize": 7}):
         fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.6), layout="constrained")
         draw(axes, comparison, title)
         legend(fig, comparison["runs"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=200)
-        plt.close(fig)
-    return path
+    return write_figure(fig, path)

@@ -39,6 +39,17 @@ class Setup:
     record: tuple[int, ...] | None = None
 
 
+def write_figure(fig, path) -> Path:
+    """Write an experiment's figure (200 dpi, trimmed to its artists) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=200, bbox_inches="tight", pad_inches=0.02)
+    plt.close(fig)
+    return path
+
+
 def module(name: str):
     if name not in MODULES:
         raise InputError(f"experiment: unknown {name!r}; choose one of {', '.join(MODULES)}")

@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from .. import metrics
+from .. import _output, metrics
 from ..models.mixup import theory
 from . import read
 from .data import dataset
-from .experiments import Setup
+from .experiments import Setup, write_figure
 from .training import Training
 
 NAME = "fisher"
@@ -335,7 +335,7 @@ def compare(ds) -> dict[str, Any]:
                 f"epoch {epoch}; no agreement is called for this run"
             )
         runs.append(run)
-    return jsonable({"lams": list(LAMS), "pairs": PAIRS, "runs": runs, "summary": summary(runs)})
+    return _output.jsonable(dict(lams=list(LAMS), pairs=PAIRS, runs=runs, summary=summary(runs)))
 
 
 MODEL_KEYS = ("kappa", "slope", "shape", "gap_error", "mean_gap_error", "scale", "scaled_error")
@@ -418,16 +418,6 @@ def _kind(run: dict[str, Any]) -> str:
     return "mixup" if run["mixup_alpha"] > 0 else "control"
 
 
-def jsonable(value):
-    """Strict JSON: numpy to Python, NaN/inf to None, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [jsonable(v) for v in value]
-    value = value.item() if isinstance(value, np.generic) else value
-    return None if isinstance(value, float) and not np.isfinite(value) else value
-
-
 # ----------------------------------------------------------------------------------------
 # The figure
 
@@ -435,9 +425,14 @@ COLORS = {"mixup": "tab:blue", "control": "tab:orange"}
 
 
 def plot(ds, comparison: dict[str, Any], path) -> Path:
+    """Write `draw`'s figure to `path`."""
+    return write_figure(draw(comparison), path)
+
+
+def draw(comparison: dict[str, Any]):
     """2 x 2 panels at the largest feature decay (figures/fisher.py says what they show):
     mixup runs blue, control runs orange, the model (first mixup run's kappa) black; lines the
-    mean over runs, bands the 10th-90th percentiles over the first run's pairs."""
+    mean over runs, bands the 10th-90th percentiles over the first run's pairs; one legend."""
     import matplotlib.pyplot as plt
 
     lams = np.asarray(comparison["lams"])
@@ -470,11 +465,8 @@ def plot(ds, comparison: dict[str, Any], path) -> Path:
     d.set(xlabel="lam", ylabel="|h - mu_c| / between-class", title="(d) same class: feature")
     d.set_ylim(bottom=0)
     fig.suptitle(f"digits MLP, feature decay {decay:g}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=200, bbox_inches="tight", pad_inches=0.02)
-    plt.close(fig)
-    return path
+    _legend(fig, axes)
+    return fig
 
 
 def _model_lines(axes, mixup_runs: list, lams: np.ndarray) -> None:
@@ -493,7 +485,15 @@ def _model_lines(axes, mixup_runs: list, lams: np.ndarray) -> None:
             a.plot(lams, scaled, "-.", color="k", lw=0.9, label=f"{mapped['scale']:.2f} x mapped")
         if m["same_class_margin"] is not None:
             c.axhline(m["same_class_margin"], color="k", lw=0.9, label="model g*")
-            c.legend(loc="best")
         b.axhline(run["different_class"]["span_random"], color="0.5", ls=":", label="random 2-dim")
-    a.legend(loc="upper left", fontsize="small")
-    b.legend(loc="lower center", fontsize="small", ncol=2)
+
+
+def _legend(fig, axes) -> None:
+    """One legend below the panels, clear of the data; entries of (b) and (c) say so."""
+    handles, labels = [], []
+    for ax, panel in zip(axes.flat[:3], "abc", strict=True):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if panel == "a" or label not in ("mixup", "control"):  # (a) names those already
+                handles.append(handle)
+                labels.append(label if panel == "a" else f"{label} ({panel})")
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)

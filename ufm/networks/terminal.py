@@ -18,7 +18,7 @@ import xarray as xr
 from .. import metrics
 from . import read
 from .data import dataset
-from .experiments import Setup
+from .experiments import Setup, write_figure
 from .training import Training
 
 NAME = "terminal"
@@ -157,13 +157,7 @@ def _median(values) -> float:
 
 def plot(ds: xr.Dataset, comparison: dict[str, Any], path) -> Path:
     """Draw the figure (`draw`) and write it to `path`."""
-    import matplotlib.pyplot as plt
-
-    fig = draw(comparison)
-    path = Path(path)
-    fig.savefig(path, dpi=200)
-    plt.close(fig)
-    return path
+    return write_figure(draw(comparison), path)
 
 
 def draw(comparison: dict[str, Any]):

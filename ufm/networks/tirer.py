@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import metrics
+from .. import _output, metrics
 from ..errors import InputError
 from ..models.vicinity import theory as vicinity_theory
 from . import read
 from .data import dataset
-from .experiments import Setup
+from .experiments import Setup, write_figure
 from .training import Training
 
 NAME = "tirer"
@@ -215,7 +215,9 @@ def log_slopes(weight_decay, feature_decay, values) -> dict | None:
     out = dict.fromkeys(columns) | dict(zip(varied, map(float, coef[1:]), strict=True))
     rss, dof = float(np.sum((y - A @ coef) ** 2)), y.size - A.shape[1]
     se = np.sqrt(np.diag(np.linalg.pinv(A.T @ A)) * rss / dof) if dof > 0 else [None] * A.shape[1]
-    errors = dict.fromkeys(columns) | {k: _strict(e) for k, e in zip(varied, se[1:], strict=True)}
+    errors = dict.fromkeys(columns) | {
+        k: _output.jsonable(e) for k, e in zip(varied, se[1:], strict=True)
+    }
     rms = float(np.sqrt(rss / y.size))
     fit = {"intercept": float(coef[0]), "rms_residual": rms, "runs": int(y.size)}
     return out | fit | {"stderr": errors}
@@ -311,7 +313,7 @@ def compare(ds: xr.Dataset) -> dict[str, Any]:
         _model_side(row, a, fit["beta"])
     fixed = fit["beta"] and fixed_h0_sweep(rows, arrays[ref], rows[ref], fit["beta"])
     summary = _summary(rows, fit, fixed or None) | {"seconds": time.perf_counter() - began}
-    return _strict({"runs": rows, "summary": summary})
+    return _output.jsonable({"runs": rows, "summary": summary})
 
 
 def _summary(rows: list[dict], fit: dict, fixed: dict | None) -> dict:
@@ -369,16 +371,6 @@ def verdict(summary: dict) -> str:
     return "; ".join(parts + [f"the decay that moves NC1 more {'agrees' if same else 'differs'}"])
 
 
-def _strict(value):
-    """Strict JSON: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {str(k): _strict(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict(v) for v in value]
-    value = value.item() if isinstance(value, np.generic) else value
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 # ----------------------------------------------------------------------------------------
 # The figure.
 
@@ -397,15 +389,7 @@ FIGURE_RC = {
 def plot(ds: xr.Dataset | None, comparison: dict, path) -> Path:
     """Write `draw`'s figure to `path` (PNG). `ds` is not read (the comparison holds every
     number drawn) and may be None."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig = draw(comparison)
-    with plt.rc_context(FIGURE_RC):
-        fig.savefig(path, dpi=200, bbox_inches="tight", pad_inches=0.02)
-    plt.close(fig)
-    return path
+    return write_figure(draw(comparison), path)
 
 
 def draw(comparison: dict):
