@@ -13,11 +13,12 @@ black lines: lambda_W lambda_H = mu_c^2 for every critical mu_c of the model
   (c) MSE, imbalanced n=(20, 20, 4, 4), no bias: collapsed (general orthogonal frame) below
       mu = sqrt(4)/N, minority collapse (the two small classes switched off) between
       sqrt(4)/N and sqrt(20)/N, zero above: two theory lines, three regions.
-  (d) CE, imbalanced n=(20, 20, 4, 4), unregularized bias (lambda_b = 0): only the zero
+  (d) CE, imbalanced n=(20, 20, 4, 4), unregularized bias (lambda_b = 0): the zero
       threshold has a closed form (certificate at W = H = 0 with the best bias
-      b = log(n/N)); inside it the theory is not_applicable and the colours are the
-      numerics alone: minority collapse between the two thresholds of (c) (the two
-      minority classes share their logits: the class-mean logits lose one rank).
+      b = log(n/N)); inside it the theory is the certified convex program
+      (`ufm.models.plain.convex`): minority collapse between the two thresholds of (c) (the
+      two minority classes share their logits: the class-mean logits lose one rank). Only
+      the zero line is drawn: `critical_mu` does not list the merge at sqrt(4)/N.
 
 Printed per panel: points, converged, verdicts, and how often the found regime equals the
 predicted one among the converged points where the theory applies.
@@ -166,10 +167,7 @@ def compute(quick: bool = False) -> dict:
 
 def plot(data: dict, out: Path):
     """Draw and write the figure; returns it (open: the caller closes it)."""
-    with _style.context():
-        fig = _draw(data)
-        _style.save(fig, out, quantize=True)
-    return fig
+    return _style.render(_draw, data, out, quantize=True)
 
 
 def take_legend(ax, handles: dict) -> None:

@@ -323,13 +323,13 @@ def test_phase_plain_figure(tmp_path):
     mse = panels["mse_imbalanced"]["summary"]
     assert set(mse["theory_regimes"]) == {"zero", "minority_collapse", "collapsed"}
     assert mse["regimes"] == mse["theory_regimes"] and mse["regimes"]["minority_collapse"] >= 5
-    # (d): theory only beyond the zero threshold (the same 15 cells as (c): the threshold
-    # sqrt(n_max)/N is shared); inside it the solver finds collapse and, nearer the
-    # threshold, the two minority classes merged (rank K-2: minority collapse)
+    # (d): the certified convex program predicts every cell: zero beyond the threshold (the
+    # same 15 cells as (c): sqrt(n_max)/N is shared), inside it collapse and, nearer the
+    # threshold, the two minority classes merged (rank K-2: minority collapse), cell for cell
     ce = panels["ce_imbalanced"]["summary"]
-    assert ce["theory_regimes"] == {"not_applicable": 85, "zero": 15}
-    assert ce["regimes_not_applicable"]["collapsed"] >= 50
-    assert ce["regimes_not_applicable"]["minority_collapse"] >= 5
+    assert ce["theory_regimes"]["zero"] == 15 and "not_applicable" not in ce["theory_regimes"]
+    assert ce["applicable"] == ce["converged"]  # and there regime_matches (loop above)
+    assert ce["regimes"]["collapsed"] >= 50 and ce["regimes"]["minority_collapse"] >= 5
     out = tmp_path / "phase_plain.png"
     figure = fig.plot(data, out)
     try:
