@@ -1,8 +1,9 @@
 """`ufm solve`, `ufm sweep`, `ufm plot`, `ufm repair`, `ufm metrics`, `ufm verify`,
-`ufm features` and `ufm landscape`: a thin layer over the library. This module reads the
-command line, runs `ufm solve` and tells the failures apart; the parsers are in `_cli_parser`
-(help text: `_cli_help`), the other subcommands in `_cli_sweep` (sweep, plot, repair),
-`cli_metrics`, `_cli_verify`, `_cli_features` and `_cli_landscape`.
+`ufm features`, `ufm landscape`, `ufm train` and `ufm experiment`: a thin layer over the
+library. This module reads the command line, runs `ufm solve` and tells the failures apart;
+the parsers are in `_cli_parser` (help text: `_cli_help`), the other subcommands in
+`_cli_sweep` (sweep, plot, repair), `cli_metrics`, `_cli_verify`, `_cli_features`,
+`_cli_landscape` and `_cli_train` (train, experiment).
 
 Exit codes: 0 success; 2 bad input (an `InputError` or an argparse error: a one-line
 message naming the parameter, no traceback); 1 a failure of ufm itself (any other
