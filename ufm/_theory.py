@@ -22,7 +22,8 @@ class Theory:
 
     regime: ``collapsed``, ``minority_collapse``, ``zero`` or ``not_applicable``.
     geometry: ``simplex_etf``, ``orthogonal_frame``, ``general_orthogonal_frame``,
-        ``general_frame``, ``tight_frame`` (K > d class means spanning R^d with
+        ``general_frame``, ``uncentred_etf`` (a simplex ETF plus a common row: dhkd),
+        ``tight_frame`` (K > d class means spanning R^d with
         Hbar Hbar^T proportional to I_d, any such frame: not unique), ``zero``, or None when
         not applicable.
     loss: the predicted global minimum of the problem's loss (None when not applicable).
@@ -115,7 +116,7 @@ def realize(
     lam = np.asarray(lambdas, dtype=float)
     depth = lam.size - 1
     mu = float(np.exp(np.mean(np.log(lam))))
-    r = min(K, d)
+    r = min(S.size, d)  # S has min(rows, columns) entries
     root = S[:r] ** (1 / (depth + 1))
     scale = np.sqrt(mu / lam)
     Hbar = np.zeros((d, logits.shape[1]))  # one column per class (or per weighted column)

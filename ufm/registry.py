@@ -35,6 +35,7 @@ BUILTIN = {
     "deep-linear": "ufm.models.deep_linear:DeepLinearProblem",
     "vicinity": "ufm.models.vicinity:VicinityProblem",
     "mixup": "ufm.models.mixup:MixupProblem",
+    "dhkd": "ufm.models.dhkd:DhkdProblem",
 }
 
 
