@@ -2,7 +2,7 @@
 
 Three sources fill it, in this order:
 
-1. ufm's own models (``plain``, ``deep-linear``, ``vicinity``, ``mixup``), imported on
+1. ufm's own models (``plain``, ``deep-linear``, ``vicinity``, ``mixup``, ``dhkd``), imported on
    first use;
 2. the ``ufm.models`` entry-point group of installed packages: a package declares
    ``[project.entry-points."ufm.models"] my-model = "my_package.module:MyProblem"`` and

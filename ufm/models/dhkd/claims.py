@@ -15,7 +15,8 @@ PAPER = "Yang et al. 2024, arXiv 2411.08937"
 ABSTRACT = (
     f"{PAPER}, abstract: adding a logit-level loss to CE on one linear head hurts, because "
     "the two losses' gradients conflict in the classifier but not in the backbone (head "
-    "collapse); tested at the UFM's symmetric collapse points (derivations/dhkd.py step 9) "
+    "collapse); tested at the UFM's symmetric collapse points "
+    "(derivations/dhkd_geometry.py step 2) "
     "[read: abstract; hypotheses not read]"
 )
 REDUCTION = (
@@ -34,12 +35,17 @@ CENTRED = (
 )
 SIGNS = (
     "ours: at a symmetric collapse point both inner products are x y (K-1) times positive "
-    "factors, derivations/dhkd.py step 9 [ours: derivation dhkd.py step 9]"
+    "factors, derivations/dhkd_geometry.py steps 1-2 [ours: derivation dhkd_geometry.py steps 1-2]"
 )
 BOUND = (
     "ours: the reduced minimum bounds the loss below for every d and for nonnegative features, "
     "attained only where the convex minimizer factors, derivations/dhkd.py step 3 "
     "[ours: derivation dhkd.py step 3]"
+)
+NONNEGATIVE = (
+    "ours: a class-mean Gram a P + b J with b >= 0 has nonnegative realizations (x e_c + y 1), "
+    "one with b < 0 has none, derivations/dhkd_geometry.py step 3 "
+    "[ours: derivation dhkd_geometry.py step 3]"
 )
 NUMERICS = "ours: an observation of ufm's solver on the distillation UFM [ours: numerics]"
 TEACHER = {"teacher_margin": 4.0, "teacher_shift": 2.0}
@@ -97,7 +103,6 @@ CLAIMS: tuple[Claim, ...] = (
         "dhkd-free-bias",
         BIAS,
         "a free bias on the single head takes the whole common mode: W is centred",
-        quick=True,
         bias="free",
     ),
     _claim(
@@ -136,7 +141,6 @@ CLAIMS: tuple[Claim, ...] = (
         "dhkd-conflict-equal-signs",
         SIGNS,
         "at every symmetric collapse point of the survey cos(W) and cos(H) have the same sign",
-        quick=True,
         procedure=procedures.equal_signs,
     ),
     _claim(
@@ -153,6 +157,22 @@ CLAIMS: tuple[Claim, ...] = (
         "above the reduced minimum and never beats it",
         procedure=procedures.bound_not_attained,
         d=3,
+    ),
+    _claim(
+        "dhkd-nonnegative-free-minimum",
+        NONNEGATIVE,
+        "post-ReLU (nonnegative) features reach the free-feature minimum when the teacher's "
+        "shift gives the class means nonnegative inner products (shift 2)",
+        features="nonnegative",
+    ),
+    _claim(
+        "dhkd-nonnegative-centred-teacher",
+        NONNEGATIVE,
+        "with an unshifted teacher (shift 0) the free minimizer's class means have negative "
+        "inner products: nonnegative features stay above the reduced minimum",
+        procedure=procedures.bound_not_attained,
+        features="nonnegative",
+        teacher_shift=0.0,
     ),
     _claim(
         "dhkd-margin-kept",

@@ -1,4 +1,4 @@
-"""Gradient conflict at symmetric collapse points of the single head (derivations/dhkd.py).
+"""Gradient conflict at symmetric collapse points of the single head (derivations/dhkd_geometry.py).
 
 A symmetric collapse point (d >= K): W's rows a u_k + w0 e and the class means b u_c + h0 e,
 with u_k a unit simplex ETF in the first K-1 coordinates and e the K-th: margin scale a b,

@@ -27,11 +27,6 @@ def predict(problem) -> th.Theory:
             reduction.SOURCE,
         )
     bound = f"its minimum {opt.loss:.12g} is a lower bound on the loss"
-    if problem.features == "nonnegative":
-        return th.not_applicable(
-            f"nonnegative features: the reduced problem is for free features; {bound}",
-            reduction.SOURCE,
-        )
     Z1, Z2 = reduction.logits(opt, s.K, s.heads)
     stack = Z1 if Z2 is None else np.vstack([Z1, Z2])
     counts = np.asarray(problem.counts)
@@ -42,6 +37,14 @@ def predict(problem) -> th.Theory:
             f"{e}: the minimum is not attained at this d; {bound}", reduction.SOURCE
         )
     params = _params(problem, opt, factors)
+    if problem.features == "nonnegative":
+        params = _nonnegative(params, problem)
+        if params is None:
+            return th.not_applicable(
+                "nonnegative features: the free minimizer's class means have negative inner "
+                f"products, which nonnegative vectors cannot have; {bound}",
+                reduction.SOURCE,
+            )
     quantities = _quantities(problem, opt, params)
     centred = _centred(problem, opt)
     reason = (
@@ -74,6 +77,33 @@ def _params(problem, opt, factors) -> dict[str, np.ndarray]:
         else:
             params["b"], params["b2"] = np.zeros(K), np.full(K, opt.beta)
     return params
+
+
+def _nonnegative(params: dict, problem) -> dict | None:
+    """The free minimizer turned so that its class means are nonnegative, or None where
+    they cannot be (derivations/dhkd_geometry.py step 3). Its class-mean Gram is a P + b J:
+    with b >= 0 the means x e_c + y (e_1 + ... + e_K), x = sqrt(a), K y^2 + 2 x y = b, have
+    it; an orthogonal Q with Hbar' = Q Hbar (Procrustes) turns the heads along (W Q^T)."""
+    K, d = problem.K, problem.d
+    first = np.searchsorted(problem.labels, np.arange(K))
+    Hbar = params["H"][:, first]
+    G = Hbar.T @ Hbar
+    a = G[0, 0] - G[0, 1]
+    b = G[0, 1]
+    if b < -1e-12 * G[0, 0] or d < K:
+        return None
+    x = np.sqrt(a)
+    y = (-x + np.sqrt(x * x + K * max(b, 0.0))) / K
+    target = np.zeros((d, K))
+    target[:K] = x * np.eye(K) + y
+    U, _, Vt = np.linalg.svd(target @ Hbar.T)
+    Q = U @ Vt
+    out = dict(params)
+    out["H"] = np.maximum(Q @ params["H"], 0.0)  # >= 0 up to rounding
+    for key in ("W", "W2"):
+        if key in out:
+            out[key] = params[key] @ Q.T
+    return out
 
 
 def _quantities(problem, opt, params) -> dict[str, np.ndarray]:

@@ -129,7 +129,8 @@ def _kappa(s: Setting, piece: str, M: float) -> tuple[float, float, float]:
 
 
 def objective(s: Setting, piece: str, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """F on one piece of kappa, with gradient and Hessian; x = (A[, A2][, M])."""
+    """F on one piece of kappa, with gradient and Hessian; x = (A, A2, M) without A2 for
+    one head and without M on the piece M = 0."""
     K, dual, has_M = s.K, s.heads == "dual", piece != "zero"
     A1, A2 = x[0], x[1] if dual else x[0]
     M = x[-1] if has_M else 0.0
