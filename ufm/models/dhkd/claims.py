@@ -47,6 +47,11 @@ NONNEGATIVE = (
     "one with b < 0 has none, derivations/dhkd_geometry.py step 3 "
     "[ours: derivation dhkd_geometry.py step 3]"
 )
+RESIDUALS = (
+    "ours: the residuals at the reduced minimizer and their linearization, derivations/dhkd.py "
+    "step 8 (the reviews of the paper call the difference unsynchronized optimization) "
+    "[ours: derivation dhkd.py step 8]"
+)
 NUMERICS = "ours: an observation of ufm's solver on the distillation UFM [ours: numerics]"
 TEACHER = {"teacher_margin": 4.0, "teacher_shift": 2.0}
 DARK = {"teacher": "dark", "teacher_similarity": 0.3, "teacher_noise": 0.2}
@@ -149,6 +154,13 @@ CLAIMS: tuple[Claim, ...] = (
         "at the single head's minimizer the two data gradients are in conflict, equally on W "
         "and on H (cosines equal)",
         procedure=procedures.at_minimizer,
+    ),
+    _claim(
+        "dhkd-residual-pattern",
+        RESIDUALS,
+        "at the single head's minimizer BinaryKL and BinaryKL-Norm leave the target logit above "
+        "the teacher's and the others below, BinaryKL with the larger target residual",
+        procedure=procedures.residual_pattern,
     ),
     _claim(
         "dhkd-bound-d-below-rank",

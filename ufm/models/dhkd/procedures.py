@@ -192,3 +192,40 @@ def dark_knowledge(problem) -> Outcome:
         ok = f_in > f_out and w_in <= w_out and section["common_mode_fraction"] < 1e-6
         predicted = "means within > across, rows not; centred"
     return Outcome(_verdict(ok), reason, predicted, f"{f_in - f_out:.3g}, {w_in - w_out:.3g}")
+
+
+def _residuals(problem, params) -> tuple[float, float]:
+    """Mean residual z - zt of the logit head on the target class and on the others."""
+    _, Z2 = (np.asarray(z) for z in problem.head_logits(params))
+    R = Z2 - np.asarray(problem.Zt)
+    target = np.eye(problem.K, dtype=bool)[:, problem.labels]
+    return float(R[target].mean()), float(R[~target].mean())
+
+
+def residual_pattern(problem) -> Outcome:
+    """Ours (derivations/dhkd.py step 8; the reviews' "unsynchronized optimization"): at the
+    single head's minimizer BinaryKL and BinaryKL-Norm leave the same sign pattern (target
+    logit above the teacher's, the others below), but BinaryKL leaves a larger target
+    residual (its gradient is damped by the teacher's saturated sigmoid); the solver's
+    residuals equal the reduced minimizer's."""
+    found, worst = {}, 0.0
+    for loss in ("binary-kl", "binary-kl-norm"):
+        p = type(problem).make(**(problem.hyperparameters() | {"logit_loss": loss, "T": 2.0}))
+        sol = solve(p, restarts=2)
+        if not sol.converged:
+            return Outcome("inconclusive", f"{loss}: {sol.status}", "-", "-")
+        opt, s = reduction.reduced(p.setting()), p.setting()
+        K = s.K
+        predicted = (
+            opt.M - s.shift + (opt.A - s.margin) * (K - 1) / K,
+            opt.M - s.shift - (opt.A - s.margin) / K,
+        )
+        found[loss] = _residuals(p, sol.params)
+        worst = max(worst, *(abs(f - q) for f, q in zip(found[loss], predicted, strict=True)))
+    (t1, o1), (t2, o2) = found["binary-kl"], found["binary-kl-norm"]
+    reason = (
+        f"target / other residuals: BinaryKL {t1:.6g} / {o1:.6g}, BinaryKL-Norm {t2:.6g} / "
+        f"{o2:.6g} (target ratio {t1 / t2:.3g}); solver vs reduced minimizer within {worst:.1e}"
+    )
+    ok = t1 > t2 > 0 > max(o1, o2) and worst < 1e-6
+    return Outcome(_verdict(ok), reason, "same signs, larger BinaryKL target", f"{t1 / t2:.3g}x")
