@@ -21,7 +21,10 @@ TRAINING_FLAGS = {  # flag -> (Training field, type, help)
     "mixup_alpha": (float, "mixup's Beta(alpha, alpha); 0: no mixup"),
     "lr": (float, "learning rate (> 0)"),
     "momentum": (float, "SGD momentum in [0, 1)"),
-    "schedule": (str, "learning-rate schedule: cosine, step or constant"),
+    "schedule": (
+        str,
+        "learning-rate schedule: cosine, step, step-late (x0.1 at 5/8, 3/4, 7/8) or constant",
+    ),
     "epochs": (_argv.integer, "epochs (>= 1)"),
     "batch_size": (_argv.integer, "samples per step; 0: full batch"),
 }

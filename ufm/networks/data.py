@@ -3,7 +3,8 @@ Gaussian mixture, with a recorded train/test split and optional class counts (im
 
 Training samples are sorted by class (ufm's column order), the split and the subsampling are
 drawn from ``data_seed``, and `Dataset.settings` plus `Dataset.sha1` (a hash of the arrays)
-say exactly what a run trained on.
+say exactly what a run trained on. A dataset may carry a teacher's logits (`with_teacher`,
+made by ``ufm.networks.training.teach``): the targets of knowledge distillation.
 """
 
 import dataclasses
@@ -22,7 +23,9 @@ class Dataset:
     """x_* (samples, inputs) float64; y_* class labels 0..K-1; train sorted by class.
 
     train_index / test_index: the rows of the source data (digits: of `load_digits()`;
-    gaussian: of the generated pool) that went to each split."""
+    gaussian: of the generated pool) that went to each split. teacher_train / teacher_test:
+    a teacher's logits (samples, K) on each split, or None; teacher: what that teacher was
+    (settings, errors), JSON."""
 
     name: str
     x_train: np.ndarray
@@ -33,6 +36,9 @@ class Dataset:
     test_index: np.ndarray
     K: int
     settings: dict[str, Any]
+    teacher_train: np.ndarray | None = None
+    teacher_test: np.ndarray | None = None
+    teacher: dict[str, Any] | None = None
 
     @property
     def counts(self) -> tuple[int, ...]:
@@ -41,9 +47,25 @@ class Dataset:
     @property
     def sha1(self) -> str:
         digest = hashlib.sha1()
-        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
+        arrays = [self.x_train, self.y_train, self.x_test, self.y_test]
+        if self.teacher_train is not None:  # datasets without a teacher: the hash as before
+            arrays += [self.teacher_train, self.teacher_test]
+        for a in arrays:
             digest.update(np.ascontiguousarray(a).tobytes())
         return digest.hexdigest()
+
+    def with_teacher(self, train_logits, test_logits, about: dict[str, Any]) -> "Dataset":
+        """This dataset carrying a teacher's logits (float64, (samples, K) per split)."""
+        logits = [np.asarray(a, dtype=np.float64) for a in (train_logits, test_logits)]
+        for name, a, x in zip(("train", "test"), logits, (self.x_train, self.x_test), strict=True):
+            if a.shape != (x.shape[0], self.K) or not np.isfinite(a).all():
+                raise InputError(
+                    f"teacher: {name} logits must be finite, ({x.shape[0]}, {self.K}); got "
+                    f"shape {a.shape}"
+                )
+        return dataclasses.replace(
+            self, teacher_train=logits[0], teacher_test=logits[1], teacher=dict(about)
+        )
 
 
 def dataset(name: str = "digits", **settings) -> Dataset:

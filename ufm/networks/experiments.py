@@ -25,6 +25,8 @@ MODULES = {
     "dang-balanced": "ufm.networks.dang_balanced",
     "tirer": "ufm.networks.tirer",
     "fisher": "ufm.networks.fisher",
+    "dhkd": "ufm.networks.dhkd",
+    "dhkd-gaussian": "ufm.networks.dhkd_gaussian",
 }
 
 

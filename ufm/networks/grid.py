@@ -25,7 +25,7 @@ NOT_GRIDDED = ("widths", "seed")  # widths fix the store's shape; seeds have the
 def train(
     data: Dataset | str = "digits",
     training: Training | dict | None = None,
-    grid: dict[str, Sequence] | None = None,
+    grid: dict[str, Sequence | dict] | None = None,
     *,
     seeds: int | Sequence[int] = (0,),
     record: Sequence[int] | None = None,
@@ -38,7 +38,10 @@ def train(
     data: a `Dataset` or a dataset name (``ufm.networks.dataset`` with its defaults).
     training: the fixed settings (`Training` or a dict of its fields).
     grid: ``{"weight_decay": [1e-4, 1e-3], "depth": [1, 3, 6]}``: any `Training` field but
-        widths and seed (give seeds instead); values may be strings (``"1e-4"``).
+        widths and seed (give seeds instead); values may be strings (``"1e-4"``). A variant
+        axis maps labels to bundles of settings, ``{"method": {"ce": {}, "kd": {"distill":
+        "kd", "temperature": 4.0}}}``: its coordinate holds the labels, the store's attrs
+        ``variants`` the bundles (which override `training` for the runs of that label).
     record: the epochs whose features are stored (0 = initialization; default: about 8,
         log-spaced, to the last).
     out: a new directory for the zarr store (None: in memory). resume: continue `out`,
@@ -64,6 +67,7 @@ class _Plan:
 
     fixed: Training
     axes: list
+    variants: dict  # {axis: {label: settings}} of the variant axes
     seeds: list[int]
     points: list  # (grid index, settings that vary)
     settings: list[Training]
@@ -75,17 +79,17 @@ class _Plan:
 
 
 def _plan(data: Dataset, fixed: Training, grid: dict, seeds: list[int], record) -> _Plan:
-    axes = _axes(grid, fixed)
+    axes, variants = _axes(grid, fixed), _variants(grid, fixed)
     points = list(_points(axes, seeds))
-    settings = [dataclasses.replace(fixed, **p) for _, p in points]  # validates every point
+    settings = [dataclasses.replace(fixed, **expand(p, variants)) for _, p in points]
     for t in settings:
         check_batch(t, data.x_train.shape[0])
     record = check_record(record, min(t.epochs for t in settings))
     layers = mlp.layer_names(len(fixed.widths), max(t.depth for t in settings))
     return _Plan(
-        fixed, axes, seeds, points, settings, record, layers,
+        fixed, axes, variants, seeds, points, settings, record, layers,
         max(t.epochs for t in settings), max(_size(data, t) for t in settings),
-        _attrs(data, fixed, axes, seeds, record),
+        _attrs(data, fixed, axes, variants, seeds, record),
     )  # fmt: skip
 
 
@@ -107,13 +111,20 @@ def _variables(data: Dataset, plan: _Plan) -> dict:
     return store.layout(
         plan.axes, plan.seeds, plan.layers, plan.record, data.x_train.shape[0],
         data.x_test.shape[0], max(plan.fixed.widths), data.K, plan.epochs, plan.size,
+        heads=max(t.heads for t in plan.settings),
     )  # fmt: skip
 
 
 def _coords(data: Dataset, plan: _Plan) -> dict:
     widths = list(plan.fixed.widths)
     widths += [widths[-1]] * (len(plan.layers) - len(widths))
-    return {
+    teacher = {}
+    if data.teacher_train is not None:
+        teacher = {
+            "teacher_train_logits": (("train_sample", "class"), data.teacher_train),
+            "teacher_test_logits": (("test_sample", "class"), data.teacher_test),
+        }
+    return teacher | {
         **{a.name: (a.name, np.array(a.values)) for a in plan.axes},
         "seed": ("seed", np.array(plan.seeds, dtype=np.int64)),
         "epoch": ("epoch", np.array(plan.record, dtype=np.int64)),
@@ -164,17 +175,79 @@ def _fixed(training) -> Training:
 
 
 def _axes(grid: dict, fixed: Training) -> list[_sweep_grid.Axis]:
+    """The grid's axes (a variant axis's values: its labels)."""
     axes = []
     for name, values in grid.items():
         name = name.replace("-", "_")
-        if name not in FIELDS or name in NOT_GRIDDED:
-            allowed = ", ".join(n for n in FIELDS if n not in NOT_GRIDDED)
-            hint = " (give seeds=... / --seeds)" if name == "seed" else ""
-            raise InputError(f"grid {name!r}: not a grid setting{hint}; choose from {allowed}")
-        kind = type(getattr(fixed, name))
-        convert = _sweep_grid._flag if kind is bool else lambda v, kind=kind: kind(_item(v))
-        axes.append(_sweep_grid.axis(name, values, None, convert, kind.__name__))
+        if isinstance(values, dict):
+            axes.append(_sweep_grid.axis(name, list(values), None, str, "str"))
+            continue
+        _check_setting(f"grid {name!r}", name)
+        axes.append(
+            _sweep_grid.axis(name, values, None, _converter(fixed, name), _kind(fixed, name))
+        )
     return axes
+
+
+def _variants(grid: dict, fixed: Training) -> dict[str, dict]:
+    """The bundles of the grid's variant axes {axis: {label: settings}}."""
+    variants = {
+        n.replace("-", "_"): _variant(n, v, fixed) for n, v in grid.items() if isinstance(v, dict)
+    }
+    gridded = {n.replace("-", "_") for n, v in grid.items() if not isinstance(v, dict)}
+    for name, bundles in variants.items():
+        if twice := sorted({k for b in bundles.values() for k in b} & gridded):
+            raise InputError(f"grid {name!r}: sets {', '.join(twice)}, also a grid axis")
+    return variants
+
+
+def _check_setting(where: str, name: str) -> None:
+    if name not in FIELDS or name in NOT_GRIDDED:
+        allowed = ", ".join(n for n in FIELDS if n not in NOT_GRIDDED)
+        hint = " (give seeds=... / --seeds)" if name == "seed" else ""
+        raise InputError(f"{where}: not a grid setting{hint}; choose from {allowed}")
+
+
+def _kind(fixed: Training, name: str) -> str:
+    return type(getattr(fixed, name)).__name__
+
+
+def _converter(fixed: Training, name: str):
+    kind = type(getattr(fixed, name))
+    return _sweep_grid._flag if kind is bool else lambda v, kind=kind: kind(_item(v))
+
+
+def _variant(name: str, bundles: dict, fixed: Training) -> dict[str, dict]:
+    """A variant axis's bundles, their settings converted like a grid axis's values."""
+    if name in FIELDS or not bundles:
+        raise InputError(
+            f"grid {name!r}: a variant axis needs a name that is not a training setting and "
+            "one or more labelled bundles of settings"
+        )
+    out = {}
+    for label, bundle in bundles.items():
+        if not isinstance(label, str) or not isinstance(bundle, dict):
+            raise InputError(f"grid {name!r}: labels are strings, bundles dicts; got {label!r}")
+        out[label] = {}
+        for key, value in bundle.items():
+            key = key.replace("-", "_")
+            _check_setting(f"grid {name!r} variant {label!r}", key)
+            try:
+                out[label][key] = _converter(fixed, key)(value)
+            except (TypeError, ValueError):
+                raise InputError(
+                    f"grid {name!r} variant {label!r}: {key} must be {_kind(fixed, key)}; "
+                    f"got {value!r}"
+                ) from None
+    return out
+
+
+def expand(values: dict, variants: dict) -> dict:
+    """A grid point's settings: a variant axis's label replaced by its bundle."""
+    out = {}
+    for name, value in values.items():
+        out |= variants[name][value] if name in variants else {name: value}
+    return out
 
 
 def _item(value):
@@ -196,11 +269,12 @@ def _size(data: Dataset, t: Training) -> int:
     return sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes))
 
 
-def _attrs(data: Dataset, fixed: Training, axes, seeds, record) -> dict[str, Any]:
+def _attrs(data: Dataset, fixed: Training, axes, variants, seeds, record) -> dict[str, Any]:
     installed = versions(
         ("ufm", "jax", "jaxlib", "equinox", "optax", "numpy", "scikit-learn", "xarray", "zarr")
     )
     gridded = {a.name for a in axes}
+    teacher = {} if data.teacher is None else {"teacher": data.teacher}
     return {
         "format": store.FORMAT,
         "data": {
@@ -209,9 +283,11 @@ def _attrs(data: Dataset, fixed: Training, axes, seeds, record) -> dict[str, Any
             "sha1": data.sha1,
             "train_counts": list(data.counts),
             "K": data.K,
-        },
+        }
+        | teacher,
         "training": {k: v for k, v in fixed.as_dict().items() if k not in gridded | {"seed"}},
         "grid": {a.name: list(a.values) for a in axes},
+        **({"variants": variants} if variants else {}),
         "seeds": seeds,
         "record": list(record),
         "dtype": str(jax.numpy.result_type(float)),
@@ -238,18 +314,9 @@ def _columns(
                 out[r, l, :, : f.shape[1]] = f
         return out
 
-    K, d = records[0]["classifier"].shape
-    classifier = np.full((R, K, units), np.nan)
-    bias = np.full((R, K), np.nan)
-    for r, rec in enumerate(records):
-        classifier[r, :, :d] = rec["classifier"]
-        if rec["bias"] is not None:
-            bias[r] = rec["bias"]
-    columns = {
+    columns = _heads(records, units) | {
         "features_train": stacked("features_train"),
         "features_test": stacked("features_test"),
-        "classifier": classifier,
-        "bias": bias,
         **{s: np.array([rec[s] for rec in records]) for s in store.SCALARS},
         "terminal_epoch": np.int64(result["terminal_epoch"]),
         "seconds": np.float64(result["seconds"]),
@@ -257,6 +324,26 @@ def _columns(
     for h in HISTORY:
         columns[f"history_{h}"] = _padded(result["history"][h], epochs)
     return columns | {"parameters": _padded(result["parameters"], parameters)}
+
+
+def _heads(records: list[dict], units: int) -> dict[str, np.ndarray]:
+    """classifier (R, K, units) and bias (R, K) per record, NaN-padded; the same for the
+    second head (classifier2, bias2) where the run has one."""
+    out = {}
+    for suffix in ("", "2"):
+        if f"classifier{suffix}" not in records[0]:
+            continue
+        K, d = records[0][f"classifier{suffix}"].shape
+        classifier, bias = (
+            np.full((len(records), K, units), np.nan),
+            np.full((len(records), K), np.nan),
+        )
+        for r, rec in enumerate(records):
+            classifier[r, :, :d] = rec[f"classifier{suffix}"]
+            if rec[f"bias{suffix}"] is not None:
+                bias[r] = rec[f"bias{suffix}"]
+        out |= {f"classifier{suffix}": classifier, f"bias{suffix}": bias}
+    return out
 
 
 def _padded(values: np.ndarray, size: int) -> np.ndarray:

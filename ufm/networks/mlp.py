@@ -5,6 +5,8 @@
 
 `features` returns every layer's output: ``hidden1 .. hiddenL`` (post-ReLU), then
 ``linear1 .. linearM``; the last is the last-layer features h that the classifier reads.
+An optional second head W2 h + b2 (`head2`, dual-head distillation) reads the same h; the
+logits `features` returns are always the first head's.
 The backbone's output ``hiddenL`` is the UFM's free features H_1 (feature decay acts on it).
 Batch norm normalizes with the statistics of a reference batch: the batch itself while
 training, the whole training set when features are recorded (for test data too).
@@ -61,6 +63,7 @@ class MLP(eqx.Module):
     norms: tuple[BatchNorm, ...] | None
     linear: tuple[Float[Array, "d d"], ...]
     classifier: Dense
+    head2: Dense | None = None
 
     def features(self, x, reference=None) -> tuple[list[Array], Array]:
         """Per-layer features (each (B, width)) and logits (B, K) of inputs x (B, p)."""
@@ -80,9 +83,14 @@ class MLP(eqx.Module):
 
     def weights(self) -> list[Array]:
         """The matrices weight decay acts on (not biases, not batch-norm parameters)."""
+        heads = [self.classifier] if self.head2 is None else [self.classifier, self.head2]
         return (
-            [layer.weight for layer in self.hidden] + list(self.linear) + [self.classifier.weight]
+            [layer.weight for layer in self.hidden] + list(self.linear) + [h.weight for h in heads]
         )
+
+    def parameters(self) -> list[Array]:
+        """Every trainable array: weights, biases and batch-norm scales and shifts."""
+        return jax.tree_util.tree_leaves(eqx.filter(self, eqx.is_inexact_array))
 
 
 def layer_names(hidden: int, depth: int) -> list[str]:
@@ -92,10 +100,19 @@ def layer_names(hidden: int, depth: int) -> list[str]:
 
 
 def init(
-    key: PRNGKeyArray, inputs: int, widths, depth: int, K: int, batch_norm: bool, bias: bool
+    key: PRNGKeyArray,
+    inputs: int,
+    widths,
+    depth: int,
+    K: int,
+    batch_norm: bool,
+    bias: bool,
+    heads: int = 1,
 ) -> MLP:
     """He-normal ReLU layers, 1/fan-in variance for the linear stack and the classifier;
-    zero biases, unit batch-norm scales."""
+    zero biases, unit batch-norm scales. heads=2 adds a second head like the classifier,
+    drawn from a key folded out of the classifier's (the other layers' draws are those of a
+    one-head network)."""
     keys = jax.random.split(key, len(widths) + depth + 1)
     dims = [inputs, *widths]
     normal = lambda k, shape, gain: jax.random.normal(k, shape) * jnp.sqrt(gain / shape[1])
@@ -107,4 +124,9 @@ def init(
     d = widths[-1]
     linear = tuple(normal(keys[len(widths) + m], (d, d), 1.0) for m in range(depth))
     classifier = Dense(normal(keys[-1], (K, d), 1.0), jnp.zeros(K) if bias else None)
-    return MLP(hidden, norms, linear, classifier)
+    head2 = None
+    if heads == 2:
+        head2 = Dense(
+            normal(jax.random.fold_in(keys[-1], 2), (K, d), 1.0), jnp.zeros(K) if bias else None
+        )
+    return MLP(hidden, norms, linear, classifier, head2)

@@ -9,6 +9,7 @@ import xarray as xr
 from ..errors import InputError
 from . import mlp
 from .data import Dataset, dataset
+from .grid import expand
 from .training import Training, network
 
 
@@ -27,8 +28,9 @@ def points(ds: xr.Dataset) -> Iterator[dict[str, Any]]:
 
 
 def training(ds: xr.Dataset, point: dict[str, Any]) -> Training:
-    """The settings of one run."""
-    settings = dict(ds.attrs["training"]) | {k: point[k] for k in grid_dims(ds)}
+    """The settings of one run (a variant axis's label replaced by its bundle)."""
+    values = {k: point[k] for k in grid_dims(ds)}
+    settings = dict(ds.attrs["training"]) | expand(values, ds.attrs.get("variants", {}))
     settings["widths"] = tuple(settings["widths"])
     return Training(**settings)
 
@@ -39,6 +41,9 @@ def data(ds: xr.Dataset) -> Dataset:
     rebuilt = dataset(
         saved["name"], **{k: v for k, v in saved["settings"].items() if v is not None}
     )
+    if "teacher" in saved:  # the logits the students were trained on, kept in the store
+        logits = [np.asarray(ds[f"teacher_{s}_logits"].values) for s in ("train", "test")]
+        rebuilt = rebuilt.with_teacher(*logits, saved["teacher"])
     if rebuilt.sha1 != saved["sha1"]:
         raise InputError(
             f"data: the store's {saved['name']!r} data (sha1 {saved['sha1'][:12]}) cannot be "
@@ -72,12 +77,17 @@ def features(
     return np.asarray(values[:, :width]), np.asarray(ds[f"{split}_label"].values)
 
 
-def classifier(ds: xr.Dataset, point: dict[str, Any], epoch: int) -> tuple[np.ndarray, Any]:
-    """(W (K, d), b (K,) or None) of one run at a recorded epoch."""
+def classifier(
+    ds: xr.Dataset, point: dict[str, Any], epoch: int, head: int = 1
+) -> tuple[np.ndarray, Any]:
+    """(W (K, d), b (K,) or None) of one run at a recorded epoch; head=2: its second head."""
     _check_choice("epoch", epoch, ds["epoch"].values)
+    suffix = "" if head == 1 else "2"
+    if head not in (1, 2) or (head == 2 and training(ds, point).heads != 2):
+        raise InputError(f"head: 1, or 2 for a run with two heads; got {head!r}")
     d = int(ds["layer_width"].values[-1])
-    W = np.asarray(ds["classifier"].sel(point | {"epoch": epoch}).values)[:, :d]
-    b = np.asarray(ds["bias"].sel(point | {"epoch": epoch}).values)
+    W = np.asarray(ds[f"classifier{suffix}"].sel(point | {"epoch": epoch}).values)[:, :d]
+    b = np.asarray(ds[f"bias{suffix}"].sel(point | {"epoch": epoch}).values)
     return W, (None if np.isnan(b).all() else b)
 
 

@@ -7,6 +7,8 @@ NaN-padded, as are layers a shallower run does not have), ``class``, ``history_e
 (every epoch) and ``parameter`` (the flat final parameters). A run's variables are
 written before its ``done`` flag; `--resume` skips done runs and trains the others from the
 start. The store is created whole in a hidden sibling directory and renamed into place.
+Distillation adds, where used: ``classifier2`` / ``bias2`` (a second head) and the teacher's
+logits the students were trained on (``teacher_train_logits``, ``teacher_test_logits``).
 """
 
 from pathlib import Path
@@ -28,6 +30,8 @@ DESCRIPTIONS = {
     "features_test": "features of the test set per layer (batch norm: training statistics)",
     "classifier": "classifier W (class, unit)",
     "bias": "classifier bias b (NaN without a bias)",
+    "classifier2": "second head W2 (class, unit) (NaN: a one-head run)",
+    "bias2": "second head's bias b2 (NaN: none)",
     "train_loss": "data loss on the clean training set",
     "objective": "data loss + weight decay + feature decay, full training set",
     "train_error": "training error rate",
@@ -40,9 +44,9 @@ DESCRIPTIONS = {
 }
 
 
-def layout(axes, seeds, layers, record, N, N_test, units, K, epochs, parameters):
+def layout(axes, seeds, layers, record, N, N_test, units, K, epochs, parameters, heads=1):
     """{variable: (dimensions, shape, chunks, dtype)}: one chunk per run, and per recorded
-    epoch and layer for the features."""
+    epoch and layer for the features; heads=2: the second head's too."""
     G = [a.name for a in axes] + ["seed"]
     S = [len(a.values) for a in axes] + [len(seeds)]
     R, L = len(record), len(layers)
@@ -51,7 +55,11 @@ def layout(axes, seeds, layers, record, N, N_test, units, K, epochs, parameters)
         chunks = [1] * (len(S) + split) + list(shape[split:])
         return (G + dims, S + shape, chunks, dtype)
 
-    return {
+    second = {}
+    if heads == 2:
+        second = {"classifier2": var(["epoch", "class", "unit"], [R, K, units])}
+        second["bias2"] = var(["epoch", "class"], [R, K])
+    return second | {
         "features_train": var(
             ["epoch", "layer", "train_sample", "unit"], [R, L, N, units], split=2
         ),
@@ -89,7 +97,7 @@ def _fill(group, attrs, coords, variables) -> None:
             name,
             shape=values.shape,
             dtype=str if values.dtype.kind == "U" else values.dtype,
-            dimension_names=[dim],
+            dimension_names=[dim] if isinstance(dim, str) else list(dim),
             config=FULL,
         )
         array[...] = values
@@ -117,10 +125,10 @@ def open_existing(path, attrs: dict) -> zarr.Group:
     saved = group.attrs.asdict()
     if saved.get("format") != FORMAT or "done" not in group:
         raise InputError(f"{where} is not a ufm training store ({FORMAT})")
-    for key in ("data", "training", "grid", "seeds", "record", "dtype"):
-        if _canonical(saved.get(key)) != _canonical(attrs[key]):
+    for key in ("data", "training", "grid", "variants", "seeds", "record", "dtype"):
+        if _canonical(saved.get(key)) != _canonical(attrs.get(key)):
             raise InputError(
-                f"{where} was made with {key}={saved.get(key)}, not {attrs[key]}; resume "
+                f"{where} was made with {key}={saved.get(key)}, not {attrs.get(key)}; resume "
                 "with the same settings or use another path"
             )
     return group

@@ -11,6 +11,16 @@ feature_decay on the features. loss is -log softmax(z)_y ("ce", soft labels unde
 1/2 ||z - y||^2 ("mse"). SGD with momentum (optax), learning rate schedule over the epochs,
 minibatches drawn without replacement each epoch (the remainder of N / batch_size is left out
 of that epoch), mixup with one lambda ~ Beta(alpha, alpha) per sample and a random partner.
+
+Knowledge distillation (`distill`, off by default; the dataset then carries a teacher's
+logits, `teach`): the data term becomes gamma loss(z_i, y_i) + alpha l(z'_i, zt_i) with l a
+logit loss of `ufm.models.dhkd.losses` at `temperature`, z' = z (one head) or a second
+linear head's logits W2 h + b2 on the same features (heads=2, dual-head distillation: the
+first head gets no gradient from l). `decay_all` puts the weight decay on every parameter
+(biases, batch-norm scales and shifts too), as PyTorch's SGD weight_decay does; `projection`
+is the official DHKD code's ``--ga``: where the two terms' gradients over all parameters
+conflict (g_l . g_ce < 0), g_l loses its component along g_ce; the decay's gradient is added
+unprojected (the code's SGD adds it after the projection).
 """
 
 import dataclasses
@@ -26,11 +36,13 @@ import numpy as np
 import optax
 
 from ..errors import InputError
+from ..models.dhkd import losses as logit_losses
 from . import mlp
 from .data import Dataset
 
 LOSSES = ("ce", "mse")
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "constant", "step-late")
+DISTILL = ("none", *logit_losses.LOGIT_LOSSES)
 HISTORY = ("train_loss", "objective", "train_error", "test_loss", "test_error")
 # SGD with momentum; the learning rate (scheduled) and the momentum are set every step
 OPTIMIZER = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
@@ -43,7 +55,7 @@ class Training:
     widths: tuple[int, ...] = (256, 256)
     depth: int = 0  # M bias-free linear layers between the backbone and the classifier
     batch_norm: bool = False
-    bias: bool = True  # classifier bias (never decayed)
+    bias: bool = True  # classifier bias (decayed only with decay_all)
     loss: str = "ce"
     weight_decay: float = 5e-4
     feature_decay: float = 0.0
@@ -54,6 +66,14 @@ class Training:
     epochs: int = 300
     batch_size: int = 0  # 0: full batch
     seed: int = 0
+    # knowledge distillation (module docstring); the defaults leave all of it off
+    decay_all: bool = False  # weight decay on biases and batch-norm parameters too
+    distill: str = "none"  # the logit loss to the teacher's logits: none, or DISTILL's
+    heads: int = 1  # 2: the logit loss goes to a second linear head on the same features
+    gamma: float = 1.0  # weight of the data loss (head 1)
+    alpha: float = 1.0  # weight of the logit loss
+    temperature: float = 2.0  # of the logit loss (the DHKD code: 2 binary, 4 kd)
+    projection: bool = False  # the DHKD code's --ga gradient projection
 
     def __post_init__(self):
         widths = self.widths
@@ -84,16 +104,48 @@ class Training:
             raise InputError(f"momentum: must lie in [0, 1); got {self.momentum}")
         object.__setattr__(self, "lr", float(self.lr))
         object.__setattr__(self, "momentum", float(self.momentum))
-        object.__setattr__(self, "batch_norm", bool(self.batch_norm))
-        object.__setattr__(self, "bias", bool(self.bias))
+        for name in ("batch_norm", "bias", "decay_all", "projection"):
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        self._check_distill()
+
+    def _check_distill(self) -> None:
+        if self.distill not in DISTILL:
+            raise InputError(f"distill: one of {', '.join(DISTILL)}; got {self.distill!r}")
+        if isinstance(self.heads, bool) or self.heads not in (1, 2):
+            raise InputError(f"heads: 1 or 2; got {self.heads!r}")
+        object.__setattr__(self, "heads", int(self.heads))
+        for name in ("gamma", "alpha", "temperature"):
+            value = float(getattr(self, name))
+            if not (np.isfinite(value) and value >= 0) or (name == "temperature" and value == 0):
+                low = "> 0" if name == "temperature" else ">= 0"
+                raise InputError(f"{name}: must be a finite number {low}; got {value}")
+            object.__setattr__(self, name, value)
+        if self.distill == "none":
+            changed = [n for n in DISTILL_DEFAULTS if n != "decay_all" and self._changed(n)]
+            if changed:
+                raise InputError(
+                    f"{', '.join(changed)}: only with knowledge distillation (distill one of "
+                    f"{', '.join(DISTILL[1:])}); got distill='none'"
+                )
+        elif self.mixup_alpha > 0:
+            raise InputError(f"mixup_alpha: must be 0 with distill={self.distill!r}")
+
+    def _changed(self, name: str) -> bool:
+        return getattr(self, name) != DISTILL_DEFAULTS[name]
 
     def as_dict(self) -> dict[str, Any]:
+        """Every setting; the distillation settings only where they differ from their defaults
+        (so that stores made before they existed keep their recorded settings)."""
         out = dataclasses.asdict(self)
         out["widths"] = list(self.widths)
-        return out
+        return {k: v for k, v in out.items() if k not in DISTILL_DEFAULTS or self._changed(k)}
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Training)}
+DISTILL_DEFAULTS = {
+    name: FIELDS[name].default
+    for name in ("decay_all", "distill", "heads", "gamma", "alpha", "temperature", "projection")
+}
 
 
 def default_record(epochs: int, count: int = 8) -> tuple[int, ...]:
@@ -133,6 +185,10 @@ class Static:
     mixup: bool
     schedule: str
     epochs: int
+    distill: str = "none"
+    heads: int = 1
+    projection: bool = False
+    decay_all: bool = False
 
 
 def _data_loss(loss: str, logits, targets):
@@ -141,18 +197,61 @@ def _data_loss(loss: str, logits, targets):
     return 0.5 * jnp.sum((logits - targets) ** 2, axis=-1).mean()
 
 
-def _penalty(net, feats, hp, N: int):
+def _penalty(net, feats, hp, N: int, decay_all: bool = False):
     """weight_decay/2 sum ||W_l||^2 + N feature_decay/2 mean ||h||^2 over the batch's
-    backbone features (over the full batch: feature_decay/2 ||H_1||_F^2)."""
+    backbone features (over the full batch: feature_decay/2 ||H_1||_F^2). With `decay_all`
+    the first sum runs over every parameter (biases, batch-norm scales and shifts too)."""
     backbone = feats[len(net.hidden) - 1]
-    decay = sum(jnp.sum(w**2) for w in net.weights())
+    decay = sum(jnp.sum(w**2) for w in (net.parameters() if decay_all else net.weights()))
     features = N * jnp.mean(jnp.sum(backbone**2, axis=-1))
     return 0.5 * (hp["weight_decay"] * decay + hp["feature_decay"] * features)
 
 
-def _objective(net, x, targets, hp, static: Static, N: int):
+def _distill_terms(net, feats, logits, targets, teacher, hp, static: Static):
+    """(gamma mean loss(z_i, y_i), alpha mean l(z'_i, zt_i)): z the first head's logits,
+    z' the same or (heads=2) the second head's, zt the teacher's (rows: samples)."""
+    student = logits if static.heads == 1 else net.head2(feats[-1])
+    logit = logit_losses.logit_loss(static.distill, student.T, teacher.T, hp["temperature"])
+    return hp["gamma"] * _data_loss(static.loss, logits, targets), hp["alpha"] * logit.mean()
+
+
+def _objective(net, x, targets, hp, static: Static, N: int, teacher=None):
     feats, logits = net.features(x)
-    return _data_loss(static.loss, logits, targets) + _penalty(net, feats, hp, N)
+    if static.distill == "none":
+        return _data_loss(static.loss, logits, targets) + _penalty(
+            net, feats, hp, N, static.decay_all
+        )
+    terms = _distill_terms(net, feats, logits, targets, teacher, hp, static)
+    return terms[0] + terms[1] + _penalty(net, feats, hp, N, static.decay_all)
+
+
+def project(g, onto):
+    """The DHKD code's --ga (helper/optimizer.py, PCGrad's rule) on flat gradients: g minus
+    its component along `onto` where they conflict (g . onto < 0), else g unchanged."""
+    dot = jnp.vdot(g, onto)
+    norm2 = jnp.maximum(jnp.vdot(onto, onto), jnp.finfo(onto.dtype).tiny)
+    return jnp.where(dot < 0, g - (dot / norm2) * onto, g)
+
+
+def _gradient(params, rest, xb, tb, zb, hp, static: Static, N: int):
+    """The objective's gradient on a batch; with `projection`, g_ce + project(g_l, g_ce) +
+    the penalty's gradient, g_ce and g_l the gradients of the two weighted data terms over
+    all parameters flattened together."""
+    if not static.projection:
+        return jax.grad(lambda p: _objective(eqx.combine(p, rest), xb, tb, hp, static, N, zb))(
+            params
+        )
+
+    def parts(p):
+        net = eqx.combine(p, rest)
+        feats, logits = net.features(xb)
+        data, logit = _distill_terms(net, feats, logits, tb, zb, hp, static)
+        return jnp.stack([data, logit, _penalty(net, feats, hp, N, static.decay_all)])
+
+    jacobian = jax.jacrev(parts)(params)
+    row = lambda i: jax.flatten_util.ravel_pytree(jax.tree_util.tree_map(lambda a: a[i], jacobian))
+    (g_ce, unravel), (g_l, _), (g_penalty, _) = row(0), row(1), row(2)
+    return unravel(g_ce + project(g_l, g_ce) + g_penalty)
 
 
 def _lr(hp, epoch, static: Static):
@@ -161,18 +260,28 @@ def _lr(hp, epoch, static: Static):
         return hp["lr"] * 0.5 * (1 + jnp.cos(jnp.pi * t))
     if static.schedule == "step":  # x0.1 after 1/3 and after 2/3 of the epochs
         return hp["lr"] * 0.1 ** ((t >= 1 / 3).astype(float) + (t >= 2 / 3).astype(float))
+    if static.schedule == "step-late":  # x0.1 at 5/8, 3/4, 7/8 (DHKD: 150, 180, 210 of 240)
+        return hp["lr"] * 0.1 ** sum((t >= c).astype(float) for c in (5 / 8, 3 / 4, 7 / 8))
     return hp["lr"]
 
 
 def _evaluate(net, data, static: Static, hp):
     """Losses and errors of the full training set (clean inputs) and the test set, and the
-    features of both (test features normalized with the training set's statistics)."""
-    x, y, xt, yt = data
+    features of both (test features normalized with the training set's statistics). Losses
+    and errors are the first head's; the objective is the training objective (with
+    distillation: gamma loss + alpha logit loss + penalties)."""
+    x, y, xt, yt = data[:4]
     K = net.classifier.weight.shape[0]
     out = {}
     feats, logits = net.features(x)
     out["train_loss"] = _data_loss(static.loss, logits, jax.nn.one_hot(y, K, dtype=x.dtype))
-    out["objective"] = out["train_loss"] + _penalty(net, feats, hp, x.shape[0])
+    penalty = _penalty(net, feats, hp, x.shape[0], static.decay_all)
+    if static.distill == "none":
+        out["objective"] = out["train_loss"] + penalty
+    else:  # data[4]: the teacher's training-set logits
+        onehot = jax.nn.one_hot(y, K, dtype=x.dtype)
+        terms = _distill_terms(net, feats, logits, onehot, data[4], hp, static)
+        out["objective"] = terms[0] + terms[1] + penalty
     out["train_error"] = jnp.mean(jnp.argmax(logits, -1).astype(y.dtype) != y, dtype=x.dtype)
     feats_t, logits_t = net.features(xt, reference=x)
     out["test_loss"] = _data_loss(static.loss, logits_t, jax.nn.one_hot(yt, K, dtype=x.dtype))
@@ -187,11 +296,13 @@ def _segment(net, opt_state, key, history, start, stop, data, hp, static: Static
     N, K = x.shape[0], net.classifier.weight.shape[0]
     params, rest = eqx.partition(net, eqx.is_inexact_array)
     onehot = jax.nn.one_hot(y, K, dtype=x.dtype)
+    teacher = None if static.distill == "none" else data[4]
 
     def step(carry, batch):
         params, opt_state, lr, key = carry
         key, k1, k2 = jax.random.split(key, 3)
         xb, tb = x[batch], onehot[batch]
+        zb = None if teacher is None else teacher[batch]
         if static.mixup:
             alpha = jnp.maximum(hp["mixup_alpha"], 1e-12)
             lam = jax.random.beta(k1, alpha, alpha, (xb.shape[0], 1), dtype=x.dtype)
@@ -199,7 +310,7 @@ def _segment(net, opt_state, key, history, start, stop, data, hp, static: Static
             partner = jax.random.permutation(k2, xb.shape[0])
             xb = lam * xb + (1 - lam) * xb[partner]
             tb = lam * tb + (1 - lam) * tb[partner]
-        grads = jax.grad(lambda p: _objective(eqx.combine(p, rest), xb, tb, hp, static, N))(params)
+        grads = _gradient(params, rest, xb, tb, zb, hp, static, N)
         opt_state.hyperparams["learning_rate"] = lr
         opt_state.hyperparams["momentum"] = hp["momentum"]
         updates, opt_state = OPTIMIZER.update(grads, opt_state, params)
@@ -230,7 +341,9 @@ _record = eqx.filter_jit(_evaluate)
 
 def build(data: Dataset, t: Training, key) -> mlp.MLP:
     """A freshly initialized network for `data` with `t`'s shape, in the working precision."""
-    net = mlp.init(key, data.x_train.shape[1], t.widths, t.depth, data.K, t.batch_norm, t.bias)
+    net = mlp.init(
+        key, data.x_train.shape[1], t.widths, t.depth, data.K, t.batch_norm, t.bias, t.heads
+    )
     dtype = jnp.result_type(float)
     return jax.tree_util.tree_map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, net)
 
@@ -247,16 +360,25 @@ def run(
     t = training
     N = data.x_train.shape[0]
     batch = check_batch(t, N)
-    static = Static(t.loss, N // batch, batch, t.mixup_alpha > 0, t.schedule, t.epochs)
+    static = Static(
+        t.loss, N // batch, batch, t.mixup_alpha > 0, t.schedule, t.epochs,
+        t.distill, t.heads, t.projection, t.decay_all,
+    )  # fmt: skip
     dtype = jnp.result_type(float)
     arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
+    names = ("weight_decay", "feature_decay", "mixup_alpha", "lr", "momentum")
+    if t.distill != "none":
+        if data.teacher_train is None:
+            raise InputError(
+                f"distill={t.distill!r}: the dataset carries no teacher logits (make it with "
+                "ufm.networks.training.teach)"
+            )
+        arrays += (data.teacher_train,)
+        names += ("gamma", "alpha", "temperature")
     device_data = tuple(
         jnp.asarray(a, dtype=dtype if a.dtype.kind == "f" else jnp.int32) for a in arrays
     )
-    hp = {
-        k: jnp.asarray(getattr(t, k), dtype)
-        for k in ("weight_decay", "feature_decay", "mixup_alpha", "lr", "momentum")
-    }
+    hp = {k: jnp.asarray(getattr(t, k), dtype) for k in names}
     key = jax.random.PRNGKey(t.seed)
     key, k_init = jax.random.split(key)
     net = build(data, t, k_init)
@@ -292,6 +414,7 @@ def run(
                 "bias": None if net.classifier.bias is None else np.asarray(net.classifier.bias),
                 **{k: float(v) for k, v in stats.items()},
             }
+            | _second_head(net)
         )
     history = {k: np.asarray(v) for k, v in history.items()}
     flat, _ = jax.flatten_util.ravel_pytree(eqx.filter(net, eqx.is_inexact_array))
@@ -302,6 +425,13 @@ def run(
         "terminal_epoch": terminal_epoch(history["train_error"]),
         "seconds": time.perf_counter() - began,
     }
+
+
+def _second_head(net) -> dict[str, Any]:
+    if net.head2 is None:
+        return {}
+    bias = None if net.head2.bias is None else np.asarray(net.head2.bias)
+    return {"classifier2": np.asarray(net.head2.weight), "bias2": bias}
 
 
 def terminal_epoch(train_error: np.ndarray) -> int:
@@ -320,3 +450,20 @@ def network(data: Dataset, training: Training, parameters: np.ndarray) -> mlp.ML
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     values = np.asarray(parameters)[: flat.size]
     return eqx.combine(unravel(jnp.asarray(values, dtype=jnp.result_type(float))), rest)
+
+
+def teach(data: Dataset, teacher: Training) -> Dataset:
+    """`data` carrying the logits of a network trained on it with `teacher` (a plain, not a
+    distilled, training), on its training and test inputs (batch norm with the training
+    set's statistics): the targets of a distillation. ``Dataset.teacher`` records the
+    teacher's settings and its final training and test errors."""
+    if teacher.distill != "none":
+        raise InputError(f"teacher: train it without distillation; got distill={teacher.distill!r}")
+    result = run(data, teacher, record=(teacher.epochs,))
+    net = network(data, teacher, result["parameters"])
+    x, x_test = (jnp.asarray(a, dtype=jnp.result_type(float)) for a in (data.x_train, data.x_test))
+    logits = np.asarray(net.features(x, reference=x)[1])
+    logits_test = np.asarray(net.features(x_test, reference=x)[1])
+    last = result["records"][-1]
+    about = {"training": teacher.as_dict()} | {k: last[k] for k in ("train_error", "test_error")}
+    return data.with_teacher(logits, logits_test, about)
