@@ -45,7 +45,10 @@ class Solution(eqx.Module):
     in every model: ``W`` when it is learned, the fixed one when it is not (mixup with a
     fixed ETF), the end-to-end product ``WM ... W1`` for the deep linear model.
     ``restart_losses`` and ``restart_converged`` keep every run, so a global-optimality
-    claim can look at the spread.
+    claim can look at the spread. ``nonnegative``: the parameters the problem constrains to
+    be >= 0 (`AbstractProblem.nonnegative`); where there are any, ``grad_norm`` is the norm
+    of the projected gradient (entries at 0 whose gradient is positive left out) and the
+    status and summary say so.
     """
 
     params: dict[str, Any]
@@ -59,6 +62,7 @@ class Solution(eqx.Module):
     grad_tol: Float[Array, ""]
     classifier: Float[Array, "K d"]
     method: str = eqx.field(static=True)
+    nonnegative: tuple[str, ...] = eqx.field(static=True, default=())
 
     @property
     def converged(self) -> bool:
@@ -67,6 +71,11 @@ class Solution(eqx.Module):
     @property
     def status(self) -> str:
         status = "; ".join(dict.fromkeys(messages(self.result)))
+        if self.nonnegative:
+            status += (
+                f"; the gradient norm is the projected one ({', '.join(self.nonnegative)} "
+                "kept >= 0: entries at 0 whose gradient is positive left out)"
+            )
         if not self.converged and np.asarray(self.loss).dtype == np.float32:
             status += (
                 "; the problem is float32 (jax_enable_x64 is off): run "
@@ -93,4 +102,4 @@ class Solution(eqx.Module):
             "restarts": int(jnp.size(self.restart_losses)),
             "restart_losses": [float(x) for x in np.asarray(self.restart_losses)],
             "loss_spread": self.loss_spread,
-        }
+        } | ({"nonnegative": list(self.nonnegative)} if self.nonnegative else {})

@@ -45,7 +45,10 @@ VARIABLES = {
     "loss": {"long_name": "loss of the best converged seed-restart (the problem's objective)"},
     "theory_loss": {"long_name": "predicted global minimum (ufm.theory), NaN if not applicable"},
     "loss_gap": {"long_name": "(loss - theory_loss) / |theory_loss|"},
-    "grad_norm": {"long_name": "gradient norm of the full objective at the solution"},
+    "grad_norm": {
+        "long_name": "gradient norm of the full objective at the solution (projected "
+        "where the model has nonnegative parameters: entries at 0 pushed below 0 left out)"
+    },
     "steps": {"long_name": "optimizer steps of the best restart"},
     "converged": {"long_name": "gradient norm <= gtol"},
     "status": {"long_name": "why the solver stopped: " + ", ".join(RESULTS._name_to_item)},

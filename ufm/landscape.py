@@ -265,7 +265,9 @@ def landscape(
     classify as well (a mapping name -> params, or a list; `zero_point(problem)` gives
     W = H = 0). `symmetry`: params -> tangent pytrees, instead of the model's
     `symmetry_tangents`. A zero eigenvalue is one with |value| <= zero_rtol x
-    ``problem.weight_decay()``. Bad input: an InputError naming the parameter."""
+    ``problem.weight_decay()``. Bad input: an InputError naming the parameter (and one for
+    a problem with nonnegative parameters, `_refuse_bounds`)."""
+    _refuse_bounds(problem)
     solver = dict(method=method, memory_size=memory_size, init_scale=init_scale,
                   init_spread=init_spread, learning_rate=learning_rate)  # fmt: skip
     rtols = dict(loss_rtol=loss_rtol, invariant_rtol=invariant_rtol, zero_rtol=zero_rtol)
@@ -312,6 +314,17 @@ def landscape(
         options=options,
         seconds={"restarts": solved - start, "analysis": time.perf_counter() - solved},
     )
+
+
+def _refuse_bounds(problem) -> None:
+    """An InputError for a problem with nonnegative parameters: at a bound, stationarity
+    and the Hessian's spectrum (what the census reads) mean something else."""
+    if problem.nonnegative():
+        raise InputError(
+            f"model {problem.name!r} has nonnegative parameters "
+            f"({', '.join(problem.nonnegative())}); the landscape census is for "
+            "unconstrained problems"
+        )
 
 
 def _run_restarts(problem, options: dict):

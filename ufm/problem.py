@@ -51,9 +51,9 @@ class AbstractProblem(eqx.Module):
     one-line `ufm.InputError` s), `loss`, `init`, `theory`, `hyperparameters` and the
     property `labels`. The other methods are optional hooks with defaults: `classifier`,
     `weight_decay`, `optimal_features`, `extra_report`, `data_arrays`, `extra_quantities`,
-    `layers`, `symmetry_tangents`, `certificate`, `claims`, `sizes`, `collapsed_columns`
-    (and `critical_mu`, read by `ufm plot` where a model has it). `ufm.solve` also reads the
-    dtype of an array field `lambda_W`.
+    `layers`, `symmetry_tangents`, `certificate`, `claims`, `sizes`, `collapsed_columns`,
+    `nonnegative` (and `critical_mu`, read by `ufm plot` where a model has it). `ufm.solve`
+    also reads the dtype of an array field `lambda_W`.
     Register a class with `ufm.register` or the ``ufm.models`` entry-point group.
     """
 
@@ -131,6 +131,13 @@ class AbstractProblem(eqx.Module):
         positive = jnp.where(values > 0, values, jnp.inf)
         smallest = jnp.min(positive)
         return jnp.where(jnp.isfinite(smallest), smallest, jnp.ones_like(smallest))
+
+    def nonnegative(self) -> tuple[str, ...]:
+        """The names of the parameters (keys of `init`'s dict) constrained to be >= 0 entry
+        by entry (post-ReLU features: ``("H",)``). `ufm.solve` then keeps them >= 0 and
+        judges convergence by the projected gradient (`ufm._bounds`); feature elimination
+        and `ufm.landscape` do not apply. Default: none, the problem is unconstrained."""
+        return ()
 
     def optimal_features(self, params: dict[str, Array]) -> Array | None:
         """The exact minimizer over H of the loss with every other parameter fixed, if the

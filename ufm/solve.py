@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from . import _budget, _progress
+from . import _bounds, _budget, _progress
 from ._solution import RESULTS, Solution
 from .errors import InputError, PrecisionWarning
 from .problem import AbstractProblem
@@ -121,10 +121,15 @@ def run_start(
     eliminate,
     progress: bool = False,
 ):
-    """Optimize one start; returns (params, loss, grad_norm, steps, result)."""
+    """Optimize one start; returns (params, loss, grad_norm, steps, result). A problem with
+    nonnegative parameters is solved by `_bounds.run` (grad_norm: the projected gradient's)."""
     optimizer = _optimizer(method, learning_rate, memory_size)
     options = dict(linesearch=method == "lbfgs", progress=progress)
     tol = lambda params: tolerance(problem, params, gtol)
+    if problem.nonnegative():  # no elimination: H*(rest) ignores the bounds
+        coarse = lambda params: tolerance(problem, params, jnp.maximum(gtol, _bounds.COARSE_GTOL))
+        tols = (tol, coarse)
+        return _bounds.run(problem, params, optimizer, tols, max_steps, options, minimize)
     # optimal_features is None for models without a closed form (decided while tracing)
     if not eliminate or problem.optimal_features(params) is None:
         return minimize(problem.loss, params, optimizer, tol, max_steps, **options)
@@ -198,6 +203,7 @@ def solve_starts(
         grad_tol=tolerance(problem, best_params, gtol),
         classifier=problem.classifier(best_params),
         method=method,
+        nonnegative=tuple(problem.nonnegative()),
     )
 
 
@@ -300,6 +306,11 @@ def solve(
     other parameters with H = H*(rest) (variable projection: same minimizers, 10-100x fewer
     unknowns); the convergence test is still on the gradient of the full objective.
 
+    A problem with parameters constrained to be >= 0 (``problem.nonnegative()``) is solved
+    with the bounds kept (`ufm._bounds`: a squared parametrization, then active-set
+    rounds) and without elimination; its convergence test and ``sol.grad_norm`` use the
+    projected gradient (entries at 0 whose gradient pushes them below 0 left out).
+
     `progress`: True prints the step, loss and gradient norm to stderr every 2 s; a
     callable gets (step, loss, grad_norm, tolerance) after every step; None (default) is
     True from a million unknowns (times restarts) up. The numbers are the same either way.
@@ -321,6 +332,7 @@ def solve(
         init_spread=init_spread,
         learning_rate=learning_rate,
     )
+    eliminate = bool(eliminate) and not problem.nonnegative()  # bounds: no elimination
     sizes = _budget.check_problem(problem, options, eliminate)  # refuse what cannot fit
     seed = _number("seed", seed, int)
     dtype = problem_dtype(problem)

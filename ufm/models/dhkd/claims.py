@@ -176,6 +176,7 @@ CLAIMS: tuple[Claim, ...] = (
         "post-ReLU (nonnegative) features reach the free-feature minimum when the teacher's "
         "shift gives the class means nonnegative inner products (shift 2)",
         features="nonnegative",
+        restarts=3,
     ),
     _claim(
         "dhkd-nonnegative-centred-teacher",
