@@ -381,3 +381,53 @@ def test_phase_deep_linear_figure(tmp_path):
             assert hatched(ax) == summary["points"] - summary["converged"], ax.get_title()
     finally:
         fig._style.close(figure)
+
+
+@pytest.mark.slow  # 40-60 s: two SGD compilations and two solves (one per head structure)
+def test_dhkd_figure(tmp_path):
+    import ufm
+
+    fig = _load("dhkd")
+    data = fig.compute(quick=True)
+    # (a), (b): both signs occur, and cos W and cos H have the same sign at every point
+    grid = data["map"]
+    assert 0 < grid["conflicting"] < grid["points"] and grid["differ"] == 0
+    runs = data["training"]
+    # SGD reaches the reduced minimum (single, dual, dual + projection: the projection only
+    # acts in the first steps); the projected single head stops above it
+    for label in ("single", "dual", "dual + projection"):
+        assert abs(runs[label]["gap"][-1]) < 1e-6, label
+    assert runs["single + projection"]["gap"][-1] > 1e-3
+    # one head keeps a common mode (the minimizer's, `ufm.theory`); the dual CE head loses it
+    single = ufm.make("dhkd", heads="single").theory().quantities["common_mode_fraction"]
+    np.testing.assert_allclose(runs["single"]["common_mode_fraction"][-1], single, rtol=1e-6)
+    assert runs["dual"]["common_mode_fraction"][-1] < 1e-4
+    for label, run in runs.items():
+        if label.startswith("dual"):
+            assert not np.any(run["cos_W"]), label  # the logit loss never reaches W
+            assert run["pattern"] == 0, label
+        else:  # cos W < 0 <= cos H only in the transient, before the head collapses
+            assert max(run["pattern_steps"], default=0) < 300, label
+            assert run["cos_W"][-1] < 0 and run["cos_H"][-1] < 0, label
+    # (c): the dual CE head is centred at every shift; one head is not, away from m = 0
+    th = data["theory"]
+    shifts = np.asarray(th["shift"])
+    for key, curve in th["curves"].items():
+        if key.startswith("dual"):
+            assert not np.any(curve["ce"]), key
+    assert np.all(np.asarray(th["curves"]["single/none"]["ce"])[np.abs(shifts) >= 1] > 0.3)
+    # (d): converged; the dual CE head's common mode is within the solver's tolerance bound
+    for heads, rows in data["mistakes"].items():
+        for r in rows:
+            assert r["converged"] and r["accuracy"] == 1.0, (heads, r)
+            if heads == "dual":
+                assert r["fraction"] <= r["bound"], r
+            else:
+                assert r["fraction"] > 0.5, r
+    out = tmp_path / "dhkd.png"
+    figure = fig.plot(data, out)
+    try:
+        assert 10_000 < out.stat().st_size < 150_000
+        check_layout(fig, figure, out)
+    finally:
+        fig._style.close(figure)
