@@ -31,7 +31,6 @@ code's gradient projection (`--ga`), and one head with it (which the code cannot
 """
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -168,16 +167,13 @@ def theory_curves(count: int) -> dict:
 
 
 def mistakes(rates, restarts: int) -> dict:
-    """`ufm.solve` under the dark teacher per mistake rate and heads. Every rate's problem is
-    solved with the rate-0 problem's teacher keywords (`origin`, a static field: it would
-    recompile the solve per rate); its teacher's logits Zt are its own."""
+    """`ufm.solve` under the dark teacher per mistake rate and heads (the teacher's numbers
+    are data: one compilation per heads setting)."""
     out = {}
     for heads in ("single", "dual"):
-        base = ufm.make("dhkd", heads=heads, teacher="dark")
         rows = []
         for rate in rates:
             problem = ufm.make("dhkd", heads=heads, teacher="dark", teacher_mistakes=rate)
-            problem = dataclasses.replace(problem, origin=base.origin)
             sol = ufm.solve(problem, restarts=restarts)
             rows.append({"rate": float(rate)} | _solved(problem, sol))
         out[heads] = rows

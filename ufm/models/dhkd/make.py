@@ -85,6 +85,8 @@ def build(cls, **hyper):
     bias = _checks.choice("bias", values["bias"], BIASES)
     features = _checks.choice("features", values["features"], FEATURES)
     Zt, counts, origin = _teacher(values, values["K"], values["n"], d, lambdas)
+    static = ("teacher", "teacher_file")
+    numbers = {k: v for k, v in origin.items() if k not in static}
     return cls(
         counts=counts,
         d=d,
@@ -92,7 +94,8 @@ def build(cls, **hyper):
         logit_loss=logit_loss,
         bias=bias,
         features=features,
-        origin=origin,
+        origin={k: v for k, v in origin.items() if k in static},
+        teacher_values=numbers,
         lambda_W=lambdas[0],
         lambda_H=lambdas[1],
         T=T,

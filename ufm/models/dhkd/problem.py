@@ -38,6 +38,17 @@ DEFAULT_T = {"binary-kl": 2.0, "binary-kl-norm": 2.0, "kd": 4.0}  # BinaryKL_T, 
 DEFAULTS = {"K": 4, "n": 5}
 
 
+def _as_arrays(values: dict) -> dict:
+    return {k: jnp.asarray(v) for k, v in values.items()}
+
+
+def _plain(value) -> float | int:
+    """A teacher keyword back as the Python number it was given as (seeds and group sizes
+    are integers)."""
+    value = np.asarray(value)
+    return int(value) if np.issubdtype(value.dtype, np.integer) else float(value)
+
+
 class DhkdProblem(AbstractProblem):
     """Distillation UFM: CE and a logit loss on one head or on two heads."""
 
@@ -73,7 +84,10 @@ class DhkdProblem(AbstractProblem):
     logit_loss: str = eqx.field(static=True)
     bias: str = eqx.field(static=True)
     features: str = eqx.field(static=True)
-    origin: dict = eqx.field(static=True)  # the teacher's keywords
+    # how the teacher was made: its kind (and file) static, its numbers data (a sweep over
+    # teacher_shift or teacher_mistakes compiles once); Zt holds the logits themselves
+    origin: dict = eqx.field(static=True)
+    teacher_values: dict = eqx.field(converter=_as_arrays)
     lambda_W: Float[Array, ""] = eqx.field(converter=jnp.asarray)
     lambda_H: Float[Array, ""] = eqx.field(converter=jnp.asarray)
     T: Float[Array, ""] = eqx.field(converter=jnp.asarray)
@@ -120,20 +134,24 @@ class DhkdProblem(AbstractProblem):
         return np.repeat(np.arange(self.K), self.counts)
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "K": self.K,
-            "n": self.counts[0] if self.balanced else list(self.counts),
-            "d": self.d,
-            "lambda_W": float(self.lambda_W),
-            "lambda_H": float(self.lambda_H),
-            "heads": self.heads,
-            "logit_loss": self.logit_loss,
-            "T": float(self.T),
-            "gamma": float(self.gamma),
-            "alpha": float(self.alpha),
-            "bias": self.bias,
-            "features": self.features,
-        } | self.origin
+        return (
+            {
+                "K": self.K,
+                "n": self.counts[0] if self.balanced else list(self.counts),
+                "d": self.d,
+                "lambda_W": float(self.lambda_W),
+                "lambda_H": float(self.lambda_H),
+                "heads": self.heads,
+                "logit_loss": self.logit_loss,
+                "T": float(self.T),
+                "gamma": float(self.gamma),
+                "alpha": float(self.alpha),
+                "bias": self.bias,
+                "features": self.features,
+            }
+            | self.origin
+            | {k: _plain(v) for k, v in self.teacher_values.items()}
+        )
 
     # ------------------------------------------------------------------------------------
     def head_logits(self, params: dict[str, Array]) -> tuple[Array, Array]:

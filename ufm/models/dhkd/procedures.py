@@ -172,7 +172,7 @@ def dark_knowledge(problem) -> Outcome:
     """Ours: a teacher with class-similarity groups shapes the student. One head: the
     centred class means and the head's rows are closer within a group than across. Two
     heads: the class means are, the CE head's rows are not, and the CE head stays centred."""
-    group = problem.origin.get("teacher_group", 2)
+    group = problem.hyperparameters().get("teacher_group", 2)
     sol = solve(problem, restarts=2)
     if not sol.converged:
         return Outcome("inconclusive", sol.status, "-", "-")
