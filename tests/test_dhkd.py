@@ -258,3 +258,23 @@ def test_cli_solve_reports_the_heads_and_exits_2_on_bad_input():
     assert report["dhkd"]["accuracy"] == 1.0
     bad = run("solve", "dhkd", "--T", "-1")
     assert bad.returncode == 2 and "T must be" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_cli_sweep_over_the_teachers_shift(tmp_path):
+    """`ufm sweep dhkd` like the other models: every point agrees with the reduced theory, and
+    the store's coordinates are the grid's."""
+    import xarray as xr
+
+    out = tmp_path / "s.zarr"
+    args = ["sweep", "dhkd", "--K", "3", "--n", "2", "--d", "4", "--grid", "teacher_shift=-2,0,3"]
+    run = subprocess.run(
+        [sys.executable, "-m", "ufm.cli", *args, "--out", str(out), "--json", "--no-progress"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["verdicts"] == {"agrees": 3}
+    ds = xr.open_zarr(out, consolidated=False)
+    assert ds["teacher_shift"].values.tolist() == [-2.0, 0.0, 3.0]
