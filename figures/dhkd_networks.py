@@ -6,7 +6,12 @@ Per dataset (one row each): (a) test accuracy of the CE head per student, mean Â
 error over seeds (grey dots: the seeds; dashed: the teacher); (b) the CE head's common-mode
 fraction |mean_k w_k| / max_k |w_k| (circles), the ETF error of its Gram W W^T (filled
 squares) and of the row-centred W's Gram (hollow squares), mean Â± s.e.; crosses: the common
-mode of the second (BinaryKL-Norm) head of the dual-head students.
+mode of the second (BinaryKL-Norm) head of the dual-head students. Digits also has students
+(c) and (d) trained against the teacher's logits shifted by m on every class ("m=2", "m=4"
+in (a), (b)), and a last row: (e) the mean logit on the training set of head 1 of (c), of
+head 1 and head 2 of (d) (filled) and their biases' means (hollow) against m, the teacher's
+mean logit dashed; (f) the CE head's common-mode fraction (filled) and |1^T W1| / ||W1||_F
+(hollow) against m.
 
     python figures/dhkd_networks.py [--quick] [--out figures/dhkd_networks.png] [--store DIR]
 
@@ -65,6 +70,8 @@ def report(comparisons: dict) -> list[str]:
     for name, comparison in comparisons.items():
         summary = comparison["summary"]
         lines.append(f"{name}: {summary['verdict']}")
+        if summary.get("shift"):
+            lines.append(f"{name}, shifted teacher: {summary['shift']['verdict']}")
         lines.append(json.dumps({"methods": summary["methods"], "ordering": summary["ordering"]}))
     return lines
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ufm.errors import InputError
-from ufm.networks import Training, dataset, dhkd, read, train
+from ufm.networks import Training, dataset, dhkd, dhkd_shift, read, train
 from ufm.networks import training as tr
 
 T_BINARY, T_KD = 2.0, 4.0
@@ -62,7 +62,8 @@ def _numpy_objective(net, data, t: Training):
     log_p = log_p - np.log(np.exp(log_p).sum(1, keepdims=True))
     ce = -np.mean(log_p[np.arange(y.size), y])
     student = z if t.heads == 1 else z2
-    logit = np.mean(_numpy_logit_loss(t.distill, student, data.teacher_train, t.temperature))
+    teacher = data.teacher_train + t.teacher_shift  # every teacher logit shifted by m
+    logit = np.mean(_numpy_logit_loss(t.distill, student, teacher, t.temperature))
     leaves = jax.tree_util.tree_leaves(eqx.filter(net, eqx.is_inexact_array))
     if t.decay_all:
         decay = sum(np.sum(np.asarray(a) ** 2) for a in leaves)
@@ -78,7 +79,7 @@ def _jax_objective(net, data, t: Training):
     )
     hp = {
         k: jnp.asarray(getattr(t, k))
-        for k in ("weight_decay", "feature_decay", "gamma", "alpha", "temperature")
+        for k in ("weight_decay", "feature_decay", "gamma", "alpha", "temperature", "teacher_shift")
     }
     x = jnp.asarray(data.x_train)
     onehot = jax.nn.one_hot(data.y_train, data.K, dtype=x.dtype)
@@ -104,6 +105,8 @@ def _trained_ish(data, t: Training):
         {"distill": "binary-kl-norm", "heads": 2, "temperature": T_BINARY, "alpha": 0.7},
         {"distill": "kd", "temperature": T_KD, "gamma": 1.3, "decay_all": False},
         {"distill": "binary-kl-norm", "heads": 2, "decay_all": False, "weight_decay": 0.1},
+        {"distill": "binary-kl", "temperature": T_BINARY, "teacher_shift": 2.5},
+        {"distill": "binary-kl-norm", "heads": 2, "teacher_shift": -1.5},
     ],
 )
 def test_distillation_objective_matches_numpy(small, settings):
@@ -185,7 +188,7 @@ def test_projected_step_gradient_is_three_separate_gradients(small, teacher):
     static = tr.Static("ce", 1, N, False, "constant", 1, "binary-kl", 1, True, True)
     hp = {
         k: jnp.asarray(getattr(t, k))
-        for k in ("weight_decay", "feature_decay", "gamma", "alpha", "temperature")
+        for k in ("weight_decay", "feature_decay", "gamma", "alpha", "temperature", "teacher_shift")
     }
     x, zt = jnp.asarray(small.x_train), jnp.asarray(small.teacher_train)
     onehot = jax.nn.one_hot(small.y_train, 3, dtype=x.dtype)
@@ -272,6 +275,8 @@ def test_default_training_is_unchanged():
         ({"distill": "kd", "temperature": 0.0}, "temperature: must be a finite number > 0"),
         ({"distill": "kd", "alpha": -1.0}, "alpha: must be a finite number >= 0"),
         ({"distill": "kd", "mixup_alpha": 0.2}, "mixup_alpha: must be 0"),
+        ({"teacher_shift": 1.0}, "teacher_shift: only with"),
+        ({"distill": "kd", "teacher_shift": float("nan")}, "teacher_shift: must be a finite"),
     ],
 )
 def test_bad_distillation_settings_are_refused(settings, needle):
@@ -316,6 +321,11 @@ def test_variant_axis_and_teacher_in_a_resumable_store(small, tmp_path):
     changed = {"ce": {}, "dual": {"distill": "binary-kl", "heads": 2}}  # same labels
     with pytest.raises(InputError, match="variants"):
         train(teacher, fixed, {"method": changed}, seeds=(0,), record=(2,), out=out,
+              resume=True, progress=False)  # fmt: skip
+    # a store made before the shifted students existed: refused, not extended
+    shifted = methods | dhkd_shift.variants(methods, (2.0,), ("dual",))
+    with pytest.raises(InputError, match="made with grid="):
+        train(teacher, fixed, {"method": shifted}, seeds=(0,), record=(2,), out=out,
               resume=True, progress=False)  # fmt: skip
 
 
@@ -412,10 +422,157 @@ def test_ordering_reproduces_only_when_every_part_holds():
 
 
 # ----------------------------------------------------------------------------------------
+# The shifted teacher (dhkd_shift).
+
+
+def test_softmax_kd_does_not_see_the_teacher_shift(small):
+    t = Training(widths=(5,), distill="kd", temperature=T_KD, decay_all=True)
+    net = _trained_ish(small, t)
+    shifted = dataclasses.replace(t, teacher_shift=3.0)
+    assert float(_jax_objective(net, small, shifted)) == pytest.approx(
+        float(_jax_objective(net, small, t)), rel=1e-13
+    )
+    binary = dataclasses.replace(t, distill="binary-kl", temperature=T_BINARY)
+    moved = dataclasses.replace(binary, teacher_shift=3.0)
+    assert (
+        abs(float(_jax_objective(net, small, moved)) - float(_jax_objective(net, small, binary)))
+        > 0.1
+    )
+
+
+def test_the_shift_is_recorded_only_where_set():
+    assert "teacher_shift" not in Training(distill="kd").as_dict()
+    assert Training(distill="kd", teacher_shift=2).as_dict()["teacher_shift"] == 2.0
+
+
+def test_a_dual_ce_heads_row_sum_ignores_the_shift_a_single_heads_does_not(small):
+    """CE's logit gradient sums to zero over the classes, so the dual CE head's 1^T W1 and
+    its bias's sum move by the decay alone: the same with and without the shift (same seed).
+    On one head BinaryKL sees the shift and moves both."""
+    base = Training(widths=(5,), epochs=6, batch_size=12, decay_all=True, temperature=T_BINARY)
+    trained = {}
+    for heads, distill in ((2, "binary-kl-norm"), (1, "binary-kl")):
+        for m in (0.0, 3.0):
+            t = dataclasses.replace(base, heads=heads, distill=distill, teacher_shift=m)
+            trained[heads, m] = tr.network(small, t, tr.run(small, t, record=(6,))["parameters"])
+    sums = lambda net, head: (  # noqa: E731
+        np.asarray(head(net).weight).sum(axis=0),
+        float(np.asarray(head(net).bias).sum()),
+    )
+    ce = lambda net: net.classifier  # noqa: E731
+    (w0, b0), (w3, b3) = sums(trained[2, 0.0], ce), sums(trained[2, 3.0], ce)
+    np.testing.assert_allclose(w3, w0, rtol=1e-12, atol=1e-15)
+    assert b3 == pytest.approx(b0, rel=1e-12, abs=1e-15)
+    assert not np.allclose(
+        np.asarray(ce(trained[2, 3.0]).weight), np.asarray(ce(trained[2, 0.0]).weight)
+    )
+    second = lambda net: net.head2  # noqa: E731
+    assert sums(trained[2, 3.0], second)[1] - sums(trained[2, 0.0], second)[1] > 0.01
+    (v0, c0), (v3, c3) = sums(trained[1, 0.0], ce), sums(trained[1, 3.0], ce)
+    assert np.linalg.norm(v3 - v0) > 1e-3 and c3 - c0 > 0.01
+
+
+def test_logit_levels_of_hand_made_heads():
+    rng = np.random.default_rng(7)
+    K, d, N = 4, 3, 9
+    H = np.abs(rng.standard_normal((d, N)))  # post-ReLU features
+    centred = rng.standard_normal((K, d))
+    centred -= centred.mean(axis=0)  # rows sum to zero
+    common = np.array([0.3, -0.2, 0.5])
+    b = np.array([0.4, -0.1, 0.2, 0.3])
+    for W, bias in ((centred, None), (centred + common, b), (np.tile(common, (K, 1)), b)):
+        got = dhkd_shift.logit_levels(W, bias, H)
+        Z = W @ H + (0 if bias is None else bias[:, None])  # every logit, then their mean
+        assert got["mean_logit"] == pytest.approx(Z.mean(), rel=1e-13, abs=1e-15)
+        assert got["mean_logit_rows"] == pytest.approx((W @ H).mean(), rel=1e-13, abs=1e-15)
+        assert got["bias_mean"] == (None if bias is None else pytest.approx(0.2, rel=1e-14))
+        row_sum = np.sqrt(sum(W[:, j].sum() ** 2 for j in range(d)))
+        assert got["row_sum"] == pytest.approx(row_sum, rel=1e-13, abs=1e-15)
+        frobenius = np.sqrt((W**2).sum())
+        assert got["row_sum_fraction"] == pytest.approx(row_sum / frobenius, rel=1e-13, abs=1e-15)
+    assert dhkd_shift.logit_levels(centred, None, H)["row_sum"] == pytest.approx(0, abs=1e-14)
+    equal_rows = dhkd_shift.logit_levels(np.tile(common, (K, 1)), b, H)
+    assert equal_rows["row_sum_fraction"] == pytest.approx(np.sqrt(K), rel=1e-13)
+    assert dhkd_shift.logit_levels(np.zeros((K, d)), None, H)["row_sum_fraction"] is None
+
+
+def test_shifted_labels_and_settings():
+    got = dhkd_shift.variants(dhkd.METHODS, (2.0, 4.0))
+    assert list(got) == ["ce+binary-kl@m=2", "dual@m=2", "ce+binary-kl@m=4", "dual@m=4"]
+    assert got["dual@m=4"] == dhkd.METHODS["dual"] | {"teacher_shift": 4.0}
+    assert dhkd_shift.parse("dual@m=4") == ("dual", 4.0) and dhkd_shift.parse("dual") is None
+    assert dhkd_shift.display("ce+binary-kl@m=2", dhkd.LABELS) == "(c) CE+BKL m=2"
+    assert list(dhkd.METHODS) == [  # the six unshifted students, unchanged
+        "ce", "binary-kl", "ce+binary-kl", "dual", "ce+kd", "dual+projection"
+    ]  # fmt: skip
+
+
+def _level_row(method, seed, mean_logit, common_mode, row_sum, head2_mean=None):
+    head = lambda ml, cm, rs: {  # noqa: E731
+        "common_mode": cm, "row_sum": rs, "row_sum_fraction": rs / 3, "bias_mean": ml / 2,
+        "mean_logit": ml, "mean_logit_rows": ml / 2,
+    }  # fmt: skip
+    return {
+        "method": method, "seed": seed, "accuracy": 0.9 + 0.01 * seed, "train_error": 0.0,
+        "nc1": 0.1, "terminal_phase": True, "head1": head(mean_logit, common_mode, row_sum),
+        "head2": None if head2_mean is None else head(head2_mean, 0.01, 0.1),
+    }  # fmt: skip
+
+
+def _shift_rows(dual_row_sum_drift=0.0, single_follows=True):
+    rows = []
+    for s in range(3):
+        rows += [
+            _level_row("ce+binary-kl", s, 0.01 * s, 0.01, 0.2),
+            _level_row("ce+binary-kl@m=2", s, (1.8 if single_follows else 0.3) + 0.02 * s,
+                       0.2 + 0.01 * s, 1.5),
+            _level_row("dual", s, 0.05, 0.05, 0.4 + s, head2_mean=0.003 * s),
+            _level_row("dual@m=2", s, 0.06, 0.05, (0.4 + s) * (1 + dual_row_sum_drift),
+                       head2_mean=1.9 + 0.01 * s),
+        ]  # fmt: skip
+    return rows
+
+
+def _shift_summary(rows):
+    names = dict.fromkeys(r["method"] for r in rows)
+    summaries = {m: dhkd.method_summary([r for r in rows if r["method"] == m]) for m in names}
+    return dhkd_shift.summary(rows, summaries, teacher_mean=0.001)
+
+
+def test_shift_summary_and_the_prediction_judged_on_synthetic_rows():
+    got = _shift_summary(_shift_rows())
+    single, dual = got["students"]["ce+binary-kl@m=2"], got["students"]["dual@m=2"]
+    want = np.array([(1.8 + 0.02 * s - 0.01 * s) / 2 for s in range(3)])
+    assert single["head1"]["followed"]["mean"] == pytest.approx(want.mean(), rel=1e-13)
+    assert single["head1"]["followed"]["se"] == pytest.approx(want.std(ddof=1) / np.sqrt(3))
+    assert single["teacher_mean_logit"] == pytest.approx(2.001)
+    grow = single["head1"]["common_mode_minus_unshifted"]
+    assert grow["difference"] == pytest.approx(0.2, rel=1e-13) and grow["resolved"]
+    assert dual["head1_row_sum_change"] == 0.0
+    assert dual["head1"]["followed"]["mean"] == pytest.approx(0.005, rel=1e-12)
+    want2 = np.array([(1.9 + 0.01 * s - 0.003 * s) / 2 for s in range(3)])
+    assert dual["head2"]["followed"]["mean"] == pytest.approx(want2.mean(), rel=1e-13)
+    assert got["single_minus_dual"]["2"]["difference"] == pytest.approx(0.0, abs=1e-15)
+    assert got["prediction"] == dict.fromkeys(
+        ("single_follows_shift", "single_common_row_grows", "dual_ce_row_sum_only_decays",
+         "dual_ce_mean_logit_stays", "dual_head2_follows_shift", "holds"), True,
+    )  # fmt: skip
+    assert "holds: yes" in got["verdict"]
+    broken = _shift_summary(_shift_rows(dual_row_sum_drift=0.01, single_follows=False))
+    judged = broken["prediction"]
+    assert broken["students"]["dual@m=2"]["head1_row_sum_change"] == pytest.approx(0.01)
+    assert not judged["dual_ce_row_sum_only_decays"] and not judged["single_follows_shift"]
+    assert judged["dual_head2_follows_shift"] and not judged["holds"]
+    assert "single_follows_shift, dual_ce_row_sum_only_decays fails" in broken["verdict"]
+    unshifted = [r for r in _shift_rows() if "@" not in r["method"]]
+    assert _shift_summary(unshifted) is None
+
+
+# ----------------------------------------------------------------------------------------
 # End to end.
 
 
-@pytest.mark.slow  # ~60 s on 2 loaded cores: a teacher and six compiled student trainings
+@pytest.mark.slow  # ~40 s on 2 loaded cores: a teacher and six compiled student trainings
 def test_quick_experiment_and_figure(tmp_path):
     from test_figures import _load, check_layout
 
@@ -424,18 +581,30 @@ def test_quick_experiment_and_figure(tmp_path):
     got = data["comparisons"]["dhkd"]
     json.dumps(got, allow_nan=False)
     summary = got["summary"]
-    assert list(summary["methods"]) == list(dhkd.METHODS)
-    assert summary["seeds"] == 2 and len(got["runs"]) == 12
+    shifted = ["ce+binary-kl@m=2", "dual@m=2"]
+    assert list(summary["methods"]) == list(dhkd.METHODS) + shifted
+    assert summary["seeds"] == 2 and len(got["runs"]) == 16
     from ufm.networks import open_training
 
     ds = open_training(tmp_path / "s" / "dhkd.zarr")
+    x = jnp.asarray(read.data(ds).x_train)
     for row in got["runs"]:
         status = read.status(ds, row["point"], row["epoch"])
         assert row["accuracy"] == pytest.approx(1 - status["test_error"], abs=0)
         W, _ = read.classifier(ds, row["point"], row["epoch"])
         centred = np.linalg.norm(W.mean(axis=0)) / np.linalg.norm(W, axis=1).max()
         assert row["head1"]["common_mode"] == pytest.approx(centred, rel=1e-12)
-        assert (row["head2"] is None) == (row["method"] not in ("dual", "dual+projection"))
+        net = read.trained_network(ds, row["point"])
+        assert (row["head2"] is None) == (net.head2 is None)
+        feats, logits = net.features(x, reference=x)  # the mean logit, from the network
+        assert row["head1"]["mean_logit"] == pytest.approx(float(logits.mean()), rel=1e-9)
+        if net.head2 is not None:
+            second = float(net.head2(feats[-1]).mean())
+            assert row["head2"]["mean_logit"] == pytest.approx(second, rel=1e-9)
     assert "reproduces" in summary["verdict"]
+    shift = summary["shift"]
+    assert list(shift["students"]) == shifted
+    assert shift["students"]["dual@m=2"]["head1_row_sum_change"] < 1e-10  # exact in theory
+    assert shift["prediction"]["dual_ce_row_sum_only_decays"]
     fig = fig_module.plot(data, tmp_path / "d.png")
     check_layout(fig_module, fig, tmp_path / "d.png")

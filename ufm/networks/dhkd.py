@@ -29,7 +29,13 @@ Accuracy is head 1's (the CE head; (b)'s only head). The CE head's geometry, per
 sum to zero, BinaryKL's do not), ``etf_uncentred`` / ``etf_centred`` = `nc2_etf_error` of
 W W^T and of the row-centred W's Gram, ``nc3`` = Papyan's self-duality of W (uncentred)
 against the centred class means of the last-layer features, and the features' NC1 (Papyan's
-Tr(Sigma_W Sigma_B^+)/K). `dhkd_gaussian` runs the same on a Gaussian mixture.
+Tr(Sigma_W Sigma_B^+)/K); each head's logit levels (`dhkd_shift.logit_levels`: |1^T W|,
+|1^T W| / ||W||_F, the bias's mean, the mean logit on the training set and the rows' part).
+
+On digits, (c) and (d) are trained again against the teacher's logits shifted by m = 2 and
+4 on every class (`dhkd_shift`; quick: m = 2): the UFM predicts that the single head's mean
+logit follows the shift with a common row, and that the dual CE head stays centred.
+`dhkd_gaussian` runs the six unshifted students on a Gaussian mixture.
 """
 
 import math
@@ -40,9 +46,10 @@ import numpy as np
 import xarray as xr
 
 from .. import _output, metrics
-from . import read
+from . import dhkd_shift, read
 from .data import Dataset, dataset
 from .experiments import Setup, write_figure
+from .paired_seeds import mean_se, paired
 from .training import Training, teach
 
 NAME = "dhkd"
@@ -84,18 +91,22 @@ def teacher_training(epochs: int, widths=TEACHER_WIDTHS) -> Training:
     return Training(widths=widths, epochs=epochs, **(RECIPE | {"weight_decay": TEACHER_DECAY}))
 
 
-def student_setup(data: Dataset, quick: bool, seeds: int = 10) -> Setup:
+def student_setup(data: Dataset, quick: bool, seeds: int = 10, methods=METHODS) -> Setup:
     """The teacher trained on `data` (full: 120 epochs; quick: widths (128, 128), 20), then
-    the students' grid: METHODS x seeds (full: 240 epochs, `seeds` seeds; quick: 24, 2)."""
+    the students' grid: `methods` x seeds (full: 240 epochs, `seeds` seeds; quick: 24, 2)."""
     teacher = teacher_training(20, (128, 128)) if quick else teacher_training(120)
     epochs, count = (24, 2) if quick else (240, seeds)
     student = Training(widths=STUDENT_WIDTHS, epochs=epochs, **RECIPE)
-    return Setup(teach(data, teacher), student, {"method": METHODS}, tuple(range(count)), (epochs,))
+    return Setup(teach(data, teacher), student, {"method": methods}, tuple(range(count)), (epochs,))
 
 
 def setup(quick: bool = False) -> Setup:
-    """digits: all 1438 training samples (quick: 40 per class), 359 test samples."""
-    return student_setup(dataset("digits", train_per_class=40 if quick else None), quick)
+    """digits: all 1438 training samples (quick: 40 per class), 359 test samples; METHODS
+    and (c), (d) against the teacher shifted by `dhkd_shift.SHIFTS` (quick: QUICK_SHIFTS)."""
+    shifts = dhkd_shift.QUICK_SHIFTS if quick else dhkd_shift.SHIFTS
+    methods = METHODS | dhkd_shift.variants(METHODS, shifts)
+    data = dataset("digits", train_per_class=40 if quick else None)
+    return student_setup(data, quick, methods=methods)
 
 
 def setup_gaussian(quick: bool = False) -> Setup:
@@ -128,29 +139,6 @@ def head_geometry(W, H, labels, K: int) -> dict[str, float | None]:
     return {k: v if v is None or math.isfinite(v) else None for k, v in values.items()}
 
 
-def mean_se(values) -> dict[str, Any]:
-    """{"mean", "se" (std with ddof 1 / sqrt n; None under 2 values), "n"} of the values
-    that are not None."""
-    x = np.asarray([v for v in values if v is not None], dtype=float)
-    if x.size == 0:
-        return {"mean": None, "se": None, "n": 0}
-    se = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else None
-    return {"mean": float(x.mean()), "se": se, "n": int(x.size)}
-
-
-def paired(rows: list[dict], a: str, b: str, key: str = "accuracy") -> dict[str, Any]:
-    """Method a minus method b in `key`, paired by seed (the same initial network and batch
-    order): mean and standard error of the per-seed differences, and ``resolved`` (the
-    difference is more than twice its standard error)."""
-    by = {m: {r["seed"]: r[key] for r in rows if r["method"] == m} for m in (a, b)}
-    seeds = sorted(by[a].keys() & by[b].keys())
-    stats = mean_se([by[a][s] - by[b][s] for s in seeds])
-    resolved = stats["se"] is not None and abs(stats["mean"]) > 2 * stats["se"]
-    return {"a": a, "b": b, "difference": stats["mean"], "se": stats["se"], "seeds": len(seeds)} | {
-        "resolved": bool(resolved)
-    }
-
-
 # ----------------------------------------------------------------------------------------
 # The comparison.
 
@@ -166,8 +154,7 @@ def _run(ds: xr.Dataset, point: dict, epoch: int, K: int) -> dict[str, Any]:
     row["head1"] = row["head2"] = None
     for head in (1, 2) if t.heads == 2 else (1,):
         W, b = read.classifier(ds, point, epoch, head=head)
-        mean_bias = None if b is None else float(np.mean(b))
-        row[f"head{head}"] = head_geometry(W, H, labels, K) | {"bias_mean": mean_bias}
+        row[f"head{head}"] = head_geometry(W, H, labels, K) | dhkd_shift.logit_levels(W, b, H)
     if not status["terminal_phase"]:
         row["note"] = NOT_TERMINAL
     return row
@@ -230,17 +217,18 @@ def ordering(rows: list[dict], summaries: dict[str, dict]) -> dict[str, Any]:
 
 def compare(ds: xr.Dataset) -> dict[str, Any]:
     """Per run (``runs``): test accuracy (head 1), errors, terminal phase, NC1 of the last
-    layer's features and each head's geometry (with its bias's mean over the classes).
-    ``summary``: ``methods`` (mean and standard
-    error over seeds), ``ordering`` (the abstract's ordering tested on paired differences),
-    ``teacher`` (its settings, errors and mean logit over classes and training samples, with
-    the spread of the per-sample means) and ``verdict`` (the numbers in one paragraph)."""
+    layer's features and each head's geometry and logit levels. ``summary``: ``methods``
+    (mean and standard error over seeds, in the grid's order), ``ordering`` (the abstract's
+    ordering tested on paired differences of the unshifted students), ``teacher`` (its
+    settings, errors and mean logit over classes and training samples, with the spread of
+    the per-sample means), ``shift`` (`dhkd_shift.summary`: the students of the shifted
+    teacher; None without them) and ``verdict`` (the numbers in one paragraph)."""
     epoch = int(np.max(ds["epoch"].values))
     K = int(ds.attrs["data"]["K"])
     rows = [_run(ds, p, epoch, K) for p in read.points(ds)]
     summaries = {
-        m: method_summary([r for r in rows if r["method"] == m])
-        for m in METHODS
+        str(m): method_summary([r for r in rows if r["method"] == m])
+        for m in ds["method"].values
         if any(r["method"] == m for r in rows)
     }
     teacher = dict(ds.attrs["data"]["teacher"])
@@ -255,6 +243,7 @@ def compare(ds: xr.Dataset) -> dict[str, Any]:
         "seeds": len({r["seed"] for r in rows}),
         "methods": summaries,
         "ordering": ordering(rows, summaries),
+        "shift": dhkd_shift.summary(rows, summaries, teacher["mean_logit"]),
     }
     summary["verdict"] = verdict(summary)
     return _output.jsonable({"runs": rows, "summary": summary})
@@ -307,26 +296,44 @@ GEOMETRY = (  # key, marker, filled, label
 def draw(comparisons: dict[str, dict]):
     """One row per dataset: (a) test accuracy per method, mean ± s.e. over seeds (dots:
     the seeds; dashed: the teacher); (b) the CE head's common-mode fraction and ETF errors
-    (mean ± s.e.; crosses: the second head's common mode). Returns the open figure."""
+    (mean ± s.e.; crosses: the second head's common mode). Then one row per dataset with
+    shifted-teacher students (`dhkd_shift.levels_panel`, `dhkd_shift.centring_panel`): the
+    heads' mean logits and the CE head's common row against the shift. Returns the open
+    figure."""
     import matplotlib.pyplot as plt
 
-    rows = len(comparisons)
+    shifted = {
+        n: c["summary"]["shift"] for n, c in comparisons.items() if c["summary"].get("shift")
+    }
+    rows = len(comparisons) + len(shifted)
     fig, axes = plt.subplots(
         rows, 2, figsize=(7.0, 2.2 * rows + 0.4), layout="constrained", squeeze=False
     )
+    letters = "abcdefghijklmnop"
     for i, (name, comparison) in enumerate(comparisons.items()):
         comparison = comparison["summary"] | {"runs": comparison["runs"]}
         _accuracy_panel(axes[i, 0], comparison)
         _geometry_panel(axes[i, 1], comparison)
-        axes[i, 0].set_title(f"({'ac'[i % 2]}) {name}: test accuracy (head 1)", loc="left")
-        axes[i, 1].set_title(f"({'bd'[i % 2]}) {name}: the CE head's geometry", loc="left")
-    handles, labels = axes[-1, 1].get_legend_handles_labels()
+        axes[i, 0].set_title(f"({letters[2 * i]}) {name}: test accuracy (head 1)", loc="left")
+        axes[i, 1].set_title(f"({letters[2 * i + 1]}) {name}: the CE head's geometry", loc="left")
+    handles, labels = axes[len(comparisons) - 1, 1].get_legend_handles_labels()
+    for i, (name, shift) in enumerate(shifted.items(), start=len(comparisons)):
+        dhkd_shift.levels_panel(axes[i, 0], shift)
+        dhkd_shift.centring_panel(axes[i, 1], shift)
+        axes[i, 0].set_title(f"({letters[2 * i]}) {name}: mean logits, shifted teacher", loc="left")
+        axes[i, 1].set_title(f"({letters[2 * i + 1]}) {name}: the CE head's common row", loc="left")
+        more = axes[i, 0].get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
     fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False)
     return fig
 
 
 def _methods(comparison: dict) -> list[str]:
-    return [m for m in METHODS if m in comparison["methods"]]
+    return list(comparison["methods"])
+
+
+def _labels(methods: list[str]) -> list[str]:
+    return [dhkd_shift.display(m, LABELS) for m in methods]
 
 
 def _accuracy_panel(ax, comparison: dict) -> None:
@@ -341,7 +348,7 @@ def _accuracy_panel(ax, comparison: dict) -> None:
             capsize=3, zorder=2,
         )  # fmt: skip
     ax.axhline(100 * comparison["teacher"]["accuracy"], ls="--", color="0.4", lw=0.8)
-    ax.set_xticks(range(len(methods)), [LABELS[m] for m in methods], rotation=30, ha="right")
+    ax.set_xticks(range(len(methods)), _labels(methods), rotation=30, ha="right")
     ax.set(ylabel="test accuracy (%)", xlabel="student")
 
 
@@ -360,7 +367,7 @@ def _geometry_panel(ax, comparison: dict) -> None:
         [x - 0.12 for x in xs], [second[x]["common_mode"]["mean"] for x in xs], "x",
         color="C1", ms=5, label="common-mode of head 2",
     )  # fmt: skip
-    ax.set_xticks(range(len(methods)), [LABELS[m] for m in methods], rotation=30, ha="right")
+    ax.set_xticks(range(len(methods)), _labels(methods), rotation=30, ha="right")
     ax.set(ylim=(0, None), ylabel="fraction, ETF error", xlabel="student")
 
 

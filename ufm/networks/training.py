@@ -20,7 +20,9 @@ first head gets no gradient from l). `decay_all` puts the weight decay on every 
 (biases, batch-norm scales and shifts too), as PyTorch's SGD weight_decay does; `projection`
 is the official DHKD code's ``--ga``: where the two terms' gradients over all parameters
 conflict (g_l . g_ce < 0), g_l loses its component along g_ce; the decay's gradient is added
-unprojected (the code's SGD adds it after the projection).
+unprojected (the code's SGD adds it after the projection). `teacher_shift` m adds a constant
+to every teacher logit the logit loss sees (zt_i + m 1: a teacher with mean logit shifted by
+m; softmax KD is blind to it, the binary losses are not).
 """
 
 import dataclasses
@@ -74,6 +76,7 @@ class Training:
     alpha: float = 1.0  # weight of the logit loss
     temperature: float = 2.0  # of the logit loss (the DHKD code: 2 binary, 4 kd)
     projection: bool = False  # the DHKD code's --ga gradient projection
+    teacher_shift: float = 0.0  # added to every teacher logit the logit loss sees
 
     def __post_init__(self):
         widths = self.widths
@@ -120,6 +123,9 @@ class Training:
                 low = "> 0" if name == "temperature" else ">= 0"
                 raise InputError(f"{name}: must be a finite number {low}; got {value}")
             object.__setattr__(self, name, value)
+        if not np.isfinite(float(self.teacher_shift)):
+            raise InputError(f"teacher_shift: must be a finite number; got {self.teacher_shift}")
+        object.__setattr__(self, "teacher_shift", float(self.teacher_shift))
         if self.distill == "none":
             changed = [n for n in DISTILL_DEFAULTS if n != "decay_all" and self._changed(n)]
             if changed:
@@ -144,8 +150,11 @@ class Training:
 FIELDS = {f.name: f for f in dataclasses.fields(Training)}
 DISTILL_DEFAULTS = {
     name: FIELDS[name].default
-    for name in ("decay_all", "distill", "heads", "gamma", "alpha", "temperature", "projection")
-}
+    for name in (
+        "decay_all", "distill", "heads", "gamma", "alpha", "temperature", "projection",
+        "teacher_shift",
+    )
+}  # fmt: skip
 
 
 def default_record(epochs: int, count: int = 8) -> tuple[int, ...]:
@@ -209,9 +218,11 @@ def _penalty(net, feats, hp, N: int, decay_all: bool = False):
 
 def _distill_terms(net, feats, logits, targets, teacher, hp, static: Static):
     """(gamma mean loss(z_i, y_i), alpha mean l(z'_i, zt_i)): z the first head's logits,
-    z' the same or (heads=2) the second head's, zt the teacher's (rows: samples)."""
+    z' the same or (heads=2) the second head's, zt the teacher's plus `teacher_shift` (rows:
+    samples)."""
     student = logits if static.heads == 1 else net.head2(feats[-1])
-    logit = logit_losses.logit_loss(static.distill, student.T, teacher.T, hp["temperature"])
+    target = teacher.T + hp["teacher_shift"]
+    logit = logit_losses.logit_loss(static.distill, student.T, target, hp["temperature"])
     return hp["gamma"] * _data_loss(static.loss, logits, targets), hp["alpha"] * logit.mean()
 
 
@@ -374,7 +385,7 @@ def run(
                 "ufm.networks.training.teach)"
             )
         arrays += (data.teacher_train,)
-        names += ("gamma", "alpha", "temperature")
+        names += ("gamma", "alpha", "temperature", "teacher_shift")
     device_data = tuple(
         jnp.asarray(a, dtype=dtype if a.dtype.kind == "f" else jnp.int32) for a in arrays
     )
