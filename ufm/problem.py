@@ -191,14 +191,10 @@ class AbstractProblem(eqx.Module):
         """Class of every column of H, shape (N,)."""
 
 
-class AbstractClassProblem(AbstractProblem):
-    """A UFM on labelled columns: class counts, CE or MSE on logits, an optional last-layer
-    bias. Holds what the plain and deep linear models share; subclasses set the fields."""
+class AbstractCountedProblem(AbstractProblem):
+    """A UFM whose columns are samples sorted by class, `counts` per class."""
 
-    loss_name: eqx.AbstractVar[str]
     counts: eqx.AbstractVar[tuple[int, ...]]
-    bias: eqx.AbstractVar[bool]
-    lambda_H: eqx.AbstractVar[Float[Array, ""]]
 
     @property
     def K(self) -> int:
@@ -215,6 +211,15 @@ class AbstractClassProblem(AbstractProblem):
     @property
     def labels(self) -> np.ndarray:
         return np.repeat(np.arange(self.K), self.counts)
+
+
+class AbstractClassProblem(AbstractCountedProblem):
+    """A UFM on labelled columns: class counts, CE or MSE on logits, an optional last-layer
+    bias. Holds what the plain and deep linear models share; subclasses set the fields."""
+
+    loss_name: eqx.AbstractVar[str]
+    bias: eqx.AbstractVar[bool]
+    lambda_H: eqx.AbstractVar[Float[Array, ""]]
 
     def data_loss(self, Z: Float[Array, "K N"]) -> Float[Array, ""]:
         """(1/N) sum_i CE(z_i, y_i), or (1/(2N)) ||Z - Y||_F^2 for MSE."""

@@ -27,7 +27,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ... import _budget, _symmetry
 from ... import _theory as th
-from ...problem import AbstractProblem, Hyper
+from ...problem import AbstractCountedProblem, Hyper
 from . import losses, teachers
 from . import theory as reduction
 
@@ -49,7 +49,7 @@ def _plain(value) -> float | int:
     return int(value) if np.issubdtype(value.dtype, np.integer) else float(value)
 
 
-class DhkdProblem(AbstractProblem):
+class DhkdProblem(AbstractCountedProblem):
     """Distillation UFM: CE and a logit loss on one head or on two heads."""
 
     summary: ClassVar[str] = "Distillation UFM: CE and a logit loss (KD) on one head or two."
@@ -116,22 +116,6 @@ class DhkdProblem(AbstractProblem):
         N = _budget.total(DEFAULTS["n"] if values["n"] is None else values["n"], K)
         heads = 2 if values["heads"] == "dual" else 1
         return _budget.Sizes(heads * K * (d + 1) + d * N, d * N, 2 * K * N, K)
-
-    @property
-    def K(self) -> int:
-        return len(self.counts)
-
-    @property
-    def N(self) -> int:
-        return sum(self.counts)
-
-    @property
-    def balanced(self) -> bool:
-        return len(set(self.counts)) == 1
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.repeat(np.arange(self.K), self.counts)
 
     def hyperparameters(self) -> dict[str, Any]:
         return (
