@@ -19,6 +19,10 @@ ABSTRACT = (
     "(derivations/dhkd_geometry.py step 2) "
     "[read: abstract; hypotheses not read]"
 )
+ABSTRACT_TRAINING = (
+    f"{PAPER}, abstract: the two losses' gradients conflict in the classifier but not in the "
+    "backbone; tested along full-batch SGD in the UFM [read: abstract; hypotheses not read]"
+)
 REDUCTION = (
     "ours: the exact reduction of the distillation UFM under a balanced collapsed teacher to a "
     "convex problem in the margins and the common mode, derivations/dhkd.py steps 3-5 "
@@ -141,6 +145,14 @@ CLAIMS: tuple[Claim, ...] = (
         "in conflict on W (cos < 0) but not on the features H",
         expect="refuted",
         procedure=procedures.classifier_not_backbone,
+    ),
+    _claim(
+        "dhkd-conflict-along-training",
+        ABSTRACT_TRAINING,
+        "along one head's SGD at the official code's settings (10 seeds, every step of 400), "
+        "most steps with a conflict on W have none on the features H",
+        expect="refuted",
+        procedure=procedures.along_training,
     ),
     _claim(
         "dhkd-conflict-equal-signs",

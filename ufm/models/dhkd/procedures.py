@@ -229,3 +229,31 @@ def residual_pattern(problem) -> Outcome:
     )
     ok = t1 > t2 > 0 > max(o1, o2) and worst < 1e-6
     return Outcome(_verdict(ok), reason, "same signs, larger BinaryKL target", f"{t1 / t2:.3g}x")
+
+
+TRAINING_SEEDS = 10
+TRAINING_STEPS = 400  # the transient before the head collapses is over by ~150 steps
+
+
+def along_training(problem) -> Outcome:
+    """The abstract's mechanism along training: full-batch SGD at the official code's
+    settings from TRAINING_SEEDS random starts, every step recorded; among the steps where
+    the two gradients conflict on W, the share where they do not conflict on H. Confirmed if
+    that is the majority (the conflict mostly in the classifier only), refuted otherwise."""
+    from . import dynamics
+
+    on_W = pattern = 0
+    for seed in range(TRAINING_SEEDS):
+        run = dynamics.train(problem, steps=TRAINING_STEPS, record_every=1, seed=seed)
+        negative = run.cos_W < 0
+        on_W += int(negative.sum())
+        pattern += int((negative & (run.cos_H >= 0)).sum())
+    if on_W == 0:
+        return Outcome("inconclusive", "no step with a conflict on W", "-", "-")
+    reason = (
+        f"{TRAINING_SEEDS} seeds x {TRAINING_STEPS} SGD steps (lr 0.05, momentum 0.9): "
+        f"{on_W} steps conflict on W, {pattern} of them without a conflict on H "
+        f"({pattern / on_W:.3g}); the rest conflict on both"
+    )
+    share = pattern / on_W
+    return Outcome(_verdict(share > 0.5), reason, "cos W < 0 <= cos H", f"{share:.3g}")
