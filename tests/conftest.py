@@ -1,5 +1,7 @@
 """Strict numerics for every test: float64, strict dtype promotion, no rank promotion."""
 
+import gc
+
 import jax
 import matplotlib
 import pytest
@@ -19,3 +21,14 @@ jax.config.update("jax_enable_compilation_cache", False)
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_executables():
+    """Drop JAX's compiled executables after every test module. Each one holds memory
+    mappings of its own, and the whole suite compiles thousands: in one process they reached
+    Linux's vm.max_map_count (65530) and XLA segfaulted inside a compilation. Tests in one
+    module still share their compilations."""
+    yield
+    jax.clear_caches()
+    gc.collect()
