@@ -49,7 +49,7 @@ from .. import _output, metrics
 from . import dhkd_shift, read
 from .data import Dataset, dataset
 from .experiments import Setup, write_figure
-from .paired_seeds import mean_se, paired
+from .paired_seeds import mean_se, paired, plus_minus, plus_minus_paired
 from .training import Training, teach
 
 NAME = "dhkd"
@@ -249,26 +249,19 @@ def compare(ds: xr.Dataset) -> dict[str, Any]:
     return _output.jsonable({"runs": rows, "summary": summary})
 
 
-def _pm(stats: dict, scale: float = 100.0, digits: int = 2) -> str:
-    if stats["mean"] is None:
-        return "n/a"
-    se = "" if stats["se"] is None else f" ± {scale * stats['se']:.{digits}f}"
-    return f"{scale * stats['mean']:.{digits}f}{se}"
-
-
 def verdict(out: dict) -> str:
     """The accuracies, the ordering's paired differences and whether it reproduces (`out`:
     the comparison's summary)."""
     methods, order = out["methods"], out["ordering"]
     diff = order["differences"]
-    accuracy = ", ".join(f"{m} {_pm(s['accuracy'])}" for m, s in methods.items())
-    common = ", ".join(f"{m} {_pm(s['head1']['common_mode'], 1, 3)}" for m, s in methods.items())
+    accuracy = ", ".join(f"{m} {plus_minus(s['accuracy'], 100, 2)}" for m, s in methods.items())
+    common = ", ".join(f"{m} {plus_minus(s['head1']['common_mode'])}" for m, s in methods.items())
     parts = [
         f"{out['data']}, {out['seeds']} seeds, {out['epochs']} epochs: test accuracy % (mean ± "
         f"s.e.) {accuracy}; teacher {100 * out['teacher']['accuracy']:.2f}",
         f"CE head common-mode fraction {common}",
-        f"(c) - (a) {_pm(_as_stats(diff['single_minus_ce']))} points, (c) - (b) "
-        f"{_pm(_as_stats(diff['single_minus_binary_kl']))} (paired by seed)",
+        f"(c) - (a) {plus_minus_paired(diff['single_minus_ce'])} points, (c) - (b) "
+        f"{plus_minus_paired(diff['single_minus_binary_kl'])} (paired by seed)",
         f"best: {order['best']} (of (a)-(d): {order['best_of_a_to_d']})",
     ]
     failed = [k for k, v in order["holds"].items() if not v and k != "dual_best_of_a_to_d"]
@@ -277,10 +270,6 @@ def verdict(out: dict) -> str:
     if unresolved:
         said += "; not resolved (paired differences within 2 s.e.): " + ", ".join(unresolved)
     return "; ".join(parts) + f". The abstract's ordering reproduces: {said}"
-
-
-def _as_stats(difference: dict) -> dict:
-    return {"mean": difference["difference"], "se": difference["se"]}
 
 
 # ----------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from .paired_seeds import mean_se, paired
+from .paired_seeds import plus_minus as _pm
+from .paired_seeds import plus_minus_paired as _diff
 
 SHIFTS = (2.0, 4.0)  # the teacher's added mean logit m (full setup)
 QUICK_SHIFTS = (2.0,)
@@ -183,17 +185,6 @@ def judge(students: dict[str, dict]) -> dict[str, bool | None]:
     judged = {k: (all(v) if v else None) for k, v in parts.items()}
     tested = [v for v in judged.values() if v is not None]
     return judged | {"holds": bool(tested) and all(tested)}
-
-
-def _pm(stats: dict, scale: float = 1.0, digits: int = 3) -> str:
-    if stats["mean"] is None:
-        return "n/a"
-    se = "" if stats["se"] is None else f" ± {scale * stats['se']:.{digits}f}"
-    return f"{scale * stats['mean']:.{digits}f}{se}"
-
-
-def _diff(d: dict, scale: float = 100.0) -> str:
-    return _pm({"mean": d["difference"], "se": d["se"]}, scale, 2)
 
 
 def _sentence(name: str, s: dict) -> str:

@@ -27,3 +27,16 @@ def paired(rows: list[dict], a: str, b: str, key: str = "accuracy") -> dict[str,
     return {"a": a, "b": b, "difference": stats["mean"], "se": stats["se"], "seeds": len(seeds)} | {
         "resolved": bool(resolved)
     }
+
+
+def plus_minus(stats: dict, scale: float = 1.0, digits: int = 3) -> str:
+    """ "mean ± se" of `mean_se`'s output, both times `scale`; "n/a" without values."""
+    if stats["mean"] is None:
+        return "n/a"
+    se = "" if stats["se"] is None else f" ± {scale * stats['se']:.{digits}f}"
+    return f"{scale * stats['mean']:.{digits}f}{se}"
+
+
+def plus_minus_paired(difference: dict, scale: float = 100.0, digits: int = 2) -> str:
+    """`plus_minus` of a `paired` difference (in percentage points by default)."""
+    return plus_minus({"mean": difference["difference"], "se": difference["se"]}, scale, digits)
