@@ -33,7 +33,7 @@ import optax
 from ... import metrics
 from ...errors import InputError
 from . import gradients
-from .theory import ZERO_HEAD
+from .theory import common_mode_fraction
 
 LEARNING_RATE = 0.05  # train_student.py defaults
 MOMENTUM = 0.9
@@ -108,14 +108,6 @@ def direction(problem, params: dict, project=False) -> tuple[dict, jax.Array]:
     return {k: g_ce[k] + g_kd[k] + g_decay[k] for k in params}, conflict
 
 
-def common_mode_fraction(W):
-    """`theory.common_mode_fraction` in jnp (jittable): |mean row| / max row norm, 0 for a
-    head whose rows are all shorter than ZERO_HEAD."""
-    top = jnp.max(jnp.linalg.norm(W, axis=1))
-    ok = top > ZERO_HEAD
-    return jnp.where(ok, jnp.linalg.norm(W.mean(axis=0)) / jnp.where(ok, top, 1.0), 0.0)
-
-
 def measure(problem, params: dict) -> dict[str, jax.Array]:
     """The recorded quantities of `Trajectory` at `params` (jittable), but conflict_steps."""
     K, labels = problem.K, jnp.asarray(problem.labels)
@@ -128,7 +120,7 @@ def measure(problem, params: dict) -> dict[str, jax.Array]:
     g_ce, g_kd = gradients.term_gradients(problem, params)
     num, den = _vdot(g_ce, g_kd), jnp.sqrt(_vdot(g_ce, g_ce) * _vdot(g_kd, g_kd))
     return {
-        "common_mode_fraction": common_mode_fraction(W),
+        "common_mode_fraction": common_mode_fraction(W, jnp),
         "etf_error_centred": metrics.nc2_etf_error(Wc @ Wc.T),
         "etf_error_uncentred": metrics.nc2_etf_error(W @ W.T),
         "nc3": metrics.nc3_self_duality(W, metrics.centred_means(H, labels, K)),

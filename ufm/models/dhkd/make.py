@@ -51,7 +51,7 @@ def _teacher(hyper: dict, K, n, d, lambdas) -> tuple[np.ndarray, tuple[int, ...]
         return (
             _ce_teacher(K, counts, d, lambdas, shift),
             counts,
-            {"teacher": kind} | {"teacher_shift": shift},
+            {"teacher": kind, "teacher_shift": shift},
         )
     Zt = teachers.dark(K, counts, margin, shift, **dark)
     return Zt, counts, origin | {f"teacher_{k}": v for k, v in dark.items()}

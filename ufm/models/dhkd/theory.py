@@ -270,9 +270,13 @@ def logits(opt: Optimum, K: int, heads: str) -> tuple[np.ndarray, np.ndarray | N
 ZERO_HEAD = 1e-8  # a head whose rows are all shorter than this has no direction: fraction 0
 
 
-def common_mode_fraction(W) -> float:
+def common_mode_fraction(W, xp=np):
     """|mean of the rows of W| / max_k |w_k| (0 for a centred head, 1 when every row is the
-    same; 0 for a head that is zero to ZERO_HEAD)."""
-    W = np.asarray(W, dtype=float)
-    top = float(np.max(np.linalg.norm(W, axis=1)))
-    return float(np.linalg.norm(W.mean(axis=0))) / top if top > ZERO_HEAD else 0.0
+    same; 0 for a head that is zero to ZERO_HEAD). `xp`: numpy (a float, the default) or
+    jax.numpy (a jax scalar, jittable: the dynamics record it every step)."""
+    if xp is np:
+        W = np.asarray(W, dtype=float)
+    top = xp.max(xp.linalg.norm(W, axis=1))
+    ok = top > ZERO_HEAD
+    value = xp.where(ok, xp.linalg.norm(W.mean(axis=0)) / xp.where(ok, top, 1.0), 0.0)
+    return float(value) if xp is np else value
