@@ -11,7 +11,7 @@ RESTARTS_HELP = "independent random starts, vmapped; the best converged one is r
 
 
 def build() -> argparse.ArgumentParser:
-    from . import _cli_features, _cli_landscape, _cli_train, cli_metrics
+    from . import _cli_features, _cli_landscape, _cli_language, _cli_train, cli_metrics
     from .registry import REGISTRY
 
     parser = argparse.ArgumentParser(
@@ -31,6 +31,7 @@ def build() -> argparse.ArgumentParser:
     _cli_features.add_parser(commands, formatter_class=Formatter)
     _cli_landscape.add_parser(commands, formatter_class=Formatter)
     _cli_train.add_parsers(commands, formatter_class=Formatter)
+    _cli_language.add_parser(commands, formatter_class=Formatter)
     return parser
 
 

@@ -3,7 +3,7 @@
 library. This module reads the command line, runs `ufm solve` and tells the failures apart;
 the parsers are in `_cli_parser` (help text: `_cli_help`), the other subcommands in
 `_cli_sweep` (sweep, plot, repair), `cli_metrics`, `_cli_verify`, `_cli_features`,
-`_cli_landscape` and `_cli_train` (train, experiment).
+`_cli_landscape`, `_cli_train` (train, experiment) and `_cli_language`.
 
 Exit codes: 0 success; 2 bad input (an `InputError` or an argparse error: a one-line
 message naming the parameter, no traceback); 1 a failure of ufm itself (any other
@@ -219,7 +219,7 @@ def _print_solve(r: dict[str, Any]) -> None:
 def _check_output_paths(args) -> None:
     """Fail before any work, not after it, when a result could not be written: a
     directory, a missing parent, a place where no file can be created."""
-    if args.command in ("sweep", "train", "experiment"):
+    if args.command in ("sweep", "train", "experiment", "language"):
         if args.out is None:  # ufm experiment without --out: in memory
             return
         # a zarr directory: an existing one is ufm.sweep's (--resume), a new one needs a parent
@@ -261,11 +261,20 @@ def _run(args) -> int:
     _check_output_paths(args)
     if args.command == "solve":
         return _solve(args)
-    from . import _cli_features, _cli_landscape, _cli_sweep, _cli_train, _cli_verify, cli_metrics
+    from . import (
+        _cli_features,
+        _cli_landscape,
+        _cli_language,
+        _cli_sweep,
+        _cli_train,
+        _cli_verify,
+        cli_metrics,
+    )
 
     command = {
         "train": _cli_train.train,
         "experiment": _cli_train.experiment,
+        "language": _cli_language.run,
         "sweep": _cli_sweep.sweep,
         "plot": _cli_sweep.plot,
         "repair": _cli_sweep.repair,

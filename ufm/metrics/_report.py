@@ -144,11 +144,16 @@ class Accumulator:
         weighted_mean: bool = True,
         pair_block: int | None = None,
         progress: Progress | None = None,
+        held_out: bool = False,
     ) -> dict[str, Any]:
         """Every metric of the rows seen so far (see `report` for the result's layout).
 
         NC4 needs the samples again: `samples()` must yield the same (X, y) batches (rows
-        dropped as non-finite are dropped again). Without it NC4 is left out."""
+        dropped as non-finite are dropped again). Without it NC4 is left out. With
+        `held_out`, `samples()` yields ANOTHER set (e.g. validation rows): NC4 is then the
+        agreement on those rows of the classifier with the nearest class mean of the rows
+        accumulated here (Wu & Papyan's NC4 on held-out data); ``nc4_per_class`` averages
+        over the classes that have held-out rows and accumulated rows."""
         counts = np.asarray(self.stats.counts)
         alive = counts > 0
         K = int(alive.sum())
@@ -173,20 +178,27 @@ class Accumulator:
             "nc1_pinv_rtol": _core.pinv_rtol(self.d, self.stats.means.dtype),
         }
         if W_all is not None and samples is not None:
-            values |= self._nc4(samples, W_all, b, alive, progress)
+            values |= self._nc4(samples, W_all, b, alive, progress, held_out)
+        nc4_rows = values.pop("nc4_rows", None)
         values = {k: float(values[k]) for k in DEFINITIONS if k in values}
         notes = self._notes(counts, alive, values, W_all is not None, samples is not None)
+        held = {} if nc4_rows is None else {"nc4_held_out_rows": nc4_rows}
+        if held:
+            notes.append(
+                f"nc4 is measured on {nc4_rows} held-out rows against the class means of the "
+                f"{int(counts.sum())} accumulated rows"
+            )
         return {
             "metrics": values,
-            "data": self._data(counts, alive) | nc1,
+            "data": self._data(counts, alive) | nc1 | held,
             "geometry": _geometry(values, K, self.d),
             "notes": _nc1_note(**nc1) + notes,
             "definitions": {k: DEFINITIONS[k] for k in values},
         }
 
-    def _nc4(self, samples, W, b, alive, progress) -> dict[str, float]:
+    def _nc4(self, samples, W, b, alive, progress, held_out=False) -> dict[str, float]:
         means = jnp.where(jnp.asarray(alive)[None, :], self.stats.means, jnp.nan)
-        hits = np.zeros(self.K)
+        hits, tally = np.zeros(self.K), np.zeros(self.K)
         size = max(16, min(4096, 2**22 // self.K))
         rows, seen = 0, self.rows
         self.rows = 0
@@ -194,11 +206,21 @@ class Accumulator:
             X, y = self._clean(X, y, count=False)
             for Xb, yb in self._padded(X, y, size):
                 hits += np.asarray(_nc4_batch(Xb, yb, W, b, means))
+            tally += np.bincount(y, minlength=self.K)
             rows += X.shape[0]
             if progress is not None:
                 progress("nc4", self.rows, seen)
         self.rows = seen
         counts = np.asarray(self.stats.counts)
+        if held_out:
+            if rows == 0:
+                raise InputError("held-out samples: samples() gave no rows")
+            both = alive & (tally > 0)
+            return {
+                "nc4": float(hits.sum() / rows),
+                "nc4_per_class": float(np.mean(hits[both] / tally[both])),
+                "nc4_rows": rows,
+            }
         if rows != int(counts.sum()):
             raise InputError(f"samples() gave {rows} rows, the accumulated data {counts.sum():g}")
         return {
@@ -337,8 +359,13 @@ def report(
     batch_size: int = 4096,
     pair_block: int | None = None,
     progress: Progress | None = None,
+    held_out: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Every NC metric of features H with `labels`, optionally against a classifier W, b.
+
+    held_out: (H2, labels2), another set in the same layout and classes (e.g. validation
+    features): NC4 is then measured on it against the class means of H (see
+    `Accumulator.report`); every other metric is H's.
 
     H: (d, N) samples as columns (ufm's convention) or (N, d) rows as networks save them;
     `layout` says which, or None infers it from len(labels). Any array with slicing works,
@@ -368,11 +395,33 @@ def report(
         acc.update(X, y, batch_size=batch_size)
         if progress is not None:
             progress("classes", acc.rows, N)
+    samples = batches
+    if held_out is not None:
+        samples = _held_out_batches(held_out, layout, codes, labels, batch_size)
     out = acc.report(
-        W, b, samples=batches, weighted_mean=weighted_mean, pair_block=pair_block,
-        progress=progress,
+        W, b, samples=samples, weighted_mean=weighted_mean, pair_block=pair_block,
+        progress=progress, held_out=held_out is not None,
     )  # fmt: skip
     out["data"]["labels"] = label_desc
     if "classifier_rows" in label_desc:
         out["notes"].append(f"labels are not 0..{K - 1}: {label_desc['classifier_rows']}")
     return out
+
+
+def _held_out_batches(held_out, layout, codes, labels, batch_size):
+    """Batches of the held-out set, its labels coded as the first set's (a label the first
+    set does not have is an error: NC4 per class needs the class)."""
+    H2, labels2 = held_out
+    labels2 = np.asarray(labels2)
+    rows2 = rows_of(H2, labels2.shape[0] if labels2.ndim == 1 else -1, layout)
+    lookup = {label: code for label, code in zip(labels.tolist(), codes.tolist(), strict=True)}
+    unknown = [x for x in np.unique(labels2).tolist() if x not in lookup]
+    if unknown:
+        raise InputError(f"held_out: labels {unknown[:5]} do not occur in the first set")
+    codes2 = np.array([lookup[x] for x in labels2.tolist()], dtype=codes.dtype)
+
+    def batches() -> Iterator[tuple[Any, np.ndarray]]:
+        for start in range(0, rows2.shape[0], batch_size):
+            yield rows2[start : start + batch_size], codes2[start : start + batch_size]
+
+    return batches

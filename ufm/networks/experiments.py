@@ -1,7 +1,9 @@
 """The papers' practical experiments, each one command: train its grid, then compare.
 
 An experiment is a module with ``NAME``, ``SUMMARY``, ``setup(quick) -> Setup``,
-``compare(ds) -> dict`` (numbers only, strict JSON) and ``plot(ds, comparison, path)``.
+``compare(ds) -> dict`` (numbers only, strict JSON) and ``plot(ds, comparison, path)``; one
+that trains something other than MLPs (the language models) defines
+``run(out, quick=, resume=, progress=) -> (Dataset, comparison)`` instead of a Setup.
 `run` trains the experiment's grid into a store (resumable) and returns it with the
 comparison; ``ufm experiment NAME`` and the scripts in figures/ call it.
 """
@@ -27,6 +29,7 @@ MODULES = {
     "fisher": "ufm.networks.fisher",
     "dhkd": "ufm.networks.dhkd",
     "dhkd-gaussian": "ufm.networks.dhkd_gaussian",
+    "linguistic": "ufm.language.experiment",
 }
 
 
@@ -68,6 +71,8 @@ def run(
 ) -> tuple[xr.Dataset, dict[str, Any]]:
     """Train experiment `name`'s grid into `out` (None: in memory) and compare it."""
     experiment = module(name)
+    if hasattr(experiment, "run"):  # not a grid of MLPs: the experiment trains its own
+        return experiment.run(out, quick=quick, resume=resume, progress=progress)
     setup = experiment.setup(quick)
     ds = train(
         setup.data,

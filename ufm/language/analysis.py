@@ -1,0 +1,117 @@
+"""The paper's analysis of a language study: each NC metric against validation loss.
+
+Wu & Papyan ask whether the neural-collapse properties that develop with scale go with
+generalization (validation loss), and whether they do so independently of scale (across
+seeds of one size). `correlations(ds)` gives the Spearman rank correlation of every metric
+with validation loss across all models and across the seeds of the study's `seeded`
+configuration, each with its p-value and a reading:
+
+  ``collapse goes with lower loss``: the correlation has the sign that "more collapse,
+  lower validation loss" predicts, with p < ALPHA;
+  ``collapse goes with higher loss``: the opposite sign, p < ALPHA;
+  ``no relation detected``: p >= ALPHA (or too few models).
+
+A metric's collapse direction (`COLLAPSE_SIGN`): +1 where it falls as features collapse
+(NC1, CDNV, equinorm, GNC2, NC3, UNC3, |interference - ETF value|), -1 where it rises (NC4).
+"""
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.stats
+import xarray as xr
+
+ALPHA = 0.05
+COLLAPSE_SIGN = {
+    "cdnv_lc": 1,
+    "nc1": 1,
+    "nc2_equinorm": 1,
+    "interference_gap": 1,
+    "gnc2": 1,
+    "nc3": 1,
+    "unc3": 1,
+    "nc4": -1,
+}
+LABELS = {
+    "cdnv_lc": "NC1 (CDNV, the paper's)",
+    "nc1": "NC1 (Tr Sigma_W Sigma_B^+ / K)",
+    "nc2_equinorm": "NC2 equinorm (CV of mean norms)",
+    "interference_gap": "|interference + 1/(V-1)|",
+    "gnc2": "GNC2 (hyperspherical uniformity)",
+    "nc3": "NC3 self-duality",
+    "unc3": "UNC3 uniform duality",
+    "nc4": "NC4 agreement (validation)",
+}
+
+
+def metric_table(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """{metric: values per model} for the metrics of `COLLAPSE_SIGN`; the interference gap
+    is |mean cosine of centred means + 1/(K-1)| with K the classes seen."""
+    K = ds.attrs["study"]["vocab_size"]
+    out = {}
+    for name in COLLAPSE_SIGN:
+        if name == "interference_gap":
+            cos = ds["metrics"].sel(metric="nc2_cos_mean").values
+            out[name] = np.abs(cos + 1 / (K - 1))
+        else:
+            out[name] = ds["metrics"].sel(metric=name).values
+    return out
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Spearman's rho and its p-value over the finite pairs (None where undefined)."""
+    keep = np.isfinite(x) & np.isfinite(y)
+    n = int(keep.sum())
+    if n < 3 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
+        return {"rho": None, "p": None, "n": n}
+    result = scipy.stats.spearmanr(x[keep], y[keep])
+    rho, p = float(result.statistic), float(result.pvalue)
+    return {"rho": rho if math.isfinite(rho) else None, "p": p if math.isfinite(p) else None,
+            "n": n}  # fmt: skip
+
+
+def reading(result: dict[str, Any], sign: int) -> str:
+    if result["rho"] is None or result["p"] is None or result["n"] < 4:
+        return "too few models"
+    if result["p"] >= ALPHA:
+        return "no relation detected"
+    if np.sign(result["rho"]) == sign:
+        return "collapse goes with lower loss"
+    return "collapse goes with higher loss"
+
+
+def seeded_models(ds: xr.Dataset) -> np.ndarray:
+    """Indices of the models with the study's `seeded` configuration (every seed)."""
+    seeded = ds.attrs["study"].get("seeded")
+    if seeded is None:
+        return np.array([], dtype=int)
+    width, depth, steps, decay = seeded
+    match = (
+        (ds["width"].values == width) & (ds["depth"].values == depth)
+        & (ds["steps"].values == steps) & np.isclose(ds["weight_decay"].values, decay)
+    )  # fmt: skip
+    return np.flatnonzero(match)
+
+
+def correlations(ds: xr.Dataset) -> dict[str, Any]:
+    """Per metric: the correlation with validation loss across all models (``all``), across
+    the seeds of one configuration (``seeds``), and with the models' size (``scale``: rank
+    correlation with the parameter count, width x depth), each with its reading."""
+    done = ds["done"].values.astype(bool)
+    loss = np.where(done, ds["validation_loss"].values, np.nan)
+    size = (ds["width"].values ** 2 * ds["depth"].values).astype(float)
+    seeds = seeded_models(ds)
+    out = {}
+    for name, values in metric_table(ds).items():
+        values = np.where(done, values, np.nan)
+        sign = COLLAPSE_SIGN[name]
+        across = spearman(values, loss)
+        within = spearman(values[seeds], loss[seeds])
+        scale = spearman(values, size)
+        out[name] = {
+            "all": across | {"reading": reading(across, sign)},
+            "seeds": within | {"reading": reading(within, sign)},
+            "scale": scale,
+        }
+    return out
