@@ -19,7 +19,7 @@ from ufm.problem import AbstractClassProblem, AbstractProblem, Hyper
 from ufm.registry import REGISTRY, Registry
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILTIN = ["plain", "deep-linear", "vicinity", "mixup", "dhkd"]
+BUILTIN = ["plain", "deep-linear", "vicinity", "mixup", "dhkd", "next-token"]
 GROUP = "ufm.models"
 
 

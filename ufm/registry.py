@@ -2,8 +2,8 @@
 
 Three sources fill it, in this order:
 
-1. ufm's own models (``plain``, ``deep-linear``, ``vicinity``, ``mixup``, ``dhkd``), imported on
-   first use;
+1. ufm's own models (``plain``, ``deep-linear``, ``vicinity``, ``mixup``, ``dhkd``,
+   ``next-token``), imported on first use;
 2. the ``ufm.models`` entry-point group of installed packages: a package declares
    ``[project.entry-points."ufm.models"] my-model = "my_package.module:MyProblem"`` and
    ``ufm`` finds it without being edited;
@@ -36,6 +36,7 @@ BUILTIN = {
     "vicinity": "ufm.models.vicinity:VicinityProblem",
     "mixup": "ufm.models.mixup:MixupProblem",
     "dhkd": "ufm.models.dhkd:DhkdProblem",
+    "next-token": "ufm.models.next_token:NextTokenProblem",
 }
 
 

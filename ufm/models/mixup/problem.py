@@ -45,6 +45,7 @@ from ... import _budget, _checks, _linalg, _symmetry, geometry
 from ... import _theory as th
 from ...errors import InputError
 from ...problem import AbstractProblem, Hyper
+from .._soft_labels import soft_label_terms
 from .data import make_columns, parse_mix, soft_labels
 from .theory import (
     SOURCE_ETF,
@@ -210,13 +211,10 @@ class MixupProblem(AbstractProblem):
     def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
         H = params["H"]
         W = self.classifier(params)
-        Z = W @ H
-        weights = self.counts / self.N
-        if self.loss_name == "ce":
-            data = jnp.sum(weights * (jax.nn.logsumexp(Z, axis=0) - jnp.sum(self.targets * Z, 0)))
-        else:
-            data = jnp.sum(weights * jnp.sum((Z - self.targets) ** 2, axis=0)) / 2
-        penalty = self.lambda_H / 2 * jnp.sum(self.counts * jnp.sum(H**2, axis=0))
+        weights = self.counts / self.N  # the shared weighted soft-label objective
+        data, penalty = soft_label_terms(
+            W @ H, H, self.targets, weights, self.counts, self.lambda_H, self.loss_name
+        )
         if self.learned:
             penalty = penalty + self.lambda_W / 2 * jnp.sum(W**2)
         return data + penalty

@@ -27,14 +27,14 @@ def _conjugate_sum(loss: str, Y: np.ndarray, t: float, G: np.ndarray, counts: np
     """sum_i loss*(t g_i) over the samples, for the per-column gradients g (columns of G)
     each standing for `counts` samples."""
     if loss == "ce":
-        P = Y + t * G  # e_y + t (p - e_y): still a probability vector
+        P = Y + t * G  # y + t (p - y): still a probability vector (y one-hot or soft)
         return float(np.sum(scipy.special.xlogy(P, P) @ counts))
     tg = t * G  # MSE: loss(z) = |z - e|^2/2, loss*(g) = |g|^2/2 + g . e
     return float((np.sum(tg * tg, axis=0) / 2 + np.sum(tg * Y, axis=0)) @ counts)
 
 
 def _gradients(loss: str, Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Per-column logit gradients g (K x columns)."""
+    """Per-column logit gradients g (K x columns), for one-hot or soft targets Y."""
     if loss == "mse":
         return Z - Y
     return scipy.special.softmax(Z, axis=0) - Y
@@ -69,6 +69,8 @@ def certificate(
     bias: str = "none",
     lambda_b: float = 0.0,
     counts: np.ndarray | None = None,
+    *,
+    targets: np.ndarray | None = None,
 ) -> dict[str, float | bool]:
     """The certificate of a point with logits Z (K x N, bias included), labels, and objective
     `value`. ``bias``: ``none``, ``free`` or ``regularized`` (penalty lambda_b). `counts`:
@@ -78,13 +80,17 @@ def certificate(
     Returns ``grad_op`` = ||grad_Z L||_op (the data term's gradient, G = [g_i]/N),
     ``grad_op_over_mu`` (<= 1 at a global minimum), ``dual`` (a lower bound on the global
     minimum), ``gap`` = value - dual and ``certified`` = gap <= CERTIFIED_RTOL max(|value|, 1).
+
+    `targets` (K x columns, each a probability vector) replaces `labels` for soft labels
+    (CE(z, y) = logsumexp(z) - y.z): the conjugate at g = p - y is still sum_j p_j log p_j
+    and y + t g stays in the simplex (derivations/next_token.py step 2).
     """
     Z = np.asarray(Z, dtype=float)
     K = Z.shape[0]
     counts = np.ones(Z.shape[1]) if counts is None else np.asarray(counts, dtype=float)
     N = counts.sum()
     root = np.sqrt(counts)[None, :]  # a column standing for m samples: sqrt(m) in the norm
-    Y = np.eye(K)[np.asarray(labels)].T
+    Y = np.eye(K)[np.asarray(labels)].T if targets is None else np.asarray(targets, dtype=float)
     G = _gradients(loss, Z, Y)
     grad_op = float(np.linalg.norm(G * root / N, 2)) if G.size else 0.0
     op = grad_op

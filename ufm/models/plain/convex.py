@@ -24,6 +24,10 @@ from its gradients (`certificate.certificate` with the class counts as column we
 softmax columns pulled toward e_k until the operator-norm constraint holds), and used only
 if the duality gap is below ``tol`` relative to the value. numpy in float64; the problem has
 K^2 + K unknowns, whatever N is.
+
+The same code solves the soft-label program of the next-token UFM (`solve(..., targets=Y)`,
+derivations/next_token.py): M weighted columns with probability-vector targets y_m in place
+of the one-hot e_k, sum_m w_m CE(Q e_m / sqrt(n_m), y_m) + mu ||Q||_*, Q of size K x M.
 """
 
 import dataclasses
@@ -43,9 +47,10 @@ GAP_RTOL = 1e-11  # a duality gap below this, relative to max(|value|, 1), certi
 class ConvexSolution:
     """The minimizer of the reduced convex program and its certificate.
 
-    logits: Zbar = Q D^{-1/2}, the class-mean logits W Hbar (K x K, column k = class k),
-        bias excluded. b: the bias (None without one; with a free bias only b up to a
-        constant is determined, this is the one the solver reached).
+    logits: Zbar = Q D^{-1/2}, the class-mean logits W Hbar (K x K, column k = class k;
+        K x M with soft targets, column m = column m of the targets), bias excluded.
+        b: the bias (None without one; with a free bias only b up to a constant is
+        determined, this is the one the solver reached).
     value: the primal objective at (Q, b), the minimum of the plain UFM's loss.
     dual: the dual objective at the dual point built from it (a lower bound on the minimum).
     gap: value - dual >= 0. converged: gap <= tol * max(|value|, 1). status: why it stopped.
@@ -67,14 +72,21 @@ class ConvexSolution:
 
 @dataclasses.dataclass(frozen=True)
 class _Program:
-    n: np.ndarray  # class counts
+    n: np.ndarray  # column weights: class counts (plain) or context frequencies (next-token)
     mu: float
     bias: str  # "none", "free" or "regularized"
     lambda_b: float
+    Y: np.ndarray  # targets (K x M): one-hot I_K for the plain UFM, soft in general
 
     @property
     def w(self) -> np.ndarray:
         return self.n / self.n.sum()
+
+    @property
+    def shapes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The shapes of the factors A (K x r) and B (M x r) of Q = A B^T, r = min(K, M)."""
+        K, M = self.Y.shape
+        return (K, min(K, M)), (M, min(K, M))
 
     def columns(self, Q: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The class-mean logit columns z_k = Q e_k / sqrt(n_k) + b."""
@@ -88,8 +100,9 @@ class _Program:
         total = E.sum(axis=0)
         P = E / total[None, :]
         lse = top + np.log(total)
-        value = float(self.w @ (lse - np.diag(Z))) + self.lambda_b / 2 * float(b @ b)
-        G = (P - np.eye(self.n.size)) * self.w[None, :]  # d value / d z_k, column k
+        fit = np.sum(self.Y * Z, axis=0)  # one-hot: the diagonal of Z
+        value = float(self.w @ (lse - fit)) + self.lambda_b / 2 * float(b @ b)
+        G = (P - self.Y) * self.w[None, :]  # d value / d z_k, column k
         grad_b = G.sum(axis=1) + self.lambda_b * b if self.bias != "none" else np.zeros_like(b)
         return value, G / np.sqrt(self.n)[None, :], grad_b, P
 
@@ -106,9 +119,10 @@ def _shrink(X: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
     return (U[:, :rank] * s[:rank]) @ Vt[:rank], rank
 
 
-def _unpack(x: np.ndarray, K: int, has_b: bool):
-    A, B = x[: K * K].reshape(K, K), x[K * K : 2 * K * K].reshape(K, K)
-    return A, B, (x[2 * K * K :] if has_b else np.zeros(K))
+def _unpack(x: np.ndarray, shapes, has_b: bool):
+    (K, r), (M, _) = shapes
+    A, B = x[: K * r].reshape(K, r), x[K * r : (K + M) * r].reshape(M, r)
+    return A, B, (x[(K + M) * r :] if has_b else np.zeros(K))
 
 
 def _flat(*parts) -> np.ndarray:
@@ -119,11 +133,11 @@ def _factored(program: _Program):
     """(value, gradient) and Hessian-vector product of the program with Q = A B^T and
     mu ||Q||_* replaced by its variational form mu/2 (||A||^2 + ||B||^2), on the flat
     vector [A, B, b] (derivations/plain_convex.py step 3)."""
-    n, K, mu, has_b = program.n, program.n.size, program.mu, program.bias != "none"
+    n, shapes, mu, has_b = program.n, program.shapes, program.mu, program.bias != "none"
     root = np.sqrt(n)[None, :]
 
     def fun(x: np.ndarray):
-        A, B, b = _unpack(x, K, has_b)
+        A, B, b = _unpack(x, shapes, has_b)
         value, grad_Q, grad_b, _ = program.smooth(A @ B.T, b)
         value += mu / 2 * (float(np.sum(A * A)) + float(np.sum(B * B)))
         parts = [grad_Q @ B + mu * A, grad_Q.T @ A + mu * B] + ([grad_b] if has_b else [])
@@ -131,11 +145,11 @@ def _factored(program: _Program):
 
     def hessp(x: np.ndarray):
         """The Hessian at x, as a function of the direction."""
-        A, B, b = _unpack(x, K, has_b)
+        A, B, b = _unpack(x, shapes, has_b)
         _, grad_Q, _, P = program.smooth(A @ B.T, b)
 
         def apply(v: np.ndarray) -> np.ndarray:
-            dA, dB, db = _unpack(v, K, has_b)
+            dA, dB, db = _unpack(v, shapes, has_b)
             dZ = (dA @ B.T + A @ dB.T) / root + db[:, None]
             dG = (P * dZ - P * np.sum(P * dZ, axis=0)[None, :]) * program.w[None, :]
             parts = [dG / root @ B + grad_Q @ dB + mu * dA]
@@ -182,15 +196,24 @@ def solve(
     *,
     tol: float = GAP_RTOL,
     seed: int = 0,
+    targets=None,
 ) -> ConvexSolution:
     """Minimize the reduced program (module docstring) for class counts `counts`,
-    mu = sqrt(lambda_W lambda_H) and `bias` in ``none``, ``free``, ``regularized``."""
+    mu = sqrt(lambda_W lambda_H) and `bias` in ``none``, ``free``, ``regularized``.
+
+    `targets` (K x M, columns probability vectors; None: the one-hot I_K of the plain UFM):
+    the soft-label program of the same form, sum_m w_m CE(Q e_m / sqrt(n_m) + b, y_m)
+    + mu ||Q||_*, with `counts` the M column weights n_m (any positive scale: w = n/sum n;
+    derivations/next_token.py). The logits returned are then K x M."""
     n = np.asarray(counts, dtype=float)
-    K = n.size
-    program = _Program(n, float(mu), bias, float(lambda_b) if bias == "regularized" else 0.0)
+    Y = np.eye(n.size) if targets is None else np.asarray(targets, dtype=float)
+    K = Y.shape[0]
+    program = _Program(n, float(mu), bias, float(lambda_b) if bias == "regularized" else 0.0, Y)
     rng = np.random.default_rng(seed)
-    P_K = np.eye(K) - 1 / K
-    x0 = [P_K + 1e-2 * rng.standard_normal((K, K)), P_K + 1e-2 * rng.standard_normal((K, K))]
+    (_, r), (M, _) = program.shapes
+    centred = lambda size: (np.eye(size) - 1 / size)[:, :r]  # one-hot: the simplex ETF's
+    x0 = [centred(K) + 1e-2 * rng.standard_normal((K, r))]
+    x0 += [centred(M) + 1e-2 * rng.standard_normal((M, r))]
     x0 += [np.log(program.w) if bias == "free" else np.zeros(K)] if bias != "none" else []
     x0 = np.concatenate([p.ravel() for p in x0])
     fun, hessp = _factored(program)
@@ -201,7 +224,7 @@ def solve(
         method="L-BFGS-B",
         options={"maxiter": 100_000, "maxfun": 200_000, "ftol": 0.0, "gtol": 0.0, "maxcor": 30},
     )
-    A, B, b = _unpack(_newton(fun, hessp, res.x), K, bias != "none")
+    A, B, b = _unpack(_newton(fun, hessp, res.x), program.shapes, bias != "none")
     Q = A @ B.T
     # one proximal-gradient step: exact zeros on the switched-off directions (their
     # singular values of Q - N grad_Q sit strictly inside N mu at the minimum)
@@ -210,9 +233,8 @@ def solve(
     if program.value(Q_prox, b) <= program.value(Q, b):
         Q = Q_prox
     value = program.value(Q, b)
-    bound = certificate(
-        "ce", program.columns(Q, b), np.arange(K), program.mu, value, bias, program.lambda_b, n
-    )
+    Z = program.columns(Q, b)
+    bound = certificate("ce", Z, None, program.mu, value, bias, program.lambda_b, n, targets=Y)
     dual, gap = bound["dual"], max(bound["gap"], 0.0)
     converged = gap <= tol * max(abs(value), 1.0)
     return ConvexSolution(
