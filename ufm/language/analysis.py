@@ -12,7 +12,8 @@ configuration, each with its p-value and a reading:
   ``no relation detected``: p >= ALPHA (or too few models).
 
 A metric's collapse direction (`COLLAPSE_SIGN`): +1 where it falls as features collapse
-(NC1, CDNV, equinorm, GNC2, NC3, UNC3, |interference - ETF value|), -1 where it rises (NC4).
+(NC1, CDNV, equinorm, equiangularity, GNC2, NC3, UNC3, |interference - ETF value|), -1
+where it rises (NC4).
 """
 
 import math
@@ -27,6 +28,7 @@ COLLAPSE_SIGN = {
     "cdnv_lc": 1,
     "nc1": 1,
     "nc2_equinorm": 1,
+    "nc2_equiangularity": 1,
     "interference_gap": 1,
     "gnc2": 1,
     "nc3": 1,
@@ -37,6 +39,7 @@ LABELS = {
     "cdnv_lc": "NC1 (CDNV, the paper's)",
     "nc1": "NC1 (Tr Sigma_W Sigma_B^+ / K)",
     "nc2_equinorm": "NC2 equinorm (CV of mean norms)",
+    "nc2_equiangularity": "NC2 equiangularity (std of cosines)",
     "interference_gap": "|interference + 1/(V-1)|",
     "gnc2": "GNC2 (hyperspherical uniformity)",
     "nc3": "NC3 self-duality",

@@ -119,7 +119,7 @@ def draw(comparison: dict[str, Any]):
 
     rows = [r for r in comparison["models"] if r["done"]]
     names = list(analysis.COLLAPSE_SIGN)
-    fig, axes = plt.subplots(2, 4, figsize=(10.0, 4.6), layout="constrained")
+    fig, axes = plt.subplots(3, 3, figsize=(7.6, 6.4), layout="constrained")
     widths = sorted({r["width"] for r in rows})
     colors = dict(zip(widths, plt.cm.viridis(np.linspace(0.1, 0.85, len(widths))), strict=True))
     longest = max((r["steps"] for r in rows), default=0)
@@ -140,7 +140,7 @@ def draw(comparison: dict[str, Any]):
         ax.set_title(analysis.LABELS[name] + rho, fontsize=8)
         ax.set_yscale("log" if _positive(rows, name) else "linear")
         ax.tick_params(labelsize=7)
-    for ax in axes[1]:
+    for ax in axes[-1]:
         ax.set_xlabel("validation loss (nats)", fontsize=8)
     handles = [plt.Line2D([], [], ls="", marker="o", color=colors[w], label=f"width {w}")
                for w in widths]  # fmt: skip
