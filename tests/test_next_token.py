@@ -17,23 +17,36 @@ from ufm.models import next_token as nt
 from ufm.models.next_token.data import synthetic_contexts
 
 
-def _random_params(problem, seed=0):
+def _random_features(problem, seed=0):
+    """A random classifier W and features H (the true ones, not the solver's S)."""
     M = problem.weights.size
     rng = np.random.default_rng(seed)
-    return {"W": jnp.asarray(rng.normal(size=(problem.K, problem.d))),
-            "H": jnp.asarray(rng.normal(size=(problem.d, M)))}  # fmt: skip
+    return rng.normal(size=(problem.K, problem.d)), rng.normal(size=(problem.d, M))
+
+
+def _solver_params(problem, W, H):
+    """The solver's variables of (W, H): S = H D^{1/2}, written out here in numpy."""
+    S = np.asarray(H) * np.sqrt(np.asarray(problem.weights))[None, :]
+    return {"W": jnp.asarray(W), "S": jnp.asarray(S)}
 
 
 def test_loss_is_the_documented_sum():
-    """f = sum_m pi_m CE(W h_m, p_m) + lW/2 |W|^2 + lH/2 sum_m pi_m |h_m|^2, in numpy."""
+    """f = sum_m pi_m CE(W h_m, p_m) + lW/2 |W|^2 + lH/2 sum_m pi_m |h_m|^2, in numpy, at
+    the solver's S = H D^{1/2}; features(params) gives H back."""
     p = ufm.make("next-token", K=5, d=3, lambda_W=0.3, lambda_H=0.7)
-    params = _random_params(p)
-    W, H = (np.asarray(params[k]) for k in "WH")
+    W, H = _random_features(p)
+    params = _solver_params(p, W, H)
+    np.testing.assert_allclose(np.asarray(p.features(params)), H, rtol=1e-14)
     P, pi = np.asarray(p.targets), np.asarray(p.weights)
     Z = W @ H
     lse = np.log(np.exp(Z - Z.max(0)).sum(0)) + Z.max(0)
     expected = pi @ (lse - np.sum(P * Z, 0)) + 0.15 * np.sum(W**2) + 0.35 * pi @ np.sum(H**2, 0)
     assert float(p.loss(params)) == pytest.approx(expected, rel=1e-13)
+    assert float(p.weight_decay()) == 0.3  # min(lambda_W, lambda_H): the penalty on S is uniform
+    grad = jax.grad(p.loss)(params)
+    for tangent in p.symmetry_tangents(params):  # W -> W Q^T, S -> Q S leave f unchanged
+        slope = sum(float(jnp.vdot(grad[k], tangent[k])) for k in ("W", "S"))
+        assert abs(slope) <= 1e-12 * float(p.loss(params))
 
 
 def test_mixup_is_a_next_token_problem_with_its_weights():
@@ -45,8 +58,9 @@ def test_mixup_is_a_next_token_problem_with_its_weights():
     contexts = nt.Contexts(np.asarray(mix.targets), counts / counts.sum(), np.arange(counts.size))
     p = nt.NextTokenProblem.from_contexts(contexts, 4, 0.02, 30 * 3e-3)
     for seed in range(3):
-        params = _random_params(p, seed)
-        assert float(p.loss(params)) == pytest.approx(float(mix.loss(params)), rel=1e-13)
+        W, H = _random_features(p, seed)
+        mixed = float(mix.loss({"W": jnp.asarray(W), "H": jnp.asarray(H)}))
+        assert float(p.loss(_solver_params(p, W, H))) == pytest.approx(mixed, rel=1e-13)
 
 
 def _cvxpy_minimum(P, pi, mu):
@@ -82,6 +96,25 @@ def test_solver_reaches_the_bound_and_stays_above_it_below_the_rank():
     low = ufm.solve(narrow, restarts=2)
     assert float(low.loss) > bound.value + 1e-6
     assert narrow.certificate(low.params, float(low.loss))["dual"] <= bound.value + 1e-12
+
+
+@pytest.mark.slow  # ~25 s: the K = 64 convex bound and a solve
+def test_zipfian_K64_converges_and_its_features_are_the_convex_minimizer():
+    """Zipfian contexts (pi_m down to ~1/(64 H_64) = 3e-3 of the mass, lambda 1e-3): one
+    restart reaches the gradient test in the solver's S, and at d = 64 >= the convex
+    minimizer's rank the logits W features(params) are the program's logits Z (independent
+    of the factorization) and the loss its certified minimum."""
+    p = ufm.make("next-token", K=64, d=64)
+    bound = p.bound()
+    assert bound.converged and bound.rank <= 64
+    sol = ufm.solve(p, restarts=1)
+    assert sol.converged, sol.status
+    assert float(sol.loss) == pytest.approx(bound.value, rel=1e-9)
+    Z = np.asarray(sol.params["W"]) @ np.asarray(p.features(sol.params))
+    Z_scaled = np.asarray(sol.params["W"]) @ np.asarray(sol.params["S"])
+    np.testing.assert_allclose(Z_scaled, Z * np.sqrt(np.asarray(p.weights)), atol=1e-12)
+    assert np.linalg.norm(Z - bound.logits) <= 1e-4 * np.linalg.norm(bound.logits)
+    assert ufm.check(p, sol).verdict == "agrees"
 
 
 def test_one_hot_is_the_plain_etf():

@@ -50,10 +50,10 @@ class AbstractProblem(eqx.Module):
     keyword of `make`), and implements the classmethod `make` (validating its keywords with
     one-line `ufm.InputError` s), `loss`, `init`, `theory`, `hyperparameters` and the
     property `labels`. The other methods are optional hooks with defaults: `classifier`,
-    `weight_decay`, `optimal_features`, `extra_report`, `data_arrays`, `extra_quantities`,
-    `layers`, `symmetry_tangents`, `certificate`, `claims`, `sizes`, `collapsed_columns`,
-    `nonnegative` (and `critical_mu`, read by `ufm plot` where a model has it). `ufm.solve`
-    also reads the dtype of an array field `lambda_W`.
+    `features`, `weight_decay`, `optimal_features`, `extra_report`, `data_arrays`,
+    `extra_quantities`, `layers`, `symmetry_tangents`, `certificate`, `claims`, `sizes`,
+    `collapsed_columns`, `nonnegative` (and `critical_mu`, read by `ufm plot` where a model
+    has it). `ufm.solve` also reads the dtype of an array field `lambda_W`.
     Register a class with `ufm.register` or the ``ufm.models`` entry-point group.
     """
 
@@ -112,8 +112,14 @@ class AbstractProblem(eqx.Module):
         return None
 
     def classifier(self, params: dict[str, Array]) -> Array:
-        """The end-to-end classifier (K, d) applied to ``params["H"]``."""
+        """The end-to-end classifier (K, d) applied to `features`."""
         return params["W"]
+
+    def features(self, params: dict[str, Array]) -> Array:
+        """The features (d, N) that the classifier applies to: ``params["H"]`` by default. A
+        model that optimizes in other coordinates (next-token: S = H D^{1/2}) maps them
+        back here; `ufm.check`, the NC metrics and sweeps read features only through it."""
+        return params["H"]
 
     def weight_decay(self) -> Float[Array, ""]:
         """The smallest curvature the penalties give the objective: `ufm.solve` judges the

@@ -9,6 +9,15 @@ the unembedding W (K x d) has no bias, as a language model's has none:
     f = sum_m pi_m CE(W h_m, p_m) + lambda_W/2 ||W||_F^2 + lambda_H/2 sum_m pi_m ||h_m||^2,
     CE(z, p) = logsumexp(z) - p.z.
 
+Variables. The solver's unknowns are ``params = {"W": W, "S": S}`` with S = H D^{1/2}
+(s_m = sqrt(pi_m) h_m, D = diag(pi)), the coordinates of the convex program: the feature
+penalty is then lambda_H/2 ||S||_F^2, the same for every column, and the data term's
+curvature in s_m is W^T CE'' W whatever pi_m (in H a column's curvature carries pi_m: pi_m
+lambda_H = 9e-8 for the rarest corpus bigram context at V = 1024, which left L-BFGS
+ill-conditioned and the gradient test out of reach). The features are ``features(params)``
+= S D^{-1/2}: `ufm.check`, the NC metrics, the Grams and the geometry read them through it,
+and `theory().params` is in the same variables (W, S).
+
 This is the canonical ufm loss over the N tokens of a stream (every token is one sample
 whose feature is its context's: identical contexts have the same optimal feature), with the
 per-token feature decay written as lambda_H = N lambda_H(per sample), exactly mixup's
@@ -164,40 +173,53 @@ class NextTokenProblem(AbstractProblem):
         return float(np.sqrt(self.lambda_W * self.lambda_H))
 
     def weight_decay(self) -> Float[Array, ""]:
-        """Column m's penalty is pi_m lambda_H/2 |h_m|^2: the smallest curvature."""
-        return jnp.minimum(self.lambda_H * jnp.min(self.weights), self.lambda_W)
+        """In the solver's variables (W, S) the penalties are lambda_W/2 ||W||^2 and
+        lambda_H/2 ||S||^2: the smallest curvature is the smaller lambda, as in the plain UFM."""
+        return jnp.minimum(self.lambda_H, self.lambda_W)
+
+    def features(self, params: dict[str, Array]) -> Float[Array, "d M"]:
+        """The features H = S D^{-1/2} (column m: s_m / sqrt(pi_m)) of the solver's S."""
+        return params["S"] / jnp.sqrt(self.weights)[None, :]
+
+    def scaled(self, H: Float[Array, "d M"]) -> Float[Array, "d M"]:
+        """The solver's S = H D^{1/2} of features H (the inverse of `features`)."""
+        return H * jnp.sqrt(self.weights)[None, :]
 
     def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
-        H, W = params["H"], params["W"]
+        """f at W = params["W"], H = features(params) (module docstring); the feature penalty
+        sum_m pi_m ||h_m||^2 is ||S||_F^2."""
+        S, W = params["S"], params["W"]
+        ones = jnp.ones_like(self.weights)
         data_term, penalty = soft_label_terms(
-            W @ H, H, self.targets, self.weights, self.weights, self.lambda_H, "ce"
+            W @ self.features(params), S, self.targets, self.weights, ones, self.lambda_H, "ce"
         )
         return data_term + penalty + self.lambda_W / 2 * jnp.sum(W**2)
 
     def symmetry_tangents(self, params: dict[str, Array]) -> list[dict[str, Array]]:
-        """O(d) on the feature space: W -> W Q^T, H -> Q H."""
-        return _symmetry.rotation_tangents(params, left="W", right="H")
+        """O(d) on the feature space: W -> W Q^T, S -> Q S (H -> Q H)."""
+        return _symmetry.rotation_tangents(params, left="W", right="S")
 
     def init(self, key: PRNGKeyArray, scale: Float[Array, ""]) -> dict[str, Array]:
-        """W and H with i.i.d. N(0, scale^2/d) entries."""
-        kW, kH = jax.random.split(key)
+        """W and S with i.i.d. N(0, scale^2/d) entries."""
+        kW, kS = jax.random.split(key)
         dtype = self.lambda_W.dtype
         std = scale / float(np.sqrt(self.d))
         M = self.weights.size
         return {
             "W": std * jax.random.normal(kW, (self.K, self.d), dtype),
-            "H": std * jax.random.normal(kH, (self.d, M), dtype),
+            "S": std * jax.random.normal(kS, (self.d, M), dtype),
         }
 
     def extra_quantities(self, params: dict[str, Array]) -> dict[str, np.ndarray]:
-        """The feature Gram ``H_gram`` and the logits of every context, ``column_logits``."""
-        H = params["H"]
+        """The feature Gram ``H_gram`` (of H, not S) and the logits of every context,
+        ``column_logits``."""
+        H = self.features(params)
         return {"H_gram": H.T @ H, "column_logits": params["W"] @ H}
 
     def certificate(self, params: dict[str, Any], loss: float) -> dict[str, Any]:
         """The duality gap of the convex program at the point's logits: a lower bound on
         the minimum for every d (`ufm.models.plain.certificate` with soft targets)."""
-        Z = np.asarray(params["W"], float) @ np.asarray(params["H"], float)
+        Z = np.asarray(params["W"], float) @ np.asarray(self.features(params), float)
         w = np.asarray(self.weights, float)
         out = certificate("ce", Z, None, self.mu, loss, "none", 0.0, w,
                           targets=np.asarray(self.targets, float))  # fmt: skip
@@ -246,16 +268,19 @@ class NextTokenProblem(AbstractProblem):
         return self._prediction(plain.geometry, plain.loss, reason, SOURCE_ETF, W, H)
 
     def _prediction(self, geometry, loss, reason, source, W, H) -> th.Theory:
+        """The theory of minimizer (W, H): quantities of the features H, params in the
+        solver's variables (W, S = H D^{1/2})."""
         regime = "zero" if geometry == "zero" else "collapsed"
         quantities = {"W_gram": W @ W.T, "H_gram": H.T @ H, "column_logits": W @ H}
+        S = H * np.sqrt(np.asarray(self.weights, float))[None, :]
         return th.Theory(regime, geometry, float(loss), reason, source, quantities,
-                         {"W": W, "H": H})  # fmt: skip
+                         {"W": W, "S": S})  # fmt: skip
 
     def extra_report(self, params: dict[str, Any], theory=None) -> dict[str, Any]:
         """The bound, the solver's distance above it, and the geometry (`properties`)."""
         b = self.bound()
-        W, H = np.asarray(params["W"], float), np.asarray(params["H"], float)
-        loss = float(self.loss({"W": jnp.asarray(W), "H": jnp.asarray(H)}))
+        W = np.asarray(params["W"], float)
+        loss = float(self.loss({k: jnp.asarray(params[k], float) for k in ("W", "S")}))
         section = {
             "bound": b.value,
             "bound_rank": b.rank,
