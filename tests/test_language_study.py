@@ -225,3 +225,22 @@ def test_quick_experiment_end_to_end(tmp_path):
 
 def test_x64_is_on():
     assert jax.config.jax_enable_x64  # the tests' precision: metrics in float64
+
+
+def test_ufm_class_stats_equal_the_expanded_samples():
+    """The UFM's next-token class statistics from contexts equal those of the token stream
+    they stand for, expanded sample by sample (every metric but NC4)."""
+    from ufm.language.model_side import geometry
+
+    rng = np.random.default_rng(0)
+    K, M, d = 6, 5, 4
+    counts = rng.integers(0, 6, (K, M))
+    counts[:, 0] += 1
+    counts[5] = 0  # a token that follows no context: left out, as an empty class is
+    H, W = rng.normal(size=(d, M)), rng.normal(size=(K, d))
+    y = np.concatenate([np.full(counts[k, m], k) for m in range(M) for k in range(K)])
+    X = np.concatenate([np.tile(H[:, m], (counts[k, m], 1)) for m in range(M) for k in range(K)])
+    expected = report(X, y, W, num_classes=K)["metrics"]
+    found = geometry(H, W, counts.sum(0), counts / counts.sum(0), tokens=counts.sum())
+    for name in ("nc1", "nc1_trace", "cdnv_lc", "nc2_equinorm", "gnc2", "nc3", "unc3"):
+        assert found["metrics"][name] == pytest.approx(expected[name], rel=1e-9), name

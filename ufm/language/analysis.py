@@ -99,22 +99,31 @@ def seeded_models(ds: xr.Dataset) -> np.ndarray:
 
 def correlations(ds: xr.Dataset) -> dict[str, Any]:
     """Per metric: the correlation with validation loss across all models (``all``), across
-    the seeds of one configuration (``seeds``), and with the models' size (``scale``: rank
-    correlation with the parameter count, width x depth), each with its reading."""
+    the seeds of one configuration (``seeds``), across the sizes at each training length
+    (``steps``: {steps: result}, the seeds' extra models left out), and with the models'
+    size (``scale``: rank correlation with width^2 x depth, the blocks' parameters),
+    each with its reading."""
     done = ds["done"].values.astype(bool)
     loss = np.where(done, ds["validation_loss"].values, np.nan)
     size = (ds["width"].values ** 2 * ds["depth"].values).astype(float)
     seeds = seeded_models(ds)
+    grid = ds["seed"].values == ds.attrs["study"]["seeds"][0]
+    lengths = sorted(set(ds["steps"].values.tolist()))
     out = {}
     for name, values in metric_table(ds).items():
         values = np.where(done, values, np.nan)
         sign = COLLAPSE_SIGN[name]
         across = spearman(values, loss)
         within = spearman(values[seeds], loss[seeds])
-        scale = spearman(values, size)
+        by_steps = {}
+        for steps in lengths:
+            pick = grid & (ds["steps"].values == steps)
+            result = spearman(values[pick], loss[pick])
+            by_steps[str(steps)] = result | {"reading": reading(result, sign)}
         out[name] = {
             "all": across | {"reading": reading(across, sign)},
             "seeds": within | {"reading": reading(within, sign)},
-            "scale": scale,
+            "steps": by_steps,
+            "scale": spearman(values, size),
         }
     return out

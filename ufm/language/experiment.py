@@ -76,7 +76,10 @@ def compare(ds: xr.Dataset) -> dict[str, Any]:
         summary["bayes_loss"] = f"{ds.attrs['bayes_loss']:.4f} nats"
     for name, result in found.items():
         a, s = result["all"], result["seeds"]
-        summary[name] = f"all: {_rho(a)} ({a['reading']}); seeds: {_rho(s)} ({s['reading']})"
+        lengths = "; ".join(f"{k} steps: {_rho(v)}" for k, v in result["steps"].items())
+        summary[name] = (
+            f"all: {_rho(a)} ({a['reading']}); seeds: {_rho(s)} ({s['reading']}); {lengths}"
+        )
     return {
         "experiment": NAME,
         "summary": summary,
