@@ -244,3 +244,17 @@ def test_ufm_class_stats_equal_the_expanded_samples():
     found = geometry(H, W, counts.sum(0), counts / counts.sum(0), tokens=counts.sum())
     for name in ("nc1", "nc1_trace", "cdnv_lc", "nc2_equinorm", "gnc2", "nc3", "unc3"):
         assert found["metrics"][name] == pytest.approx(expected[name], rel=1e-9), name
+
+
+def test_small_sample_p_values_are_exact():
+    """n <= 8: the p-value enumerates every ordering, as scipy's exact permutation test does;
+    a perfect rank correlation of 6 models has p = 2/720, not the t approximation's 0."""
+    x = np.array([3, 1, 4, 1.5, 5, 9])
+    y = np.array([2, 7, 1, 8, 2.5, 8.1])
+    found = analysis.spearman(x, y)
+    exact = scipy.stats.permutation_test(
+        (x,), lambda a: scipy.stats.spearmanr(a, y).statistic, permutation_type="pairings",
+        n_resamples=np.inf,
+    )  # fmt: skip
+    assert found["p"] == pytest.approx(exact.pvalue, rel=1e-9)
+    assert analysis.spearman(np.arange(6.0), np.arange(6.0) ** 3)["p"] == pytest.approx(2 / 720)

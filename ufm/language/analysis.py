@@ -16,6 +16,7 @@ A metric's collapse direction (`COLLAPSE_SIGN`): +1 where it falls as features c
 where it rises (NC4).
 """
 
+import itertools
 import math
 from typing import Any
 
@@ -36,15 +37,15 @@ COLLAPSE_SIGN = {
     "nc4": -1,
 }
 LABELS = {
-    "cdnv_lc": "NC1 (CDNV, the paper's)",
-    "nc1": "NC1 (Tr Sigma_W Sigma_B^+ / K)",
-    "nc2_equinorm": "NC2 equinorm (CV of mean norms)",
-    "nc2_equiangularity": "NC2 equiangularity (std of cosines)",
+    "cdnv_lc": "NC1: CDNV (the paper's)",
+    "nc1": "NC1: Tr(Sigma_W Sigma_B^+)/K",
+    "nc2_equinorm": "NC2 equinorm",
+    "nc2_equiangularity": "NC2 equiangularity",
     "interference_gap": "|interference + 1/(V-1)|",
-    "gnc2": "GNC2 (hyperspherical uniformity)",
+    "gnc2": "GNC2 (uniformity)",
     "nc3": "NC3 self-duality",
     "unc3": "UNC3 uniform duality",
-    "nc4": "NC4 agreement (validation)",
+    "nc4": "NC4 (validation)",
 }
 
 
@@ -62,16 +63,33 @@ def metric_table(ds: xr.Dataset) -> dict[str, np.ndarray]:
     return out
 
 
+EXACT_UP_TO = 8  # samples: below this the p-value enumerates all n! orderings
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Spearman's rho and its p-value over the finite pairs (None where undefined)."""
+    """Spearman's rho and its two-sided p-value over the finite pairs (None where undefined):
+    exact (every permutation of y) for n <= EXACT_UP_TO, where the t approximation is poor
+    (it gives p = 0 at |rho| = 1), else scipy's."""
     keep = np.isfinite(x) & np.isfinite(y)
     n = int(keep.sum())
     if n < 3 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
         return {"rho": None, "p": None, "n": n}
     result = scipy.stats.spearmanr(x[keep], y[keep])
     rho, p = float(result.statistic), float(result.pvalue)
+    if n <= EXACT_UP_TO:
+        p = _exact_p(x[keep], y[keep], rho)
     return {"rho": rho if math.isfinite(rho) else None, "p": p if math.isfinite(p) else None,
             "n": n}  # fmt: skip
+
+
+def _exact_p(x: np.ndarray, y: np.ndarray, rho: float) -> float:
+    """P(|rho'| >= |rho|) over all orderings of y (ties keep their average ranks)."""
+    rx, ry = scipy.stats.rankdata(x), scipy.stats.rankdata(y)
+    orders = np.array(list(itertools.permutations(range(len(y)))))
+    permuted = ry[orders]
+    rx, permuted = rx - rx.mean(), permuted - permuted.mean(axis=1, keepdims=True)
+    rhos = permuted @ rx / (np.linalg.norm(rx) * np.linalg.norm(permuted, axis=1))
+    return float(np.mean(np.abs(rhos) >= abs(rho) - 1e-12))
 
 
 def reading(result: dict[str, Any], sign: int) -> str:

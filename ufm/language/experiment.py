@@ -139,7 +139,7 @@ def draw(comparison: dict[str, Any]):
                 ax.scatter(r["validation_loss"], r[name], marker="o", s=70, facecolors="none",
                            edgecolors="black", lw=0.6)  # fmt: skip
         result = comparison["correlations"][name]["all"]
-        rho = "" if result["rho"] is None else f" (rho {result['rho']:+.2f})"
+        rho = "" if result["rho"] is None else f"\nrho {result['rho']:+.2f} across models"
         ax.set_title(analysis.LABELS[name] + rho, fontsize=8)
         ax.set_yscale("log" if _positive(rows, name) else "linear")
         ax.tick_params(labelsize=7)

@@ -30,6 +30,7 @@ MODULES = {
     "dhkd": "ufm.networks.dhkd",
     "dhkd-gaussian": "ufm.networks.dhkd_gaussian",
     "linguistic": "ufm.language.experiment",
+    "linguistic-ufm": "ufm.language.experiment_ufm",
 }
 
 
