@@ -258,3 +258,20 @@ def test_small_sample_p_values_are_exact():
     )  # fmt: skip
     assert found["p"] == pytest.approx(exact.pvalue, rel=1e-9)
     assert analysis.spearman(np.arange(6.0), np.arange(6.0) ** 3)["p"] == pytest.approx(2 / 720)
+
+
+@pytest.mark.slow
+def test_quick_ufm_comparison_end_to_end(tmp_path):
+    """`ufm experiment linguistic-ufm --quick`: two transformers on the synthetic language and
+    the next-token UFM solved at their widths, both measured over next-token classes."""
+    report_path = tmp_path / "u.json"
+    args = ["experiment", "linguistic-ufm", "--quick", "--out", str(tmp_path / "u.zarr"),
+            "--report", str(report_path), "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 0
+    result = json.loads(report_path.read_text())
+    assert [r["width"] for r in result["widths"]] == [16, 32]
+    for row in result["widths"]:
+        assert row["ufm"]["converged"], row["ufm"]
+        assert row["validation_loss"] > result["bayes_loss"]  # never below the entropy rate
+        assert row["ufm"]["loss"] > result["bayes_loss"]  # the UFM's data term is >= it too
+        assert 0 < row["ufm"]["metrics"]["gnc2"] < 0.1 and 0 < row["trained"]["gnc2"] < 0.1
