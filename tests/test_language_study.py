@@ -82,6 +82,12 @@ def test_measure_against_direct_forward(tiny_model):
     assert found["geometry"] == pytest.approx(geometry, rel=1e-8)
 
 
+def test_measure_refuses_a_context_longer_than_the_model(tiny_model):
+    model, data = tiny_model
+    with pytest.raises(InputError, match=r"context must be an integer in \[1, 8\]"):
+        measure(model, data.train, data.validation, 9)
+
+
 def test_token_geometry_by_hand():
     """Interference of an ETF is -1/(K-1); norms that rise with frequency correlate 1."""
     K = 5

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
+from ufm.errors import InputError
 from ufm.language.train import check_stream
 from ufm.metrics import Accumulator
 
@@ -69,6 +70,9 @@ def measure(
     """Every NC metric of `model`'s last hidden states over next-token classes (module
     docstring); at most `max_tokens` tokens of each stream (None: all)."""
     V = model.vocab_size
+    if not isinstance(context, int) or not 1 <= context <= model.context:
+        raise InputError(f"context must be an integer in [1, {model.context}] (the model's), "
+                         f"got {context!r}")  # fmt: skip
     train = check_stream(train, V, context, "train")
     validation = check_stream(validation, V, context, "validation")
     width = model.token_embedding.shape[1]
