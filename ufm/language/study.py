@@ -40,6 +40,7 @@ from ufm.language.train import TransformerConfig, train
 from ufm.language.transformer import Transformer
 from ufm.metrics import DEFINITIONS
 from ufm.networks import store
+from ufm.networks.grid import existing_store
 
 FORMAT = "ufm-language/1"
 GEOMETRY = (
@@ -144,7 +145,7 @@ def run(
         "format": FORMAT, "study": settings(study), "data": _canonical(data.description),
         "bayes_loss": data.bayes_loss, "versions": versions(),
     }  # fmt: skip
-    group = _existing(out, resume, attrs)
+    group = existing_store(out, resume, attrs, open_existing)
     with interrupts() as guard:
         if group is None:
             group = store.create(out, attrs, _coords(study, models, data), _layout(study, models),
@@ -170,19 +171,6 @@ def _open_group(path) -> zarr.Group:
         return zarr.open_group(Path(path), mode="r")
     except Exception as error:
         raise InputError(f"result: {str(path)!r} is not a zarr store ({error})") from None
-
-
-def _existing(out, resume: bool, attrs: dict):
-    if out is not None and Path(out).exists():
-        if not resume:
-            raise InputError(
-                f"out: {str(out)!r} exists; pass resume=True (--resume) to continue it, or "
-                "choose another path"
-            )
-        return open_existing(out, attrs)
-    if resume:
-        raise InputError(f"resume: {str(out)!r} does not exist")
-    return None
 
 
 def open_existing(path, attrs: dict) -> zarr.Group:

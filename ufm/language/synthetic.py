@@ -67,9 +67,9 @@ def _plogp(p):
 
 
 @dataclass(frozen=True)
-class MarkovLanguage:
-    """The source: `stationary` pi, `successor[i]` the next token of i on the cycle,
-    `advance[i]` = r_i, and `mixing` a (see the module docstring)."""
+class _Source:
+    """What both orders hold: the Zipf exponent and seed, `stationary` pi, the rule's
+    `successor` table, the advance probabilities r and the mixing weight."""
 
     zipf_exponent: float
     seed: int
@@ -81,6 +81,12 @@ class MarkovLanguage:
     @property
     def vocab_size(self) -> int:
         return len(self.stationary)
+
+
+@dataclass(frozen=True)
+class MarkovLanguage(_Source):
+    """The source: `stationary` pi, `successor[i]` the next token of i on the cycle,
+    `advance[i]` = r_i, and `mixing` a (see the module docstring)."""
 
     def transition_matrix(self) -> np.ndarray:
         """P[i, j], the probability that token j follows token i (dense V x V)."""
@@ -130,21 +136,10 @@ class MarkovLanguage:
 
 
 @dataclass(frozen=True)
-class PairMarkovLanguage:
+class PairMarkovLanguage(_Source):
     """The order-2 source (module docstring): `stationary` pi, `successor[a, b]` the next
     token of the pair (a, b) = (x_{t-2}, x_{t-1}) when the rule advances (a's successor on
     b's cycle), `advance[a]` = r_a, and `mixing` m."""
-
-    zipf_exponent: float
-    seed: int
-    stationary: np.ndarray
-    successor: np.ndarray
-    advance: np.ndarray
-    mixing: float
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.stationary)
 
     @property
     def order(self) -> int:

@@ -49,7 +49,7 @@ def train(
     """
     data = dataset(data) if isinstance(data, str) else data
     plan = _plan(data, _fixed(training), grid or {}, _sweep_grid.seed_list(seeds), record)
-    group = _existing(out, resume, plan.attrs)
+    group = existing_store(out, resume, plan.attrs)
     with interrupts() as guard:
         if group is None:
             group = store.create(
@@ -93,15 +93,16 @@ def _plan(data: Dataset, fixed: Training, grid: dict, seeds: list[int], record) 
     )  # fmt: skip
 
 
-def _existing(out, resume: bool, attrs: dict):
-    """The store `out` to resume (checked against `attrs`), or None to make a new one."""
+def existing_store(out, resume: bool, attrs: dict, open_existing=store.open_existing):
+    """The store `out` to resume (checked against `attrs` by `open_existing`), or None to
+    make a new one."""
     if out is not None and Path(out).exists():
         if not resume:
             raise InputError(
                 f"out: {str(out)!r} exists; pass resume=True (--resume) to continue it, or "
                 "choose another path"
             )
-        return store.open_existing(out, attrs)
+        return open_existing(out, attrs)
     if resume:
         raise InputError(f"resume: {str(out)!r} does not exist")
     return None
