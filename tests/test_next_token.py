@@ -36,7 +36,7 @@ def test_loss_is_the_documented_sum():
     p = ufm.make("next-token", K=5, d=3, lambda_W=0.3, lambda_H=0.7)
     W, H = _random_features(p)
     params = _solver_params(p, W, H)
-    np.testing.assert_allclose(np.asarray(p.features(params)), H, rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(p.feature_columns(params)), H, rtol=1e-14)
     P, pi = np.asarray(p.targets), np.asarray(p.weights)
     Z = W @ H
     lse = np.log(np.exp(Z - Z.max(0)).sum(0)) + Z.max(0)
@@ -110,7 +110,7 @@ def test_zipfian_K64_converges_and_its_features_are_the_convex_minimizer():
     sol = ufm.solve(p, restarts=1)
     assert sol.converged, sol.status
     assert float(sol.loss) == pytest.approx(bound.value, rel=1e-9)
-    Z = np.asarray(sol.params["W"]) @ np.asarray(p.features(sol.params))
+    Z = np.asarray(sol.params["W"]) @ np.asarray(p.feature_columns(sol.params))
     Z_scaled = np.asarray(sol.params["W"]) @ np.asarray(sol.params["S"])
     np.testing.assert_allclose(Z_scaled, Z * np.sqrt(np.asarray(p.weights)), atol=1e-12)
     assert np.linalg.norm(Z - bound.logits) <= 1e-4 * np.linalg.norm(bound.logits)

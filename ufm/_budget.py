@@ -158,7 +158,7 @@ def problem_sizes(problem, shapes=None) -> Sizes:
     import jax
 
     unknowns = sum(math.prod(x.shape) for x in jax.tree.leaves(shapes))
-    H = jax.eval_shape(problem.features, shapes).shape  # params["H"] unless a model maps
+    H = jax.eval_shape(problem.feature_columns, shapes).shape  # params["H"] unless a model maps
     K = int(problem.K)
     return Sizes(unknowns, math.prod(H), K * H[1], K)
 

@@ -84,7 +84,7 @@ def _found(problem, params):
     """NC metrics and class-mean quantities of one solution (`ufm.check` computes the same)."""
     labels = problem.labels
     K = int(labels.max()) + 1
-    W, H, b = problem.classifier(params), problem.features(params), params.get("b")
+    W, H, b = problem.classifier(params), problem.feature_columns(params), params.get("b")
     summary = metrics.summary(H, jnp.asarray(labels), K, W, b)
     return summary, class_mean_quantities(W, H, b, labels, K)
 

@@ -96,7 +96,7 @@ def found_quantities(
     `standard`: ``class_mean_quantities`` of it if the caller has them already."""
     if standard is None:
         W = np.asarray(problem.classifier(params), dtype=float)
-        H = np.asarray(problem.features(params), dtype=float)
+        H = np.asarray(problem.feature_columns(params), dtype=float)
         b = None if params.get("b") is None else np.asarray(params["b"], dtype=float)
         y = problem.labels
         standard = class_mean_quantities(W, H, b, y, int(y.max()) + 1, xp=np)
@@ -104,7 +104,7 @@ def found_quantities(
     # on the host: a LAPACK call per point inside a sweep's chunk would run one by one
     out["logits_sv"] = np.linalg.svd(out["logits"], compute_uv=False)
     # compared only where the theory fixes H itself (vicinity: H0 pins the rotation)
-    out["H"] = np.asarray(problem.features(params), dtype=float)
+    out["H"] = np.asarray(problem.feature_columns(params), dtype=float)
     if type(problem).extra_quantities is not AbstractProblem.extra_quantities:
         extra = problem.extra_quantities(params)
         out |= {k: np.asarray(v, dtype=float) for k, v in extra.items()}
@@ -112,9 +112,11 @@ def found_quantities(
 
 
 def nc_metrics(problem: AbstractProblem, params: dict[str, Any]) -> dict[str, float]:
-    """`ufm.metrics.summary` of the features (`AbstractProblem.features`) against the
+    """`ufm.metrics.summary` of the features (`AbstractProblem.feature_columns`) against the
     end-to-end classifier."""
-    return _summary(problem, problem.features(params), problem.classifier(params), params.get("b"))
+    return _summary(
+        problem, problem.feature_columns(params), problem.classifier(params), params.get("b")
+    )
 
 
 def layer_metrics(problem: AbstractProblem, params: dict[str, Any]) -> list[dict[str, float]]:
@@ -184,7 +186,7 @@ def quantity_errors(
     if problem.collapsed_columns:
         # NC1: the spread around the class means, relative to the predicted ||H||_F
         spread = float(np.linalg.norm(found["within_class"]))
-        scale = float(np.linalg.norm(problem.features(theory.params)))
+        scale = float(np.linalg.norm(problem.feature_columns(theory.params)))
         errors["within_class"] = spread / scale if scale > 0 else spread
     errors |= {k: relative_error(found[k], v) for k, v in theory.quantities.items()}
     layers = problem.layers(params) if theory.layers else []

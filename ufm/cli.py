@@ -121,7 +121,7 @@ def _solve_report(args) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     out |= problem.extra_report(sol.params, report.theory)
     arrays = {k: np.asarray(v) for k, v in sol.params.items()} | problem.data_arrays()
     arrays.setdefault("W", np.asarray(sol.classifier))  # a fixed or end-to-end classifier
-    arrays.setdefault("H", np.asarray(problem.features(sol.params)))  # next-token solves S
+    arrays.setdefault("H", np.asarray(problem.feature_columns(sol.params)))  # next-token solves S
     return out, arrays | {"y": problem.labels}
 
 

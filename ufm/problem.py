@@ -50,7 +50,7 @@ class AbstractProblem(eqx.Module):
     keyword of `make`), and implements the classmethod `make` (validating its keywords with
     one-line `ufm.InputError` s), `loss`, `init`, `theory`, `hyperparameters` and the
     property `labels`. The other methods are optional hooks with defaults: `classifier`,
-    `features`, `weight_decay`, `optimal_features`, `extra_report`, `data_arrays`,
+    `feature_columns`, `weight_decay`, `optimal_features`, `extra_report`, `data_arrays`,
     `extra_quantities`, `layers`, `symmetry_tangents`, `certificate`, `claims`, `sizes`,
     `collapsed_columns`, `nonnegative` (and `critical_mu`, read by `ufm plot` where a model
     has it). `ufm.solve` also reads the dtype of an array field `lambda_W`.
@@ -112,10 +112,10 @@ class AbstractProblem(eqx.Module):
         return None
 
     def classifier(self, params: dict[str, Array]) -> Array:
-        """The end-to-end classifier (K, d) applied to `features`."""
+        """The end-to-end classifier (K, d) applied to `feature_columns`."""
         return params["W"]
 
-    def features(self, params: dict[str, Array]) -> Array:
+    def feature_columns(self, params: dict[str, Array]) -> Array:
         """The features (d, N) that the classifier applies to: ``params["H"]`` by default. A
         model that optimizes in other coordinates (next-token: S = H D^{1/2}) maps them
         back here; `ufm.check`, the NC metrics and sweeps read features only through it."""

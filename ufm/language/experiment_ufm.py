@@ -64,7 +64,7 @@ def ufm_side(width: int, language: dict[str, Any]) -> dict[str, Any]:
         entropy_rate=language.get("entropy_rate"),
     )  # fmt: skip
     solution = ufm.solve(problem, restarts=1, max_steps=40_000)
-    H = np.asarray(problem.features(solution.params))
+    H = np.asarray(problem.feature_columns(solution.params))
     W = np.asarray(solution.params["W"])
     found = model_side.geometry(H, W, np.asarray(problem.weights), np.asarray(problem.targets))
     return {

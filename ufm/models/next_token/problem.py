@@ -14,7 +14,7 @@ Variables. The solver's unknowns are ``params = {"W": W, "S": S}`` with S = H D^
 penalty is then lambda_H/2 ||S||_F^2, the same for every column, and the data term's
 curvature in s_m is W^T CE'' W whatever pi_m (in H a column's curvature carries pi_m: pi_m
 lambda_H = 9e-8 for the rarest corpus bigram context at V = 1024, which left L-BFGS
-ill-conditioned and the gradient test out of reach). The features are ``features(params)``
+ill-conditioned and the gradient test out of reach). The features are ``feature_columns(params)``
 = S D^{-1/2}: `ufm.check`, the NC metrics, the Grams and the geometry read them through it,
 and `theory().params` is in the same variables (W, S).
 
@@ -177,21 +177,27 @@ class NextTokenProblem(AbstractProblem):
         lambda_H/2 ||S||^2: the smallest curvature is the smaller lambda, as in the plain UFM."""
         return jnp.minimum(self.lambda_H, self.lambda_W)
 
-    def features(self, params: dict[str, Array]) -> Float[Array, "d M"]:
+    def feature_columns(self, params: dict[str, Array]) -> Float[Array, "d M"]:
         """The features H = S D^{-1/2} (column m: s_m / sqrt(pi_m)) of the solver's S."""
         return params["S"] / jnp.sqrt(self.weights)[None, :]
 
     def scaled(self, H: Float[Array, "d M"]) -> Float[Array, "d M"]:
-        """The solver's S = H D^{1/2} of features H (the inverse of `features`)."""
+        """The solver's S = H D^{1/2} of features H (the inverse of `feature_columns`)."""
         return H * jnp.sqrt(self.weights)[None, :]
 
     def loss(self, params: dict[str, Array]) -> Float[Array, ""]:
-        """f at W = params["W"], H = features(params) (module docstring); the feature penalty
+        """f at W = params["W"], H = feature_columns(params) (module docstring); the feature penalty
         sum_m pi_m ||h_m||^2 is ||S||_F^2."""
         S, W = params["S"], params["W"]
         ones = jnp.ones_like(self.weights)
         data_term, penalty = soft_label_terms(
-            W @ self.features(params), S, self.targets, self.weights, ones, self.lambda_H, "ce"
+            W @ self.feature_columns(params),
+            S,
+            self.targets,
+            self.weights,
+            ones,
+            self.lambda_H,
+            "ce",
         )
         return data_term + penalty + self.lambda_W / 2 * jnp.sum(W**2)
 
@@ -213,13 +219,13 @@ class NextTokenProblem(AbstractProblem):
     def extra_quantities(self, params: dict[str, Array]) -> dict[str, np.ndarray]:
         """The feature Gram ``H_gram`` (of H, not S) and the logits of every context,
         ``column_logits``."""
-        H = self.features(params)
+        H = self.feature_columns(params)
         return {"H_gram": H.T @ H, "column_logits": params["W"] @ H}
 
     def certificate(self, params: dict[str, Any], loss: float) -> dict[str, Any]:
         """The duality gap of the convex program at the point's logits: a lower bound on
         the minimum for every d (`ufm.models.plain.certificate` with soft targets)."""
-        Z = np.asarray(params["W"], float) @ np.asarray(self.features(params), float)
+        Z = np.asarray(params["W"], float) @ np.asarray(self.feature_columns(params), float)
         w = np.asarray(self.weights, float)
         out = certificate("ce", Z, None, self.mu, loss, "none", 0.0, w,
                           targets=np.asarray(self.targets, float))  # fmt: skip
