@@ -16,9 +16,9 @@ from ufm import cli
 from ufm.errors import InputError
 from ufm.language import analysis, experiment
 from ufm.language.data import language_data
-from ufm.language.measure import measure, token_geometry, windows
+from ufm.language.measure import measure, token_geometry
 from ufm.language.study import Study, open_study, run, trained_model
-from ufm.language.train import TransformerConfig, evaluate, train
+from ufm.language.train import TransformerConfig, evaluate, train, windows
 from ufm.metrics import report
 
 SYNTHETIC = (("train_tokens", 20_000), ("validation_tokens", 5_000))

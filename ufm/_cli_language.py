@@ -9,7 +9,7 @@ study of `ufm experiment linguistic` (with ``--quick``: its small version).
 import dataclasses
 from pathlib import Path
 
-from . import _argv, _output
+from . import _argv
 from .errors import InputError
 
 MAX_CONTEXT = 4096
@@ -113,14 +113,11 @@ def run(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from ._cli_train import _interruptible, _show
+    from ._cli_train import _interruptible, check_outputs, emit
     from .language import experiment
     from .language.study import run as run_study
 
-    for flag, path, suffixes in (("--figure", args.figure, (".png", ".pdf", ".svg")),
-                                 ("--report", args.report, (".json",))):  # fmt: skip
-        if path is not None and path.suffix.lower() not in suffixes:
-            raise InputError(f"{flag}: {str(path)!r} must end in {' or '.join(suffixes)}")
+    check_outputs(args)
     study = study_of(args)
     result = _interruptible(
         lambda: run_study(study, args.out, resume=args.resume, progress=not args.no_progress)
@@ -128,12 +125,4 @@ def run(args) -> int:
     if isinstance(result, int):
         return result
     comparison = experiment.compare(result)
-    if args.figure is not None:
-        experiment.plot(result, comparison, args.figure)
-    if args.report is not None:
-        _output.write_text(args.report, _output.dumps(comparison) + "\n")
-    if args.json:
-        print(_output.dumps(comparison))
-    else:
-        _show({"store": str(args.out)} | comparison["summary"], False)
-    return 0
+    return emit(args, experiment.plot, result, comparison, {"store": str(args.out)})

@@ -167,18 +167,37 @@ def _short(value):
     return f"{value:.4g}" if isinstance(value, float) else value
 
 
-def experiment(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from .networks import experiments
-
+def check_outputs(args) -> None:
+    """--figure and --report, checked before any training: the suffix and the directory."""
     for flag, path, suffixes in (("--figure", args.figure, (".png", ".pdf", ".svg")),
                                  ("--report", args.report, (".json",))):  # fmt: skip
         if path is not None and path.suffix.lower() not in suffixes:
             raise InputError(f"{flag}: {str(path)!r} must end in {' or '.join(suffixes)}")
         if path is not None and not path.resolve().parent.is_dir():
             raise InputError(f"{flag}: directory {str(path.parent)!r} does not exist")
+
+
+def emit(args, plot, ds, comparison: dict, header: dict) -> int:
+    """Draw the figure and write the report if asked; print the comparison (JSON, or its
+    summary under `header`)."""
+    if args.figure is not None:
+        plot(ds, comparison, args.figure)
+    if args.report is not None:
+        _output.write_text(args.report, _output.dumps(comparison) + "\n")
+    if args.json:
+        print(_output.dumps(comparison))
+    else:
+        _show(header | comparison["summary"], False)
+    return 0
+
+
+def experiment(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .networks import experiments
+
+    check_outputs(args)
     result = _interruptible(
         lambda: experiments.run(
             args.name, args.out, quick=args.quick, resume=args.resume,
@@ -188,12 +207,5 @@ def experiment(args) -> int:
     if isinstance(result, int):
         return result
     ds, comparison = result
-    if args.figure is not None:
-        experiments.module(args.name).plot(ds, comparison, args.figure)
-    if args.report is not None:
-        _output.write_text(args.report, _output.dumps(comparison) + "\n")
-    if args.json:
-        print(_output.dumps(comparison))
-    else:
-        _show({"experiment": args.name, "store": str(args.out)} | comparison["summary"], False)
-    return 0
+    header = {"experiment": args.name, "store": str(args.out)}
+    return emit(args, experiments.module(args.name).plot, ds, comparison, header)

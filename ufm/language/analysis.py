@@ -72,7 +72,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     (it gives p = 0 at |rho| = 1), else scipy's."""
     keep = np.isfinite(x) & np.isfinite(y)
     n = int(keep.sum())
-    if n < 3 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
+    if n < 3 or _constant(x[keep]) or _constant(y[keep]):
         return {"rho": None, "p": None, "n": n}
     result = scipy.stats.spearmanr(x[keep], y[keep])
     rho, p = float(result.statistic), float(result.pvalue)
@@ -80,6 +80,11 @@ def spearman(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         p = _exact_p(x[keep], y[keep], rho)
     return {"rho": rho if math.isfinite(rho) else None, "p": p if math.isfinite(p) else None,
             "n": n}  # fmt: skip
+
+
+def _constant(values: np.ndarray) -> bool:
+    """Equal up to rounding (rho is then undefined)."""
+    return bool(np.ptp(values) <= 1e-12 * np.max(np.abs(values)))
 
 
 def _exact_p(x: np.ndarray, y: np.ndarray, rho: float) -> float:

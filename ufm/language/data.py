@@ -75,16 +75,10 @@ def language_data(source: str = "docstrings", vocab_size: int = 1024, **options)
 
 def _docstrings(vocab_size: int) -> LanguageData:
     from ufm.language.corpus import build_corpus
-    from ufm.language.tokenizer import token_counts, train_tokenizer
+    from ufm.language.tokenizer import train_tokenizer
 
     corpus = build_corpus(cache_dir=cache_dir())
-    distinct = len(token_counts(corpus.split("train"))) + 2  # + <unk>, <eod>
-    if vocab_size > distinct:
-        raise InputError(
-            f"vocab_size must be <= {distinct}, the corpus' distinct train tokens plus <unk> "
-            f"and <eod>; got {vocab_size}"
-        )
-    tokenizer = train_tokenizer(corpus, vocab_size)
+    tokenizer = train_tokenizer(corpus, vocab_size)  # V above the corpus' tokens: InputError
     train = tokenizer.encode_documents(corpus.split("train"))
     validation = tokenizer.encode_documents(corpus.split("validation"))
     description = {

@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from ufm.language import analysis
+from ufm.language.measure import finite_or_none
 from ufm.language.study import Study
 from ufm.language.study import run as run_study
 
@@ -45,19 +46,14 @@ def models(ds: xr.Dataset) -> list[dict[str, Any]]:
                                                    "seed")}  # fmt: skip
         row |= {
             "epochs": float(ds["epochs"].values[i]),
-            "validation_loss": _number(ds["validation_loss"].values[i]),
-            "train_loss": _number(ds["train_loss"].values[i]),
-            "seconds": _number(ds["seconds"].values[i]),
+            "validation_loss": finite_or_none(ds["validation_loss"].values[i]),
+            "train_loss": finite_or_none(ds["train_loss"].values[i]),
+            "seconds": finite_or_none(ds["seconds"].values[i]),
             "done": bool(ds["done"].values[i]),
         }
-        row |= {name: _number(values[i]) for name, values in table.items()}
+        row |= {name: finite_or_none(values[i]) for name, values in table.items()}
         rows.append(row)
     return rows
-
-
-def _number(value) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
 
 
 def compare(ds: xr.Dataset) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from ufm.language import experiment, model_side
+from ufm.language.measure import finite_or_none
 from ufm.language.study import Study
 from ufm.language.study import run as run_study
 
@@ -92,8 +93,8 @@ def compare(ds: xr.Dataset) -> dict[str, Any]:
         metrics = dict(zip(ds["metric"].values.tolist(), ds["metrics"].values[i], strict=True))
         geometry = dict(zip(ds["quantity"].values.tolist(), ds["geometry"].values[i],
                             strict=True))  # fmt: skip
-        trained = {k: _number(metrics[k]) for k in COMPARED}
-        trained |= {k: _number(geometry[k]) for k in GEOMETRY}
+        trained = {k: finite_or_none(metrics[k]) for k in COMPARED}
+        trained |= {k: finite_or_none(geometry[k]) for k in GEOMETRY}
         rows.append({
             "width": width,
             "validation_loss": float(ds["validation_loss"].values[i]),
@@ -106,11 +107,6 @@ def compare(ds: xr.Dataset) -> dict[str, Any]:
     base["widths"] = rows
     base["summary"] |= {f"d={r['width']}": _line(r) for r in rows}
     return base
-
-
-def _number(value) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
 
 
 def _line(row: dict[str, Any]) -> str:

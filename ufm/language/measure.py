@@ -20,10 +20,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 
 from ufm.errors import InputError
-from ufm.language.train import check_stream
+from ufm.language.analysis import spearman
+from ufm.language.train import check_stream, windows
 from ufm.metrics import Accumulator
 
 WINDOWS_PER_BATCH = 64
@@ -38,18 +38,6 @@ def _forward(model, windows):
     picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     loss = jnp.sum(jax.nn.logsumexp(logits, axis=-1) - picked)
     return hidden.reshape(-1, hidden.shape[-1]).astype(jnp.float64), targets.reshape(-1), loss
-
-
-def windows(stream: np.ndarray, context: int, max_tokens: int | None) -> np.ndarray:
-    """Non-overlapping windows of context + 1 tokens (window i starts at i context), at
-    most max_tokens / context of them, evenly spread over the stream."""
-    count = (len(stream) - 1) // context
-    chosen = np.arange(count)
-    if max_tokens is not None and count * context > max_tokens:
-        keep = max(1, max_tokens // context)
-        chosen = np.unique(np.linspace(0, count - 1, keep).round().astype(int))
-    index = chosen[:, None] * context + np.arange(context + 1)[None, :]
-    return stream[index]
 
 
 def batches(model, stream, context: int, max_tokens: int | None, totals: dict):
@@ -88,7 +76,7 @@ def measure(
         return batches(model, validation, context, max_tokens, held)
 
     report = acc.report(W, samples=held_out, held_out=True)
-    metrics = {k: _finite(v) for k, v in report["metrics"].items()}
+    metrics = {k: finite_or_none(v) for k, v in report["metrics"].items()}
     counts = np.asarray(acc.stats.counts)
     means = np.asarray(acc.stats.means)
     return {
@@ -103,8 +91,10 @@ def measure(
     }
 
 
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
+def finite_or_none(value) -> float | None:
+    """The value as a float, None where it is nan or inf (strict JSON has neither)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def token_geometry(means: np.ndarray, counts: np.ndarray, W: np.ndarray) -> dict[str, Any]:
@@ -123,20 +113,13 @@ def token_geometry(means: np.ndarray, counts: np.ndarray, W: np.ndarray) -> dict
     Wa = W[alive]
     w_norms = np.linalg.norm(Wa, axis=1)
     return {
-        "mean_norm_frequency_spearman": _spearman(mean_norms, n),
-        "classifier_norm_frequency_spearman": _spearman(w_norms, n),
+        "mean_norm_frequency_spearman": spearman(mean_norms, n)["rho"],
+        "classifier_norm_frequency_spearman": spearman(w_norms, n)["rho"],
         "classifier_interference": _mean_cosine(Wa),
         "mean_interference": _mean_cosine(centred.T),
-        "mean_norm_cv": _finite(float(np.std(mean_norms) / np.mean(mean_norms))),
-        "classifier_norm_cv": _finite(float(np.std(w_norms) / np.mean(w_norms))),
+        "mean_norm_cv": finite_or_none(np.std(mean_norms) / np.mean(mean_norms)),
+        "classifier_norm_cv": finite_or_none(np.std(w_norms) / np.mean(w_norms)),
     }
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman's rho; None where either side is constant (up to rounding)."""
-    if any(np.ptp(x) <= 1e-12 * np.max(np.abs(x)) for x in (a, b)):
-        return None
-    return _finite(float(scipy.stats.spearmanr(a, b).statistic))
 
 
 def _mean_cosine(rows: np.ndarray) -> float | None:
@@ -147,4 +130,4 @@ def _mean_cosine(rows: np.ndarray) -> float | None:
     if k < 2:
         return None
     total = np.sum(unit.sum(axis=0) ** 2) - k  # sum over ordered pairs i != j
-    return _finite(float(total / (k * (k - 1))))
+    return finite_or_none(total / (k * (k - 1)))

@@ -40,7 +40,7 @@ from ufm.language.train import TransformerConfig, train
 from ufm.language.transformer import Transformer
 from ufm.metrics import DEFINITIONS
 from ufm.networks import store
-from ufm.networks.grid import existing_store
+from ufm.networks.grid import existing_store, nan_padded
 
 FORMAT = "ufm-language/1"
 GEOMETRY = (
@@ -248,12 +248,10 @@ class _Stop(Exception):
 def _train_missing(study, models, data, group, out, progress, guard) -> None:
     done = np.asarray(group["done"][...], dtype=bool)
     total = sum(m["steps"] for m in models)
-    shown = _sweep_run._progress(
-        progress, total, sum(m["steps"] for m, d in zip(models, done, strict=True) if d),
-        label="train", unit="steps",
-    )  # fmt: skip
-    count, state = int(done.sum()), {"done": total - sum(
-        m["steps"] for m, d in zip(models, done, strict=True) if not d)}  # fmt: skip
+    state = {"done": sum(m["steps"] for m, d in zip(models, done, strict=True) if d)}
+    shown = _sweep_run._progress(progress, total, state["done"], label="train", unit="steps")
+    count = int(done.sum())
+    steps_width, parameters_width = group["step"].shape[0], group["parameters"].shape[1]
 
     def tick(step: int, loss: float) -> None:
         if guard.requested:
@@ -268,14 +266,13 @@ def _train_missing(study, models, data, group, out, progress, guard) -> None:
                 continue
             try:
                 columns = _train_one(study, model, data, tick)
-                columns["history_loss"] = _padded(columns["history_loss"], group["step"].shape[0])
-                columns["parameters"] = _padded(columns["parameters"],
-                                                group["parameters"].shape[1])  # fmt: skip
             except _Stop:
                 raise SweepInterrupted(
                     guard.signum, count, len(models), out, out is not None, guard.forced,
                     unit="models", job="study",
                 ) from None  # fmt: skip
+            columns["history_loss"] = nan_padded(columns["history_loss"], steps_width)
+            columns["parameters"] = nan_padded(columns["parameters"], parameters_width)
             store.write(group, (index,), columns, guard)
             count += 1
     finally:
@@ -303,12 +300,6 @@ def _train_one(study: Study, model: dict, data: LanguageData, tick) -> dict[str,
     }
 
 
-def _padded(values: np.ndarray, size: int) -> np.ndarray:
-    out = np.full(size, np.nan)
-    out[: values.size] = values
-    return out
-
-
 def _row(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
@@ -320,9 +311,8 @@ def trained_model(ds: xr.Dataset, index: int) -> Transformer:
                                                       "seed")}  # fmt: skip
     fresh = _fresh(study, model)
     params, static = eqx.partition(fresh, eqx.is_inexact_array)
-    _, unravel = ravel_pytree(params)
-    size = _parameter_count(study, model)
-    flat = np.asarray(ds["parameters"].values[index][:size])
+    template, unravel = ravel_pytree(params)
+    flat = np.asarray(ds["parameters"].values[index][: template.size])
     dtype = jax.numpy.dtype(study.dtype)
     return eqx.combine(unravel(jax.numpy.asarray(flat, dtype=dtype)), static)
 

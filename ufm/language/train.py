@@ -211,17 +211,27 @@ def _summed_loss(model, windows):
     return next_token_loss(model, windows) * windows[:, 1:].size
 
 
+def windows(stream: np.ndarray, context: int, max_tokens: int | None = None) -> np.ndarray:
+    """The non-overlapping windows of context + 1 tokens of `stream` (window i starts at
+    i context, so every token after the first is predicted once, up to a shorter tail); with
+    `max_tokens`, at most max_tokens / context of them, evenly spread over the stream."""
+    count = (len(stream) - 1) // context
+    chosen = np.arange(count)
+    if max_tokens is not None and count * context > max_tokens:
+        keep = max(1, max_tokens // context)
+        chosen = np.unique(np.linspace(0, count - 1, keep).round().astype(int))
+    index = chosen[:, None] * context + np.arange(context + 1)[None, :]
+    return stream[index]
+
+
 def evaluate(model: Transformer, stream, context: int) -> float:
     """Mean next-token loss (nats) over the non-overlapping windows of `stream` (module
     docstring), evaluated EVAL_CHUNK windows at a time."""
     _check_int("context", context, 1)
     if context > model.context:
         raise InputError(f"context must be <= the model's context {model.context}, got {context}")
-    tokens = check_stream(stream, model.vocab_size, context)
-    count = (len(tokens) - 1) // context
-    index = np.arange(count)[:, None] * context + np.arange(context + 1)[None, :]
-    windows = tokens[index]
+    picked = windows(check_stream(stream, model.vocab_size, context), context)
     total = 0.0
-    for start in range(0, count, EVAL_CHUNK):
-        total += float(_summed_loss(model, jnp.asarray(windows[start : start + EVAL_CHUNK])))
-    return total / (count * context)
+    for start in range(0, len(picked), EVAL_CHUNK):
+        total += float(_summed_loss(model, jnp.asarray(picked[start : start + EVAL_CHUNK])))
+    return total / (len(picked) * context)

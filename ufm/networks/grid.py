@@ -323,8 +323,8 @@ def _columns(
         "seconds": np.float64(result["seconds"]),
     }
     for h in HISTORY:
-        columns[f"history_{h}"] = _padded(result["history"][h], epochs)
-    return columns | {"parameters": _padded(result["parameters"], parameters)}
+        columns[f"history_{h}"] = nan_padded(result["history"][h], epochs)
+    return columns | {"parameters": nan_padded(result["parameters"], parameters)}
 
 
 def _heads(records: list[dict], units: int) -> dict[str, np.ndarray]:
@@ -347,7 +347,8 @@ def _heads(records: list[dict], units: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _padded(values: np.ndarray, size: int) -> np.ndarray:
+def nan_padded(values: np.ndarray, size: int) -> np.ndarray:
+    """`values` followed by NaN up to `size` (a store's fixed-length row)."""
     out = np.full(size, np.nan)
     out[: values.size] = values
     return out

@@ -16,8 +16,6 @@ Three sources, all order 1 (a context is the previous token):
 
 import dataclasses
 import functools
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -83,25 +81,17 @@ def contexts_from_counts(C: np.ndarray) -> Contexts:
     )
 
 
-def corpus_cache_dir() -> Path:
-    """Where the built corpus is kept between runs: $UFM_CACHE_DIR, else ~/.cache/ufm."""
-    return Path(os.environ.get("UFM_CACHE_DIR", Path.home() / ".cache" / "ufm"))
-
-
 @functools.lru_cache(maxsize=8)
 def corpus_bigrams(V: int) -> np.ndarray:
     """The bigram counts (V x V) of the bundled corpus' train split, encoded by its size-V
-    tokenizer (first call: the corpus build, ~20 s; later ones read its cache)."""
-    from ...language.corpus import build_corpus
-    from ...language.tokenizer import train_tokenizer
+    tokenizer (first call: the corpus build, ~20 s; later ones read its cache): the train
+    stream of `ufm.language.data.language_data`, the one the language models train on."""
+    from ...language.data import language_data
 
     if not 3 <= V <= MAX_BIGRAM_VOCAB:
         raise InputError(f"K (the vocabulary size V) must be in [3, {MAX_BIGRAM_VOCAB}] for "
                          f"source='bigram'; got {V}")  # fmt: skip
-    corpus = build_corpus(cache_dir=corpus_cache_dir())
-    tokenizer = train_tokenizer(corpus, V)  # V above the corpus' distinct tokens: InputError
-    stream = tokenizer.encode_documents(corpus.split("train"))
-    return bigram_counts(stream, V)
+    return bigram_counts(language_data("docstrings", V).train, V)
 
 
 def load(source: str, K: int, zipf_exponent, entropy_rate, deterministic, seed) -> Contexts:
