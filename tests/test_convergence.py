@@ -232,13 +232,18 @@ def test_progress_reports_every_step_and_changes_nothing(monkeypatch, capsys):
 
     problem = ufm.make("plain", loss="ce", K=3, n=4, d=4, lambda_W=1e-3, lambda_H=1e-3)
     seen = []
-    quiet = ufm.solve(problem, progress=False)
-    loud = ufm.solve(problem, progress=lambda *report: seen.append(report))
+    quiet = ufm.solve(problem, progress=False, route="full")
+    loud = ufm.solve(problem, progress=lambda *report: seen.append(report), route="full")
     assert float(quiet.loss) == float(loud.loss) and int(quiet.steps) == int(loud.steps)
     assert [s[0] for s in seen] == list(range(1, int(loud.steps) + 1))
     step, loss, grad_norm, tol = seen[-1]
     assert loss == float(loud.loss) and grad_norm == float(loud.grad_norm) <= tol
-    ufm.solve(problem, progress=True)
+    # the collapsed route reports the class-mean problem, the same objective up to rounding
+    seen.clear()
+    collapsed = ufm.solve(problem, progress=lambda *report: seen.append(report))
+    assert collapsed.route == "collapsed" and seen[-1][0] == int(collapsed.steps)
+    assert seen[-1][1] == pytest.approx(float(collapsed.loss), rel=1e-13)
+    ufm.solve(problem, progress=True, route="full")
     err = capsys.readouterr().err
     assert f"solve: step {int(loud.steps)}/10000" in err and "converged at" in err
     # progress=None: on from AUTO_UNKNOWNS unknowns x restarts (3*4 + 4*12 = 60 here)

@@ -50,8 +50,6 @@ from .registry import REGISTRY as REGISTRY
 from .registry import make as make
 from .registry import register as register
 from .solve import solve as solve
-from .sweeps import open_result as open_result
-from .sweeps import sweep as sweep
 
 __version__ = "0.1.0"
 
@@ -81,12 +79,23 @@ __all__ = [
 ]
 
 _LAZY = {"plot", "verify", "claims"}  # imported on first use (matplotlib; the catalog)
+_LAZY_NAMES = {"sweep": "sweeps", "open_result": "sweeps"}  # name -> module (xarray, zarr)
 
 
 def __getattr__(name: str):
+    """The modules in `_LAZY` and the names in `_LAZY_NAMES`, imported on first use: they
+    pull in matplotlib, xarray, pandas and zarr (~0.6 s), which solving does not need."""
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
     raise AttributeError(f"module 'ufm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def theory(problem) -> Theory:

@@ -29,8 +29,8 @@ stage, and in stage 0 their gradient is the one in v.
 
 import jax
 import jax.numpy as jnp
-import optax.tree_utils as otu
 
+from . import _lbfgs
 from ._solution import RESULTS
 from .errors import InputError
 
@@ -63,18 +63,18 @@ def _map(params: dict, names, fn) -> dict:
     return {k: fn(k, x) if k in names else x for k, x in params.items()}
 
 
-def run(problem, params, optimizer, tols, max_steps: int, options: dict, minimize):
+def run(problem, params, tols, max_steps: int, minimize):
     """Optimize one start of a problem with nonnegative parameters (module docstring).
     `tols`: (the convergence test's tolerance, stage 0's coarse one), functions of the
-    params; `minimize`, `optimizer` and `options` are `ufm.solve`'s. Returns (params, loss,
-    projected grad_norm, steps of every stage, result)."""
+    params; `minimize(fun, params, tol, max_steps)`: `ufm.solve.minimizer`'s loop. Returns
+    (params, loss, projected grad_norm, steps of every stage, result)."""
     names = bounded_names(problem, params)
     tol, coarse = tols
     relu = lambda y: jnp.maximum(y, 0)
     curvature = problem.weight_decay().astype(jax.tree.leaves(params)[0].dtype)
 
     def norm(x, grad):
-        return otu.tree_norm(projected_gradient(x, grad, names))
+        return _lbfgs.norm(projected_gradient(x, grad, names))
 
     def cond(carry):
         x, value, grad, steps, stage = carry
@@ -91,10 +91,8 @@ def run(problem, params, optimizer, tols, max_steps: int, options: dict, minimiz
         p, _, _, more, _ = minimize(
             lambda p: problem.loss(to_x(p)),
             start,
-            optimizer,
             lambda p: jnp.where(first, coarse(to_x(p)), tol(to_x(p))),
             jnp.where(first, max_steps - max_steps // 2, max_steps - steps),
-            **options,
         )
         x = to_x(p)
         value, grad = jax.value_and_grad(problem.loss)(x)

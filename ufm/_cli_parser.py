@@ -50,6 +50,13 @@ def _add_solve(commands, registry) -> None:
         _add_model_flags(sub, cls.hypers)
         sub.add_argument("--seed", type=_argv.integer, default=0, help="PRNG seed")
         _add_solver_flags(sub)
+        sub.add_argument(
+            "--route",
+            choices=("auto", "collapsed", "full"),
+            default="auto",
+            help="auto: solve over the class means where the minimizers are proven collapsed "
+            "(plain), then check the expanded point on the full gradient; full: all columns",
+        )
         sub.add_argument("--json", action="store_true", help="print a JSON object")
         sub.add_argument("--out", type=Path, help="also write the JSON report to this file")
         sub.add_argument("--params", type=Path, help="write the minimizer (W, H, b, y) to a .npz")

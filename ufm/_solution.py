@@ -48,7 +48,9 @@ class Solution(eqx.Module):
     claim can look at the spread. ``nonnegative``: the parameters the problem constrains to
     be >= 0 (`AbstractProblem.nonnegative`); where there are any, ``grad_norm`` is the norm
     of the projected gradient (entries at 0 whose gradient is positive left out) and the
-    status and summary say so.
+    status and summary say so. ``route``: ``"collapsed"`` when the solver optimized the K
+    class means and expanded them (`ufm.solve`'s `route`; the loss, gradient norm and
+    convergence are still those of the full objective), ``"full"`` otherwise.
     """
 
     params: dict[str, Any]
@@ -63,6 +65,7 @@ class Solution(eqx.Module):
     classifier: Float[Array, "K d"]
     method: str = eqx.field(static=True)
     nonnegative: tuple[str, ...] = eqx.field(static=True, default=())
+    route: str = eqx.field(static=True, default="full")
 
     @property
     def converged(self) -> bool:
@@ -97,6 +100,7 @@ class Solution(eqx.Module):
             "status": self.status,
             "steps": int(self.steps),
             "method": self.method,
+            "route": self.route,
             "gtol": float(self.gtol),
             "grad_tol": float(self.grad_tol),
             "restarts": int(jnp.size(self.restart_losses)),

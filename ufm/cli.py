@@ -107,7 +107,7 @@ def _solve_report(args) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     solver = _cli_parser.solver_options(args)
     _budget.check_hypers(args.model, hyper, solver)  # before make allocates
     problem = make(args.model, **hyper)
-    options = dict(seed=args.seed, progress=args.progress) | solver
+    options = dict(seed=args.seed, progress=args.progress, route=args.route) | solver
     start = time.perf_counter()
     sol = solve(problem, **options)
     jax.block_until_ready(sol.loss)
@@ -184,7 +184,8 @@ def _print_solve(r: dict[str, Any]) -> None:
     th, ck, m = r["theory"], r["check"], r["metrics"]
     lines = [
         f"model     {r['model']}: {params}",
-        f"solver    {r['method']}, {r['restarts']} restart(s), {r['steps']} steps, "
+        f"solver    {r['method']} ({r['route']} route), {r['restarts']} restart(s), "
+        f"{r['steps']} steps, "
         f"{r['seconds']:.2f} s; |grad| = {r['grad_norm']:.2e} (tolerance {r['grad_tol']:.2e})",
         f"status    {r['status']}",
         f"loss      {r['loss']:.15g}",

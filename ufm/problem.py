@@ -52,8 +52,8 @@ class AbstractProblem(eqx.Module):
     property `labels`. The other methods are optional hooks with defaults: `classifier`,
     `feature_columns`, `weight_decay`, `optimal_features`, `extra_report`, `data_arrays`,
     `extra_quantities`, `layers`, `symmetry_tangents`, `certificate`, `claims`, `sizes`,
-    `collapsed_columns`, `nonnegative` (and `critical_mu`, read by `ufm plot` where a model
-    has it). `ufm.solve` also reads the dtype of an array field `lambda_W`.
+    `collapsed`, `collapsed_columns`, `nonnegative` (and `critical_mu`, read by `ufm plot`
+    where a model has it). `ufm.solve` also reads the dtype of an array field `lambda_W`.
     Register a class with `ufm.register` or the ``ufm.models`` entry-point group.
     """
 
@@ -144,6 +144,15 @@ class AbstractProblem(eqx.Module):
         judges convergence by the projected gradient (`ufm._bounds`); feature elimination
         and `ufm.landscape` do not apply. Default: none, the problem is unconstrained."""
         return ()
+
+    def collapsed(self) -> "eqx.Module | None":
+        """Optional: this problem restricted to collapsed features (one column per class),
+        where every global minimizer is proven collapsed: an object with `loss`, `init`,
+        `weight_decay`, `optimal_features`, `classifier`, `nonnegative` over its own
+        parameters and `expand(params)`, which gives this problem's. `ufm.solve` then
+        optimizes it and judges the expanded point on this problem's gradient (its
+        ``route="collapsed"``). None (the default): no such reduction."""
+        return None
 
     def optimal_features(self, params: dict[str, Array]) -> Array | None:
         """The exact minimizer over H of the loss with every other parameter fixed, if the

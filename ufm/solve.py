@@ -6,6 +6,7 @@ optimizer stops moving. Restarts are a vmapped axis of PRNG keys; the best conve
 restart is returned with every restart's loss.
 """
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 
@@ -13,25 +14,39 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-import optax.tree_utils as otu
 
-from . import _bounds, _budget, _progress
+from . import _bounds, _budget, _lbfgs, _progress
 from ._solution import RESULTS, Solution
 from .errors import InputError, PrecisionWarning
 from .problem import AbstractProblem
 
-METHODS = ("lbfgs", "adam", "sgd")
+METHODS = ("lbfgs", "optax-lbfgs", "adam", "sgd")
 
 
-def _optimizer(
-    method: str, learning_rate, memory_size: int
-) -> optax.GradientTransformationExtraArgs:
-    if method == "lbfgs":
+def _optimizer(method: str, learning_rate, memory_size: int):
+    """The optax update of `method` (optax is imported only when one is asked for)."""
+    import optax
+
+    if method == "optax-lbfgs":
         return optax.lbfgs(memory_size=memory_size)
     if method == "adam":
         return optax.with_extra_args_support(optax.adam(learning_rate))
     return optax.with_extra_args_support(optax.sgd(learning_rate, momentum=0.9))
+
+
+def minimizer(method: str, learning_rate, memory_size: int, progress: bool = False):
+    """The loop of `method` as one function (fun, params, tol, max_steps) -> (params, value,
+    grad_norm, steps, result): ufm's own L-BFGS (`ufm._lbfgs`) for ``"lbfgs"``, else
+    `minimize` with an optax update."""
+    if method == "lbfgs":
+        return lambda fun, params, tol, max_steps: _lbfgs.lbfgs(
+            fun, params, tol, max_steps, memory_size, progress
+        )[:5]
+    optimizer = _optimizer(method, learning_rate, memory_size)
+    linesearch = method == "optax-lbfgs"
+    return lambda fun, params, tol, max_steps: minimize(
+        fun, params, optimizer, tol, max_steps, linesearch=linesearch, progress=progress
+    )
 
 
 def tolerance(problem, params, gtol):
@@ -46,11 +61,11 @@ def tolerance(problem, params, gtol):
     distance, the same test at lambda = 1e-12 as at 1e3 (an absolute test would pass at the
     start when every gradient is of order lambda, and never when lambda is large).
     """
-    size = jnp.maximum(otu.tree_norm(params), 1.0)
+    size = jnp.maximum(_lbfgs.norm(params), 1.0)
     return gtol * problem.weight_decay().astype(size.dtype) * size
 
 
-STALL_STEPS = 20  # L-BFGS steps in a row without a lower loss: stalled
+STALL_STEPS = _lbfgs.STALL_STEPS  # line-search steps in a row without a lower loss: stalled
 
 
 def minimize(
@@ -63,6 +78,8 @@ def minimize(
     reports (step, loss, gradient norm, tolerance) to the host (`_progress.report`).
     Returns (params, value, grad_norm, steps, result).
     """
+    import optax
+
     value, grad = jax.value_and_grad(fun)(params)
     if linesearch:
         value_and_grad = optax.value_and_grad_from_state(fun)
@@ -71,7 +88,7 @@ def minimize(
 
     def cond(carry):
         params, _, value, grad, step, moved, _ = carry
-        small = otu.tree_norm(grad) <= tol(params)
+        small = _lbfgs.norm(grad) <= tol(params)
         return (step < max_steps) & ~small & jnp.isfinite(value) & moved
 
     def body(carry):
@@ -84,12 +101,12 @@ def minimize(
             params = optax.apply_updates(params, updates)
             value, grad = value_and_grad(params, state=state)
         if progress:
-            jax.debug.callback(_progress.report, step + 1, value, otu.tree_norm(grad), tol(params))
+            jax.debug.callback(_progress.report, step + 1, value, _lbfgs.norm(grad), tol(params))
         # a line search accepts only decreases: STALL_STEPS steps without one mean rounding
         # has the last word (the gradient is at the precision's floor); other methods may
         # go up and down on their way
         stuck = jnp.where(value < previous, 0, stuck + 1) if linesearch else stuck
-        moved = (otu.tree_norm(updates) > 0) & (stuck < STALL_STEPS)
+        moved = (_lbfgs.norm(updates) > 0) & (stuck < STALL_STEPS)
         return params, state, value, grad, step + 1, moved, stuck
 
     with jax.numpy_dtype_promotion("standard"):
@@ -97,16 +114,8 @@ def minimize(
     zero = jnp.asarray(0)
     carry = (params, state, value, grad, zero, jnp.asarray(True), zero)
     params, _, value, grad, steps, moved, _ = jax.lax.while_loop(cond, body, carry)
-    grad_norm = otu.tree_norm(grad)
-    result = RESULTS.where(
-        grad_norm <= tol(params),
-        RESULTS.successful,
-        RESULTS.where(
-            ~jnp.isfinite(value),
-            RESULTS.nonfinite,
-            RESULTS.where(moved, RESULTS.max_steps_reached, RESULTS.stalled),
-        ),
-    )
+    grad_norm = _lbfgs.norm(grad)
+    result = _lbfgs.outcome_code(grad_norm, tol(params), value, moved)
     return params, value, grad_norm, steps, result
 
 
@@ -123,25 +132,23 @@ def run_start(
 ):
     """Optimize one start; returns (params, loss, grad_norm, steps, result). A problem with
     nonnegative parameters is solved by `_bounds.run` (grad_norm: the projected gradient's)."""
-    optimizer = _optimizer(method, learning_rate, memory_size)
-    options = dict(linesearch=method == "lbfgs", progress=progress)
+    run = minimizer(method, learning_rate, memory_size, progress)
     tol = lambda params: tolerance(problem, params, gtol)
     if problem.nonnegative():  # no elimination: H*(rest) ignores the bounds
         coarse = lambda params: tolerance(problem, params, jnp.maximum(gtol, _bounds.COARSE_GTOL))
-        tols = (tol, coarse)
-        return _bounds.run(problem, params, optimizer, tols, max_steps, options, minimize)
+        return _bounds.run(problem, params, (tol, coarse), max_steps, run)
     # optimal_features is None for models without a closed form (decided while tracing)
     if not eliminate or problem.optimal_features(params) is None:
-        return minimize(problem.loss, params, optimizer, tol, max_steps, **options)
+        return run(problem.loss, params, tol, max_steps)
     # variable projection: H = H*(rest) exactly; judge convergence on the full objective
     # (the reduced problem's own test uses ||rest|| <= ||params||: stricter, never looser)
     complete = lambda rest: rest | {"H": problem.optimal_features(rest)}
     reduced = lambda rest: problem.loss(complete(rest))
     rest = {k: v for k, v in params.items() if k != "H"}
-    rest, _, _, steps, inner = minimize(reduced, rest, optimizer, tol, max_steps, **options)
+    rest, _, _, steps, inner = run(reduced, rest, tol, max_steps)
     params = complete(rest)
     value, grad = jax.value_and_grad(problem.loss)(params)
-    grad_norm = otu.tree_norm(grad)
+    grad_norm = _lbfgs.norm(grad)
     result = RESULTS.where(
         grad_norm <= tol(params),
         RESULTS.successful,
@@ -281,6 +288,7 @@ def solve(
     learning_rate: float = 1e-2,
     memory_size: int = 3,
     eliminate: bool = True,
+    route: str = "auto",
     throw: bool = False,
     progress: bool | Callable[[int, float, float, float], None] | None = None,
 ) -> Solution:
@@ -290,37 +298,38 @@ def solve(
     own scale: the restarts' scales run geometrically from init_scale / init_spread to
     init_scale * init_spread (one restart: init_scale), because in non-convex models
     (deep linear) small starts fall into spurious minima with some directions off and large
-    ones into minima with some directions wrongly on. Each restart runs
-    `method` (``"lbfgs"``: optax L-BFGS with zoom line search and `memory_size` stored
-    pairs, the default; a step costs O(memory_size * #unknowns) memory traffic, which
-    dominates on CPU, and 3 pairs were fastest across the plain-UFM cases we timed;
-    ``"adam"``;
-    ``"sgd"`` with momentum 0.9; the last two use `learning_rate`) until the gradient norm of
-    the objective is <= ``gtol * weight_decay * max(||params||, 1)`` (`tolerance`: gtol is
-    a relative distance to a critical point, so the test means the same at any weight
-    decay) or `max_steps` is reached. Restarts run as one vmapped, jitted computation;
-    changing seed, init_scale, learning_rate or gtol does not recompile.
+    ones into minima with some directions wrongly on. Each restart runs `method`
+    (``"lbfgs"``, the default: `ufm._lbfgs` with `memory_size` stored pairs, 3 the fastest
+    in the cases we timed; ``"optax-lbfgs"``: optax's, with its zoom line search; ``"adam"``
+    and ``"sgd"`` with momentum 0.9 use `learning_rate`) until the gradient norm is <=
+    ``gtol * weight_decay * max(||params||, 1)`` (`tolerance`: a relative distance to a
+    critical point, the same test at any weight decay) or `max_steps`. Restarts run as
+    one vmapped, jitted computation; a new seed, init_scale, learning_rate or gtol does
+    not recompile.
 
     With `eliminate` (default) and a model whose features have a closed-form optimum given
     the other parameters (MSE: `problem.optimal_features`), the optimizer runs over the
     other parameters with H = H*(rest) (variable projection: same minimizers, 10-100x fewer
     unknowns); the convergence test is still on the gradient of the full objective.
 
-    A problem with parameters constrained to be >= 0 (``problem.nonnegative()``) is solved
-    with the bounds kept (`ufm._bounds`: a squared parametrization, then active-set
-    rounds) and without elimination; its convergence test and ``sol.grad_norm`` use the
-    projected gradient (entries at 0 whose gradient pushes them below 0 left out).
+    `route`: ``"auto"`` solves a model whose global minimizers are proven collapsed (the
+    plain UFM: ``problem.collapsed()``) over its K class means, expands the point to all N
+    columns and judges it on the full objective's gradient (``sol.route``); a point that
+    fails is re-solved on all columns. ``"collapsed"``: that route or an InputError;
+    ``"full"``: all columns.
+
+    Parameters constrained to be >= 0 (``problem.nonnegative()``) keep their bounds
+    (`ufm._bounds`), without elimination; the test then uses the projected gradient.
 
     `progress`: True prints the step, loss and gradient norm to stderr every 2 s; a
     callable gets (step, loss, grad_norm, tolerance) after every step; None (default) is
     True from a million unknowns (times restarts) up. The numbers are the same either way.
 
-    Returns the best restart (lowest loss among converged ones). ``sol.converged`` and
-    ``sol.status`` say whether and why it stopped; with ``throw=True`` a non-converged
-    result raises RuntimeError instead. Solver options may be Python or numpy scalars (or
-    0-d arrays); anything else is an InputError naming the option. Run with
-    ``jax.config.update("jax_enable_x64", True)`` for float64: a float32 problem warns up
-    front that it cannot reach a gtol below 1e-5.
+    Returns the best restart (lowest loss among converged ones); ``sol.converged`` and
+    ``sol.status`` say whether and why it stopped (``throw=True``: RuntimeError if not).
+    Options may be Python or numpy scalars or 0-d arrays, else an InputError naming them.
+    Run with ``jax.config.update("jax_enable_x64", True)``: float32 cannot reach a gtol
+    below 1e-5, and a float32 problem warns so up front.
     """
     options = check_options(
         method=method,
@@ -333,18 +342,71 @@ def solve(
         learning_rate=learning_rate,
     )
     eliminate = bool(eliminate) and not problem.nonnegative()  # bounds: no elimination
+    collapsed = _collapsed(problem, route)
     sizes = _budget.check_problem(problem, options, eliminate)  # refuse what cannot fit
-    seed = _number("seed", seed, int)
-    dtype = problem_dtype(problem)
-    _warn_float32(dtype, options["gtol"])
-    keys, scales = restart_keys(
-        seed, options["restarts"], options["init_scale"], options["init_spread"], dtype
-    )
-    sink = _sink(progress, problem, options, None if sizes is None else sizes.unknowns)
-    sol = _run(problem, keys, scales, options, bool(eliminate), sink)
+    keys, scales = _starts(problem, seed, options)
+    # progress=None: on from AUTO_UNKNOWNS unknowns of the full problem, either route
+    sink = lambda: _sink(progress, problem, options, None if sizes is None else sizes.unknowns)
+    run = lambda problem: _run(problem, keys, scales, options, eliminate, sink())
+    sol = None if collapsed is None else _expand(problem, collapsed, run(collapsed))
+    if sol is None or (route == "auto" and not sol.converged):
+        sol = run(problem)
     if throw and not sol.converged:
         raise RuntimeError(sol.status)
     return sol
+
+
+ROUTES = ("auto", "collapsed", "full")
+
+
+def _starts(problem, seed, options: dict):
+    """The restarts' keys and scales (`restart_keys`), after checking the seed; warns up
+    front about float32."""
+    seed = _number("seed", seed, int)
+    dtype = problem_dtype(problem)
+    _warn_float32(dtype, options["gtol"])
+    spread = (options["init_scale"], options["init_spread"])
+    return restart_keys(seed, options["restarts"], *spread, dtype)
+
+
+def _collapsed(problem, route):
+    """The problem over class means that `route` asks for, or None (the full route)."""
+    if route not in ROUTES:
+        raise InputError(f"route must be one of {', '.join(map(repr, ROUTES))}; got {route!r}")
+    collapsed = None if route == "full" else problem.collapsed()
+    if route == "collapsed" and collapsed is None:
+        raise InputError(
+            f"route='collapsed': the {type(problem).__name__} model has no collapsed form "
+            "(its minimizers are not proven collapsed); use route='auto' or 'full'"
+        )
+    return collapsed
+
+
+@eqx.filter_jit
+def _expand(problem, collapsed, reduced: Solution) -> Solution:
+    """The collapsed route's solution on the full problem: its parameters expanded to every
+    column, the gradient norm and convergence judged on the full objective (a point that
+    passed on the class means fails here only by rounding: then ``stalled``). The loss stays
+    the one the solver reached, the same function summed by class (the restarts' losses are
+    compared on it); it agrees with the full objective's value to rounding."""
+    params = collapsed.expand(reduced.params)
+    grad = jax.grad(problem.loss)(params)
+    grad_norm = _lbfgs.norm(grad)
+    grad_tol = tolerance(problem, params, reduced.gtol)
+    inner = reduced.result
+    result = RESULTS.where(
+        grad_norm <= grad_tol,
+        RESULTS.successful,
+        RESULTS.where(inner == RESULTS.successful, RESULTS.stalled, inner),
+    )
+    return dataclasses.replace(
+        reduced,
+        params=params,
+        grad_norm=grad_norm,
+        result=result,
+        grad_tol=grad_tol,
+        route="collapsed",
+    )
 
 
 def problem_dtype(problem):

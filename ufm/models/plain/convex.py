@@ -33,9 +33,6 @@ of the one-hot e_k, sum_m w_m CE(Q e_m / sqrt(n_m), y_m) + mu ||Q||_*, Q of size
 import dataclasses
 
 import numpy as np
-import scipy.optimize
-import scipy.sparse.linalg
-import scipy.special
 from numpy.linalg import norm
 
 from .certificate import certificate
@@ -178,6 +175,8 @@ def _newton(fun, hessp, x: np.ndarray, steps: int = 10) -> np.ndarray:
             H = np.stack([apply(e) for e in np.eye(x.size)], axis=1)
             step = -np.linalg.lstsq((H + H.T) / 2, grad, rcond=1e-13)[0]
         else:
+            import scipy.sparse.linalg
+
             H = scipy.sparse.linalg.LinearOperator((x.size, x.size), apply)
             step, _ = scipy.sparse.linalg.minres(H, -grad, rtol=1e-12, maxiter=2000)
         new_value, new_grad = fun(x + step)
@@ -217,6 +216,8 @@ def solve(
     x0 += [np.log(program.w) if bias == "free" else np.zeros(K)] if bias != "none" else []
     x0 = np.concatenate([p.ravel() for p in x0])
     fun, hessp = _factored(program)
+    import scipy.optimize
+
     res = scipy.optimize.minimize(
         fun,
         x0,

@@ -36,6 +36,7 @@ from ...errors import InputError
 from ...problem import AbstractClassProblem, Hyper
 from . import convex
 from .certificate import certificate
+from .collapsed import CollapsedPlain
 from .theory import (
     SOURCE_CE,
     SOURCE_CONVEX,
@@ -52,6 +53,18 @@ from .theory import (
     gof_own_logit,
     threshold,
 )
+
+
+def _collapsed_means(H: np.ndarray, counts: tuple[int, ...]) -> np.ndarray | None:
+    """The class means if every column equals its class's first column exactly, else None."""
+    first = np.cumsum(counts) - np.asarray(counts)
+    Hbar = H[:, first]
+    for k, (start, n) in enumerate(zip(first, counts, strict=True)):
+        if not np.array_equal(
+            H[:, start : start + n], np.broadcast_to(Hbar[:, k : k + 1], (H.shape[0], n))
+        ):
+            return None
+    return Hbar
 
 
 class PlainProblem(AbstractClassProblem):
@@ -146,17 +159,27 @@ class PlainProblem(AbstractClassProblem):
     def certificate(self, params: dict[str, Any], loss: float) -> dict[str, Any]:
         """The duality-gap certificate (`ufm.models.plain.certificate`), valid for any d."""
         W, H = np.asarray(params["W"], dtype=float), np.asarray(params["H"], dtype=float)
-        Z = W @ H
+        Hbar = _collapsed_means(H, self.counts)
+        # collapsed features (the collapsed route's): one column per class weighted by its
+        # count, the same bound from K columns instead of N
+        columns, labels = (H, self.labels) if Hbar is None else (Hbar, np.arange(self.K))
+        counts = None if Hbar is None else np.asarray(self.counts)
+        Z = W @ columns
         if self.bias:
             Z = Z + np.asarray(params["b"], dtype=float)[:, None]
         mu = float(np.sqrt(self.lambda_W * self.lambda_H))
         lb = float(self.lambda_b)
-        out = certificate(self.loss_name, Z, self.labels, mu, loss, self.bias_setting, lb)
+        out = certificate(self.loss_name, Z, labels, mu, loss, self.bias_setting, lb, counts)
         # the convex program's minimizer has rank <= K - 1 (CE, or MSE with a bias) or K:
         # from that width on it is attained, so a gap proves a global minimizer's absence
         out["width_needed"] = self.K - 1 if self.loss_name == "ce" or self.bias else self.K
         out["tight"] = self.d >= out["width_needed"]
         return out
+
+    def collapsed(self) -> CollapsedPlain:
+        """The problem over the K class means (`ufm.models.plain.collapsed`): every global
+        minimizer of the plain UFM is collapsed, for any counts, loss and bias."""
+        return CollapsedPlain(self)
 
     def symmetry_tangents(self, params: dict[str, Array]) -> list[dict[str, Array]]:
         """O(d) on the feature space: W -> W Q^T, H -> Q H (the bias is unchanged)."""
