@@ -31,7 +31,7 @@ TRAINING_FLAGS = {  # flag -> (Training field, type, help)
 
 
 def add_parsers(commands, **options) -> None:
-    from .networks.experiments import MODULES
+    from ._experiment_names import MODULES
 
     text = "train a grid of networks (MLPs, offline data) into a resumable store"
     p = commands.add_parser("train", help=text, description=text, **options)

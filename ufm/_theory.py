@@ -8,7 +8,6 @@ import dataclasses
 from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.optimize
 
 from .errors import InputError
 
@@ -173,7 +172,9 @@ def _own_fraction(gamma: float, depth: int) -> float:
     a_m = (depth - 1) / (2 * depth)
     if h(a_m) < 0:
         return 0.0
-    a = scipy.optimize.brentq(h, a_m, 1.0, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
+    from scipy.optimize import brentq  # on first use: scipy.optimize costs ~0.3 s to import
+
+    a = brentq(h, a_m, 1.0, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
     g = (1 - a) ** 2 + (depth + 1) * gamma * a ** (2 / (depth + 1))
     return a if g < 1 else 0.0
 

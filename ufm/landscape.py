@@ -33,7 +33,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax.tree_utils as otu
 
 from . import _budget, _hessian, _output
 from ._solution import RESULTS
@@ -351,6 +350,8 @@ def _pick(params: dict, i: int) -> dict[str, np.ndarray]:
 def _analyse_point(problem, name: str, params: dict, options: dict, analyse) -> dict:
     """A given point: its loss, gradient, stationarity (the solver's test), fingerprint and
     Hessian spectrum, as the fields of a `Group`."""
+    import optax.tree_utils as otu  # on first use: optax is not needed to import ufm
+
     loss, grad = jax.value_and_grad(problem.loss)(params)
     grad_norm = float(otu.tree_norm(grad))
     tol = float(tolerance(problem, params, jnp.asarray(options["gtol"])))

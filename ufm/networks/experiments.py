@@ -16,22 +16,11 @@ from typing import Any
 
 import xarray as xr
 
+from .._experiment_names import MODULES as MODULES
 from ..errors import InputError
 from .data import Dataset
 from .grid import train
 from .training import Training
-
-MODULES = {
-    "terminal": "ufm.networks.terminal",
-    "dang": "ufm.networks.dang",
-    "dang-balanced": "ufm.networks.dang_balanced",
-    "tirer": "ufm.networks.tirer",
-    "fisher": "ufm.networks.fisher",
-    "dhkd": "ufm.networks.dhkd",
-    "dhkd-gaussian": "ufm.networks.dhkd_gaussian",
-    "linguistic": "ufm.language.experiment",
-    "linguistic-ufm": "ufm.language.experiment_ufm",
-}
 
 
 @dataclasses.dataclass(frozen=True)

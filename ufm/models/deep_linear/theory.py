@@ -1,7 +1,6 @@
 """Closed forms of the deep linear UFM (numpy); derivations/deep_linear.py derives them."""
 
 import numpy as np
-import scipy.optimize
 
 SOURCE_MSE = (
     "Dang et al. 2023, arXiv 2301.00437 (deep linear MSE: abstract; official code at commit "
@@ -96,7 +95,9 @@ def _minimize_halfline(energy, slope) -> tuple[float, float]:
     if i == 0:
         return 0.0, float(values[0])
     lo, hi = grid[max(i - 1, 1)], grid[min(i + 1, grid.size - 1)]
-    a = float(scipy.optimize.brentq(slope, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps))
+    from scipy.optimize import brentq  # on first use: a slow import
+
+    a = float(brentq(slope, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps))
     return (a, float(energy(a))) if energy(a) < values[0] else (0.0, float(values[0]))
 
 

@@ -4,7 +4,6 @@ their soft labels."""
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 import scipy.special
 
 from ... import _checks

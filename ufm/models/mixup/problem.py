@@ -37,7 +37,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
 import scipy.special
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -310,10 +309,12 @@ class MixupProblem(AbstractProblem):
             last[0] = Z = ce_logits(Y, k, last[0])
             return lW * K * r**2 - float(np.sum(weights * np.sum(Z**2, axis=0))) / k
 
+        from scipy.optimize import brentq  # on first use: a slow import
+
         grid = np.linspace(np.log(1e-3), np.log(1e3), 19)  # r* outside: reported as zero
         signs = np.sign([slope(t) for t in grid])
         roots = [
-            scipy.optimize.brentq(slope, a, b, xtol=1e-14, rtol=4 * np.finfo(float).eps)
+            brentq(slope, a, b, xtol=1e-14, rtol=4 * np.finfo(float).eps)
             for a, b, sa, sb in zip(grid, grid[1:], signs, signs[1:], strict=False)
             if sa < 0 < sb  # F' from - to +: a local minimum
         ]

@@ -1,7 +1,6 @@
 """Closed forms and exact solvers of the mixup UFM; derivations/mixup.py derives them."""
 
 import numpy as np
-import scipy.optimize
 import scipy.special
 
 SOURCE = (
@@ -106,7 +105,9 @@ def same_class_gap(K: int, kappa: float) -> float:
     # the root is below kappa and, once kappa K > 1, below log(kappa K) + 1 (there
     # g e^g >= kappa K already): a bracket whose ends never overflow e^g
     hi = min(kappa, np.log(kappa * K) + 1) if kappa * K > 1 else kappa
-    return scipy.optimize.brentq(f, 0.0, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)
+    from scipy.optimize import brentq  # on first use: a slow import
+
+    return brentq(f, 0.0, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)
 
 
 def mixed_gaps(K: int, kappa: float, lam: float) -> tuple[float, float]:

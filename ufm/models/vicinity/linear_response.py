@@ -12,6 +12,7 @@ beta-free loss f_0 at (W, H). Everything is matrix-free: an operator maps a (d, 
 matrices (column-stacked vec, columns sorted by class) only when asked.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -98,8 +99,14 @@ def dense(op: Operator, d: int, N: int, columns: np.ndarray | None = None) -> np
     cols = np.arange(N) if columns is None else np.asarray(columns)
     index = (cols[:, None] * d + np.arange(d)[None, :]).reshape(-1)
     basis = jnp.eye(d * N)[index]
-    images = jax.jit(jax.vmap(lambda v: _vec(op(_unvec(v, d)))))(basis)
-    return np.asarray(images).T
+    return np.asarray(_images(op, d)(basis)).T
+
+
+@functools.lru_cache(maxsize=2)
+def _images(op: Operator, d: int):
+    """The jitted, vmapped `op` on vec'd inputs, made once per operator: a new closure per
+    call would compile again for every block `blocks` asks of the same operator."""
+    return jax.jit(jax.vmap(lambda v: _vec(op(_unvec(v, d)))))
 
 
 def blocks(op: Operator, problem: VicinityProblem, k: int, k_other: int) -> np.ndarray:

@@ -291,7 +291,10 @@ class VicinityProblem(AbstractClassProblem):
         value = _checks.real(name, value, positive=True)
         if self.origin["H0"] is None:
             return VicinityProblem.make(**(self.hyperparameters() | {name: value}))
-        return eqx.tree_at(lambda p: getattr(p, name), self, jnp.asarray(value, self.H0.dtype))
+        # the old value's dtype and weak type (`make` stores weak-typed scalars): another
+        # input type would make jit compile the same solve again
+        new = jax.lax.full_like(getattr(self, name), value)
+        return eqx.tree_at(lambda p: getattr(p, name), self, new)
 
     def data_arrays(self) -> dict[str, np.ndarray]:
         """``H0``, sorted by class as the solver sees it."""

@@ -9,6 +9,7 @@ derivations/vicinity.py.
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -30,15 +31,19 @@ def _with_H0(problem: VicinityProblem, H0) -> VicinityProblem:
     return dataclasses.replace(problem, H0=np.asarray(H0), origin={"H0": "array"})
 
 
+def _solved_H(problem: VicinityProblem) -> np.ndarray | None:
+    """The solved H, or None if the solver did not converge. Solved as `_with_H0` of its own
+    H0: `origin` (how H0 was made) is a static field that the loss never reads, so problems
+    that differ only in it would each compile the same solve again; one origin for every
+    procedure's solves shares one compilation (the numbers are the same)."""
+    sol = solve(_with_H0(problem, problem.H0))
+    return np.asarray(sol.params["H"]) if sol.converged else None
+
+
 def _noise(problem: VicinityProblem, seed: int, size: float) -> np.ndarray:
     """Gaussian (d, N) noise of Frobenius norm `size` times ||H0||."""
     E = np.random.default_rng(seed).standard_normal(problem.H0.shape)
     return size * float(jnp.linalg.norm(problem.H0)) * E / np.linalg.norm(E)
-
-
-def _solved_H(problem: VicinityProblem) -> np.ndarray | None:
-    sol = solve(problem)
-    return np.asarray(sol.params["H"]) if sol.converged else None
 
 
 def flow(problem: VicinityProblem) -> Outcome:
@@ -103,6 +108,7 @@ def first_order(problem: VicinityProblem) -> Outcome:
     if problem.collapsed_base()[1] > 1e-10:
         raise InputError("first_order needs H0 = a collapsed minimizer (noise=0)")
     F, _ = linear_response.at_base(problem)
+    F = jax.jit(F)  # one compilation for both eps (op by op, the CG loop compiles per call)
     H_base = _solved_H(problem)
     E = _noise(problem, seed=0, size=1.0)
     errors = []
