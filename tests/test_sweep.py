@@ -76,8 +76,10 @@ def test_sweep_equals_point_by_point_solves(model, fixed, grid, restarts, seeds)
                 assert abs(float(got[name]) - value) <= 1e-6 + 1e-3 * value, key
         assert abs(float(got["nc2"]) - rep.metrics["nc2"]) <= 1e-6
         # batched and single solves round differently (on a GPU, not even reproducibly):
-        # long runs may take some steps more or fewer
-        assert int(got["steps"]) == pytest.approx(int(sol.steps), rel=0.5, abs=3)
+        # long runs may take some steps more or fewer. On the Newton route (CE sweeps of the
+        # plain UFM) steps are Newton steps, not comparable with L-BFGS's
+        if ds.attrs["runs"][-1]["route"] == "lbfgs":
+            assert int(got["steps"]) == pytest.approx(int(sol.steps), rel=0.5, abs=3)
 
 
 def test_regimes_match_theory_and_critical_lines():

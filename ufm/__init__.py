@@ -31,6 +31,7 @@ Run with ``jax.config.update("jax_enable_x64", True)``: ufm never flips it itsel
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
 from . import _startup  # noqa: F401  (first: see its docstring)
 from . import geometry as geometry
@@ -50,6 +51,10 @@ from .registry import REGISTRY as REGISTRY
 from .registry import make as make
 from .registry import register as register
 from .solve import solve as solve
+
+if TYPE_CHECKING:  # for type checkers and the API docs; at run time loaded on first use
+    from .sweeps import open_result as open_result
+    from .sweeps import sweep as sweep
 
 __version__ = "0.1.0"
 

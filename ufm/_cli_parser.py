@@ -93,6 +93,13 @@ def _add_sweep(commands, registry) -> None:
             "--chunk-size", type=_argv.integer, default=256, help="points per compiled call"
         )
         sub.add_argument("--save-every", type=float, default=2.0, help="seconds between writes")
+        sub.add_argument(
+            "--solver",
+            choices=("auto", "newton", "lbfgs"),
+            default="auto",
+            help="auto: batched Newton over the class means where it applies (plain CE), "
+            "else the vmapped L-BFGS; newton or lbfgs force one",
+        )
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
         sub.add_argument(
             "--no-check", action="store_true", help="numerics only: skip the theory comparison"

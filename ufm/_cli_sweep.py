@@ -45,6 +45,7 @@ def sweep(args) -> int:
                 save_every=args.save_every,
                 progress=not args.no_progress,
                 check=not args.no_check,
+                solver=args.solver,
                 **solver_options(args),
             )
     except sweeps.SweepInterrupted as stop:

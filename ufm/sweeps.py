@@ -13,7 +13,14 @@ saves everything finished (`_interrupts`), and ``resume=True`` recomputes nothin
 saved.
 
 Seed s solves a point exactly as ``ufm.solve(problem, seed=s, restarts=R, ...)`` does (same
-starts), so a sweep equals point-by-point solves up to round-off.
+starts), so a sweep equals point-by-point solves up to round-off. Problems that offer a small
+collapsed problem (the plain UFM over its class means, ``problem.collapsed()``) take the
+Newton route by default (``solver="auto"``, `ufm._newton`): each device works through its
+chunk's (point, restart) jobs with a batch of lanes running damped Newton, a lane taking the
+next job as soon as its own stops, instead of a vmapped L-BFGS that runs until its slowest
+point is done. Its starts are ``starts(problem.collapsed(), ...)`` with seed s's keys, its
+results are judged on the full objective with the same tolerance (the stored loss, gradient
+norm, status and metrics mean the same), and ``steps`` counts Newton steps there.
 """
 
 import signal
@@ -31,7 +38,7 @@ import zarr
 from . import _budget
 from ._interrupts import SweepInterrupted, interrupts
 from ._sweep_grid import Axis, _axis, parse_axis, seed_list
-from ._sweep_run import Run, agreed
+from ._sweep_run import Run, agreed, check_solver, choose_route
 from ._sweep_store import (
     COORD_NAMES,
     FORMAT,
@@ -84,6 +91,7 @@ def sweep(
     learning_rate: float = 1e-2,
     memory_size: int = 3,
     eliminate: bool = True,
+    solver: str = "auto",
 ) -> xr.Dataset:
     """Solve and check ``ufm.make(model, **fixed, **point)`` at every grid point and seed.
 
@@ -104,6 +112,9 @@ def sweep(
         variables are empty and ``verdict`` is ``unchecked``).
     The solver options are those of `ufm.solve`; loss_rtol and quantity_tol those of
     `ufm.check`.
+    solver: "auto": batched Newton on ``problem.collapsed()`` where every problem has one
+        and method is "lbfgs" (module docstring), else as `ufm.solve`; "lbfgs" or "newton"
+        force a route. The store's ``runs`` attribute records each run's route.
 
     Returns an xarray Dataset with, per point and seed: ``loss``, ``theory_loss``,
     ``loss_gap``, ``grad_norm``, ``steps``, ``converged``, ``status``, ``verdict``,
@@ -129,7 +140,8 @@ def sweep(
     _budget.check_sweep(model, fixed, axes, seeds, chunk_size, options | {"eliminate": eliminate})
     checks = {"enabled": bool(check), "loss_rtol": loss_rtol, "quantity_tol": quantity_tol}
     pace = (chunk_size, save_every, progress)
-    store = _solve_all(model, fixed, axes, seeds, out, resume, options, eliminate, checks, pace)
+    solving = (options, eliminate, check_solver(solver))
+    store = _solve_all(model, fixed, axes, seeds, out, resume, solving, checks, pace)
     if jax.process_count() > 1 and out is not None:
         from jax.experimental import multihost_utils
 
@@ -176,10 +188,11 @@ def _pace(chunk_size, save_every) -> tuple[int, float]:
     return chunk_size, save_every
 
 
-def _solve_all(model, fixed, axes, seeds, out, resume, options, eliminate, checks, pace):
+def _solve_all(model, fixed, axes, seeds, out, resume, solving, checks, pace):
     """Build every problem, open the store and solve the points it lacks (all of them
-    without `resume`); returns the store. A signal (SIGINT, SIGTERM) saves what is
-    finished and raises SweepInterrupted."""
+    without `resume`) with `solving` = (solver options, eliminate, the `solver` option);
+    returns the store. A signal (SIGINT, SIGTERM) saves what is finished and raises
+    SweepInterrupted."""
     total = int(np.prod([len(a.values) for a in axes])) * len(seeds)
     # with several processes (jax.distributed), only process 0 writes a store on disk
     writer = jax.process_index() == 0 or out is None
@@ -190,12 +203,14 @@ def _solve_all(model, fixed, axes, seeds, out, resume, options, eliminate, check
             order = stored_order(out, resume, [a.name for a in axes])
             axes.sort(key=lambda a: order.index(a.name))
             problems = _problems(model, fixed, axes)  # all built (and so validated) first
+            options, eliminate, solver = solving
+            route = choose_route(solver, options["method"], eliminate, problems)
             solver = options | {"eliminate": bool(eliminate)}
             attrs = _attrs(model, fixed, axes, seeds, solver, checks)
             if agreed(guard.requested):  # a signal before anything was solved: nothing made
                 raise KeyboardInterrupt
             store = open_store(out, resume, axes, seeds, attrs, writer, guard)
-            run = Run(problems, seeds, store, options, eliminate, checks["enabled"], guard)
+            run = Run(problems, seeds, store, options, eliminate, checks["enabled"], guard, route)
             chunk_size, save_every, progress = pace
             run.solve(chunk_size, save_every, progress, checks["loss_rtol"], checks["quantity_tol"])
         except KeyboardInterrupt:
