@@ -66,17 +66,7 @@ class CollapsedPlain(eqx.Module):
         """W and S with i.i.d. N(0, scale^2/d) entries (the full problem's W, and S with the
         norm per column that a class mean times sqrt(n_k) of such columns would have if they
         were equal); b = 0."""
-        full = self.full
-        kW, kH = jax.random.split(key)
-        dtype = full.lambda_W.dtype
-        std = scale / float(np.sqrt(full.d))
-        params = {
-            "W": std * jax.random.normal(kW, (full.K, full.d), dtype),
-            "H": std * jax.random.normal(kH, (full.d, full.K), dtype),
-        }
-        if full.bias:
-            params["b"] = jnp.zeros(full.K, dtype)
-        return params
+        return self.full.gaussian_start(key, scale, self.full.K)
 
     def weight_decay(self) -> Float[Array, ""]:
         return self.full.weight_decay()

@@ -187,12 +187,17 @@ class PlainProblem(AbstractClassProblem):
 
     def init(self, key: PRNGKeyArray, scale: Float[Array, ""]) -> dict[str, Array]:
         """W, H with i.i.d. N(0, scale^2/d) entries; b = 0."""
+        return self.gaussian_start(key, scale, self.N)
+
+    def gaussian_start(self, key, scale, columns: int) -> dict[str, Array]:
+        """W (K x d) and `columns` feature columns with i.i.d. N(0, scale^2/d) entries; b = 0
+        (`init`, and the collapsed problem's init with one column per class)."""
         kW, kH = jax.random.split(key)
         dtype = self.lambda_W.dtype
         std = scale / float(np.sqrt(self.d))  # a Python float keeps the dtype of `scale`
         params = {
             "W": std * jax.random.normal(kW, (self.K, self.d), dtype),
-            "H": std * jax.random.normal(kH, (self.d, self.N), dtype),
+            "H": std * jax.random.normal(kH, (self.d, columns), dtype),
         }
         if self.bias:
             params["b"] = jnp.zeros(self.K, dtype)
