@@ -36,9 +36,9 @@ unknowns (CE; Hessian and Cholesky about equal), CE points take ~14 steps on ave
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax.tree_utils as otu
 from jax.flatten_util import ravel_pytree
 
+from . import _lbfgs
 from ._solution import RESULTS
 from .solve import starts, tolerance
 
@@ -370,16 +370,9 @@ def _judge_full(problem, collapsed_params, code, gtol):
     a job that converged on the collapsed problem but not on the full one: stalled)."""
     params = problem.collapsed().expand(collapsed_params)
     loss, grad = jax.value_and_grad(problem.loss)(params)
-    grad_norm = otu.tree_norm(grad)
-    result = RESULTS.where(
-        grad_norm <= tolerance(problem, params, gtol),
-        RESULTS.successful,
-        RESULTS.where(
-            ~jnp.isfinite(loss),
-            RESULTS.nonfinite,
-            RESULTS.where(code == MAX_STEPS, RESULTS.max_steps_reached, RESULTS.stalled),
-        ),
-    )
+    grad_norm = _lbfgs.norm(grad)
+    tol = tolerance(problem, params, gtol)
+    result = _lbfgs.outcome_code(grad_norm, tol, loss, code == MAX_STEPS)
     return {"params": params, "loss": loss, "grad_norm": grad_norm, "status": result._value}
 
 

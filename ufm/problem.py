@@ -254,6 +254,12 @@ class AbstractClassProblem(AbstractCountedProblem):
         classifier). `ufm.solve` minimizes over the other parameters with H = H*, which has
         the same minimizers and, by the envelope theorem, the same gradient.
         """
+        Hbar = self.optimal_class_means(params)
+        return None if Hbar is None else Hbar[:, self.labels]
+
+    def optimal_class_means(self, params: dict[str, Array]) -> Array | None:
+        """MSE: Hbar* (d x K), the optimal column of every class (`optimal_features`); None
+        for CE."""
         if self.loss_name != "mse":
             return None
         W = self.classifier(params)
@@ -262,8 +268,7 @@ class AbstractClassProblem(AbstractCountedProblem):
         if self.bias:
             target = target - params["b"][:, None]
         A = W.T @ W + self.N * self.lambda_H * jnp.eye(d, dtype=W.dtype)
-        Hbar = _linalg.solve(A, W.T @ target)
-        return Hbar[:, self.labels]
+        return _linalg.solve(A, W.T @ target)
 
     def _finish_prediction(
         self, quantities: dict[str, np.ndarray], params: dict[str, np.ndarray], b

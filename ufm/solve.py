@@ -149,12 +149,18 @@ def run_start(
     params = complete(rest)
     value, grad = jax.value_and_grad(problem.loss)(params)
     grad_norm = _lbfgs.norm(grad)
-    result = RESULTS.where(
-        grad_norm <= tol(params),
+    return params, value, grad_norm, steps, _judged(grad_norm, tol(params), inner)
+
+
+def _judged(grad_norm, tol, inner):
+    """The result of a point a reduced problem found (eliminated or collapsed), judged on
+    the full objective's gradient: successful if it meets `tol`, else the reduced solve's
+    own result, ``stalled`` where that one had converged (rounding has the last word)."""
+    return RESULTS.where(
+        grad_norm <= tol,
         RESULTS.successful,
         RESULTS.where(inner == RESULTS.successful, RESULTS.stalled, inner),
     )
-    return params, value, grad_norm, steps, result
 
 
 def starts(problem, keys, scales):
@@ -408,12 +414,7 @@ def _expanded(problem, collapsed, reduced: Solution) -> Solution:
     grad = jax.grad(problem.loss)(params)
     grad_norm = _lbfgs.norm(grad)
     grad_tol = tolerance(problem, params, reduced.gtol)
-    inner = reduced.result
-    result = RESULTS.where(
-        grad_norm <= grad_tol,
-        RESULTS.successful,
-        RESULTS.where(inner == RESULTS.successful, RESULTS.stalled, inner),
-    )
+    result = _judged(grad_norm, grad_tol, reduced.result)
     return dataclasses.replace(
         reduced,
         params=params,

@@ -25,8 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ... import _linalg
-
 
 class CollapsedPlain(eqx.Module):
     """A `PlainProblem` (``full``) restricted to collapsed features, in the coordinates S
@@ -78,18 +76,10 @@ class CollapsedPlain(eqx.Module):
         return params["W"]
 
     def optimal_features(self, params: dict[str, Array]) -> Array | None:
-        """MSE: the ridge solution of every class, S* = Hbar* diag(sqrt(n)) (see
-        `AbstractClassProblem.optimal_features`); None for CE."""
-        full = self.full
-        if full.loss_name != "mse":
-            return None
-        W = params["W"]
-        target = jnp.eye(full.K, dtype=W.dtype)
-        if full.bias:
-            target = target - params["b"][:, None]
-        A = W.T @ W + full.N * full.lambda_H * jnp.eye(full.d, dtype=W.dtype)
-        Hbar = _linalg.solve(A, W.T @ target)
-        return Hbar * jnp.asarray(self.root, W.dtype)[None, :]
+        """MSE: the ridge solution of every class in these coordinates, S* = Hbar*
+        diag(sqrt(n)) (`AbstractClassProblem.optimal_class_means`); None for CE."""
+        Hbar = self.full.optimal_class_means(params)
+        return None if Hbar is None else Hbar * jnp.asarray(self.root, Hbar.dtype)[None, :]
 
     def expand(self, params: dict[str, Array]) -> dict[str, Array]:
         """The full problem's parameters: every column of class k is s_k / sqrt(n_k)."""
